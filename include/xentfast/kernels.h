@@ -1,0 +1,104 @@
+/* xentfast kernel interface: what the Cython glue sees of the C kernels.
+ *
+ * One entry point per (operation, dtype) processes a range of rows of a
+ * row-major block (uniform row stride, unit column stride).  Each ISA file
+ * (scalar.c, avx2.c, avx512.c) instantiates the same generic body
+ * (kernel_body.h) with its own vector layer; dispatch.c picks one table of
+ * function pointers once per process.
+ */
+#ifndef XENTFAST_KERNELS_H
+#define XENTFAST_KERNELS_H
+
+#include <stdint.h>
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What a pass over a row produces. */
+enum xf_mode {
+    XF_MODE_LOSS = 0,        /* per-row loss only (cross_entropy)            */
+    XF_MODE_GRAD = 1,        /* per-row loss + gradient row into out          */
+    XF_MODE_SOFTMAX = 2,     /* softmax row into out                          */
+    XF_MODE_LOG_SOFTMAX = 3, /* log-softmax row into out                      */
+    XF_MODE_LSE = 4          /* per-row log-sum-exp only                      */
+};
+
+/* Segment length (elements) of the per-row online (max, sum-exp) pass.  A
+ * row is cut into segments of this fixed size whatever the thread count, so
+ * the combination order, and hence every bit of the result, never depends
+ * on how rows or segments are spread over threads. */
+#define XF_SEGMENT 2048
+
+typedef struct xf_rows_args {
+    int64_t n_rows;            /* rows in the whole call                       */
+    int64_t n_classes;         /* C, elements per row                          */
+    const void *x;             /* logits, row r at x + r * x_stride            */
+    int64_t x_stride;          /* in elements                                  */
+    void *out;                 /* gradient / softmax / log-softmax, or NULL    */
+    int64_t out_stride;        /* in elements                                  */
+    const int64_t *target;     /* n_rows class indices, or NULL                */
+    const void *class_weight;  /* n_classes weights (logits' dtype), or NULL  */
+    int64_t ignore_index;
+    double scale;              /* gradient scale shared by all rows           */
+    const double *row_scale;   /* per-row upstream gradient, or NULL           */
+    double *row_loss;          /* per-row loss (weighted), or NULL             */
+    double *row_lse;           /* per-row log-sum-exp, or NULL                 */
+    int mode;                  /* enum xf_mode                                 */
+    int streaming;             /* non-temporal stores into out                 */
+} xf_rows_args;
+
+/* Process rows [begin, end).  `scratch` holds at least
+ * xf_scratch_bytes(n_classes) bytes, private to the calling thread. */
+typedef void (*xf_rows_fn)(const xf_rows_args *args, int64_t begin,
+                           int64_t end, void *scratch);
+
+/* Vector exp over n elements (exposed for the accuracy tests). */
+typedef void (*xf_exp_f32_fn)(const float *x, float *y, int64_t n);
+
+typedef struct xf_kernel_table {
+    const char *name;
+    xf_rows_fn rows_f32;
+    xf_rows_fn rows_f64;
+    xf_exp_f32_fn exp_f32;
+} xf_kernel_table;
+
+/* Bytes of per-thread scratch a row of n_classes needs (any dtype). */
+static inline size_t xf_scratch_bytes(int64_t n_classes) {
+    int64_t n_seg = (n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
+    return (size_t)(n_classes + 16) * sizeof(double) + (size_t)(n_seg + 1) * sizeof(double) + 64;
+}
+
+/* Per-ISA tables (defined in their own files; NULL-free). */
+extern const xf_kernel_table xf_table_scalar;
+#if defined(XF_HAVE_X86_KERNELS)
+extern const xf_kernel_table xf_table_avx2;
+extern const xf_kernel_table xf_table_avx512;
+#endif
+
+/* dispatch.c */
+enum xf_cpu_feature {
+    XF_CPU_SSE2 = 1 << 0,
+    XF_CPU_AVX = 1 << 1,
+    XF_CPU_AVX2 = 1 << 2,
+    XF_CPU_FMA = 1 << 3,
+    XF_CPU_AVX512F = 1 << 4,
+    XF_CPU_AVX512DQ = 1 << 5,
+    XF_CPU_AVX512BW = 1 << 6,
+    XF_CPU_AVX512VL = 1 << 7,
+    XF_CPU_OS_AVX = 1 << 8,     /* xgetbv: OS saves YMM state          */
+    XF_CPU_OS_AVX512 = 1 << 9   /* xgetbv: OS saves opmask + ZMM state */
+};
+int xf_cpu_features(void);               /* detected once, cached        */
+int xf_backend_supported(const char *name);
+/* Select a backend by name ("scalar", "avx2", "avx512") or the best one
+ * (name NULL or ""); returns 0 on success, -1 if unknown, -2 if the CPU or
+ * the build lacks it. */
+int xf_select_backend(const char *name);
+const xf_kernel_table *xf_table(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

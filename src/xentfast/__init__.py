@@ -1,0 +1,36 @@
+"""xentfast: fused, numerically stable softmax cross-entropy and its gradient.
+
+One pass over float32 (or float64) logits computes the loss and, on
+request, the gradient, with SIMD kernels (AVX-512, AVX2+FMA or scalar,
+chosen at run time) and OpenMP threads over rows.
+
+The whole public API:
+
+- :func:`cross_entropy` and :func:`cross_entropy_and_grad`: PyTorch's
+  ``F.cross_entropy`` semantics, fused forward (+ backward).
+- :func:`logsumexp`, :func:`log_softmax`, :func:`softmax`: the building blocks.
+- :func:`backend`, :func:`show_config`: which kernels run, and the build.
+- :mod:`xentfast.reference`: the same functions in plain float64 NumPy (the
+  test oracle).
+"""
+import os as _os
+
+from . import _core
+from ._api import (cross_entropy, cross_entropy_and_grad, log_softmax, logsumexp,
+                   softmax)
+from ._config import backend, show_config
+from ._version import __version__
+
+__all__ = [
+    "__version__",
+    "backend",
+    "cross_entropy",
+    "cross_entropy_and_grad",
+    "log_softmax",
+    "logsumexp",
+    "show_config",
+    "softmax",
+]
+
+# Choose the kernels once per process; XENTFAST_BACKEND forces one.
+_core.select_backend(_os.environ.get("XENTFAST_BACKEND", "").strip().lower())

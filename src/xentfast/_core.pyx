@@ -1,0 +1,278 @@
+# cython: language_level=3
+"""Cython glue between the Python API and the C kernels.
+
+The layers of xentfast, from the user down:
+
+1. ``xentfast/_api.py`` validates every argument, moves the class axis last,
+   turns targets into int64 rows, allocates outputs and applies the
+   reduction's denominator.  It never loops over elements.
+2. This module: typed buffers in, ``nogil`` + ``prange`` over blocks of rows
+   with ``schedule="static"``, one scratch buffer per thread, one call of a C
+   kernel per block.  It trusts its caller's shapes (checked cheaply here
+   only where a mistake would corrupt memory).
+3. ``include/xentfast/kernel_body.h``: per-row math on raw pointers,
+   instantiated per ISA in ``kernels/{scalar,avx2,avx512}.c``, each file
+   compiled with only its own instruction-set flags.
+4. ``kernels/dispatch.c``: cpuid + xgetbv once; picks the table of kernels.
+
+Every row's result is computed by one thread with a fixed order of
+operations, so results are bitwise identical for any thread count.
+"""
+from libc.stdint cimport int64_t
+from libc.stdlib cimport malloc, free
+from cython.parallel cimport prange, parallel
+
+import numpy as np
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef extern from "xentfast/omp_shim.h" nogil:
+    int xf_omp_max_threads()
+    const int xf_omp_enabled
+
+cdef extern from "xentfast/kernels.h" nogil:
+    ctypedef struct xf_rows_args:
+        int64_t n_rows
+        int64_t n_classes
+        const void *x
+        int64_t x_stride
+        void *out
+        int64_t out_stride
+        const int64_t *target
+        const void *class_weight
+        int64_t ignore_index
+        double scale
+        const double *row_scale
+        double *row_loss
+        double *row_lse
+        int mode
+        int streaming
+    ctypedef void (*xf_rows_fn)(const xf_rows_args *, int64_t, int64_t, void *)
+    ctypedef void (*xf_exp_f32_fn)(const float *, float *, int64_t)
+    ctypedef struct xf_kernel_table:
+        const char *name
+        xf_rows_fn rows_f32
+        xf_rows_fn rows_f64
+        xf_exp_f32_fn exp_f32
+    size_t xf_scratch_bytes(int64_t n_classes)
+    int xf_cpu_features()
+    int xf_backend_supported(const char *name)
+    int xf_select_backend(const char *name)
+    const xf_kernel_table *xf_table()
+    int XF_MODE_LOSS, XF_MODE_GRAD, XF_MODE_SOFTMAX, XF_MODE_LOG_SOFTMAX, XF_MODE_LSE
+    int XF_CPU_SSE2, XF_CPU_AVX, XF_CPU_AVX2, XF_CPU_FMA, XF_CPU_AVX512F
+    int XF_CPU_AVX512DQ, XF_CPU_AVX512BW, XF_CPU_AVX512VL, XF_CPU_OS_AVX, XF_CPU_OS_AVX512
+
+MODE_LOSS = XF_MODE_LOSS
+MODE_GRAD = XF_MODE_GRAD
+MODE_SOFTMAX = XF_MODE_SOFTMAX
+MODE_LOG_SOFTMAX = XF_MODE_LOG_SOFTMAX
+MODE_LSE = XF_MODE_LSE
+OPENMP = bool(xf_omp_enabled)
+BACKENDS = ("avx512", "avx2", "scalar")
+
+cdef enum:
+    # Below this many elements a call runs on the calling thread: starting
+    # an OpenMP team costs more than the work.
+    SERIAL_ELEMENTS = 32768
+    # Rows per block aim at this many elements, so a block amortises its call.
+    BLOCK_ELEMENTS = 16384
+
+
+def max_threads():
+    """Threads a call uses by default: ``omp_get_max_threads()``."""
+    return xf_omp_max_threads()
+
+
+def cpu_features():
+    """Instruction sets the CPU has and the OS has enabled, by name."""
+    cdef int f = xf_cpu_features()
+    names = {
+        "sse2": XF_CPU_SSE2, "avx": XF_CPU_AVX, "avx2": XF_CPU_AVX2, "fma": XF_CPU_FMA,
+        "avx512f": XF_CPU_AVX512F, "avx512dq": XF_CPU_AVX512DQ,
+        "avx512bw": XF_CPU_AVX512BW, "avx512vl": XF_CPU_AVX512VL,
+        "os_avx": XF_CPU_OS_AVX, "os_avx512": XF_CPU_OS_AVX512,
+    }
+    return [name for name, bit in names.items() if f & bit]
+
+
+def supported_backends():
+    """Backends this build can run on this CPU, best first."""
+    return [b for b in BACKENDS if xf_backend_supported(b.encode())]
+
+
+def backend():
+    """Name of the backend in use."""
+    return xf_table().name.decode()
+
+
+def select_backend(name):
+    """Use backend `name` ("avx512", "avx2", "scalar", or "" for the best)."""
+    cdef int rc = xf_select_backend(name.encode())
+    if rc == -1:
+        raise ValueError(
+            f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}")
+    if rc == -2:
+        raise RuntimeError(
+            f"backend {name!r} is not available on this machine; it supports "
+            f"{', '.join(supported_backends())} (CPU features: {', '.join(cpu_features())})")
+
+
+def check_targets(const int64_t[::1] target, int64_t n_classes, int64_t ignore_index,
+                  weight):
+    """Check every target is in [0, n_classes) or ignore_index.
+
+    Returns ``(first_bad_position, n_counted, weight_sum)``; the position is
+    -1 when all are valid.  ``weight_sum`` is the sum of the class weights of
+    the counted rows (their number without weights), the ``mean``
+    reduction's denominator.
+    """
+    cdef int64_t n = target.shape[0], i, y, counted = 0, bad = -1
+    cdef double wsum = 0.0
+    cdef const double[::1] w
+    cdef bint weighted = weight is not None
+    if weighted:
+        w = weight
+        if w.shape[0] != n_classes:
+            raise ValueError("internal: weight length")
+    with nogil:
+        for i in range(n):
+            y = target[i]
+            if y == ignore_index:
+                continue
+            if y < 0 or y >= n_classes:
+                bad = i
+                break
+            counted += 1
+            if weighted:
+                wsum += w[y]
+    if not weighted:
+        wsum = <double>counted
+    return bad, counted, wsum
+
+
+cdef inline const xf_kernel_table *_table() noexcept nogil:
+    return xf_table()
+
+
+def rows(x, out, const int64_t[::1] target, class_weight, int64_t ignore_index,
+         double scale, const double[::1] row_scale, double[::1] row_loss,
+         double[::1] row_lse, int mode, bint streaming, int num_threads):
+    """Run one kernel over all rows of the 2-D array `x` (unit column stride).
+
+    `out` (or None) is a 2-D array of the same shape and dtype with unit
+    column stride; `target` (length n_rows or empty), `class_weight` (None or
+    n_classes values of x's dtype), `row_scale`, `row_loss` and `row_lse`
+    (each length n_rows or empty) follow ``xf_rows_args`` in kernels.h.
+    """
+    cdef cnp.ndarray xa = x
+    cdef cnp.ndarray oa
+    cdef cnp.ndarray wa
+    cdef xf_rows_args a
+    cdef int64_t n_rows = cnp.PyArray_DIM(xa, 0), n_classes = cnp.PyArray_DIM(xa, 1)
+    cdef int64_t itemsize = cnp.PyArray_ITEMSIZE(xa)
+    cdef bint is_f32 = xa.dtype == np.float32
+    if cnp.PyArray_NDIM(xa) != 2 or not (is_f32 or xa.dtype == np.float64):
+        raise ValueError("internal: x must be a 2-D float32/float64 array")
+    if n_classes > 1 and cnp.PyArray_STRIDE(xa, 1) != itemsize:
+        raise ValueError("internal: x needs a unit column stride")
+    a.n_rows = n_rows
+    a.n_classes = n_classes
+    a.x = cnp.PyArray_DATA(xa)
+    a.x_stride = cnp.PyArray_STRIDE(xa, 0) // itemsize
+    a.out = NULL
+    a.out_stride = 0
+    if out is not None:
+        oa = out
+        if (cnp.PyArray_NDIM(oa) != 2 or cnp.PyArray_DIM(oa, 0) != n_rows
+                or cnp.PyArray_DIM(oa, 1) != n_classes or oa.dtype != xa.dtype
+                or (n_classes > 1 and cnp.PyArray_STRIDE(oa, 1) != itemsize)):
+            raise ValueError("internal: out must match x")
+        a.out = cnp.PyArray_DATA(oa)
+        a.out_stride = cnp.PyArray_STRIDE(oa, 0) // itemsize
+    elif mode == XF_MODE_GRAD or mode == XF_MODE_SOFTMAX or mode == XF_MODE_LOG_SOFTMAX:
+        raise ValueError("internal: this mode writes rows into out")
+    a.target = NULL
+    if target.shape[0]:
+        if target.shape[0] != n_rows:
+            raise ValueError("internal: target length")
+        a.target = &target[0]
+    a.class_weight = NULL
+    if class_weight is not None:
+        wa = class_weight
+        if cnp.PyArray_DIM(wa, 0) != n_classes or wa.dtype != xa.dtype or not cnp.PyArray_IS_C_CONTIGUOUS(wa):
+            raise ValueError("internal: class_weight must match x")
+        a.class_weight = cnp.PyArray_DATA(wa)
+    a.ignore_index = ignore_index
+    a.scale = scale
+    a.row_scale = NULL
+    a.row_loss = NULL
+    a.row_lse = NULL
+    if row_scale.shape[0]:
+        if row_scale.shape[0] != n_rows:
+            raise ValueError("internal: row_scale length")
+        a.row_scale = &row_scale[0]
+    if row_loss.shape[0]:
+        if row_loss.shape[0] != n_rows:
+            raise ValueError("internal: row_loss length")
+        a.row_loss = &row_loss[0]
+    if row_lse.shape[0]:
+        if row_lse.shape[0] != n_rows:
+            raise ValueError("internal: row_lse length")
+        a.row_lse = &row_lse[0]
+    a.mode = mode
+    a.streaming = streaming
+    if n_rows == 0:
+        return
+    _run(&a, is_f32, num_threads)
+
+
+cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
+    cdef xf_rows_fn fn = _table().rows_f32 if is_f32 else _table().rows_f64
+    cdef int64_t n_rows = a.n_rows
+    cdef int64_t block = BLOCK_ELEMENTS // a.n_classes
+    cdef int64_t n_blocks, b, begin, end
+    cdef size_t scratch_bytes = xf_scratch_bytes(a.n_classes)
+    cdef void *scratch
+    cdef int failed = 0
+    cdef int *failed_ptr = &failed
+    if block < 1:
+        block = 1
+    n_blocks = (n_rows + block - 1) // block
+    if num_threads > n_blocks:
+        num_threads = <int>n_blocks
+    if num_threads <= 1 or n_rows * a.n_classes <= SERIAL_ELEMENTS:
+        scratch = malloc(scratch_bytes)
+        if scratch == NULL:
+            raise MemoryError()
+        with nogil:
+            fn(a, 0, n_rows, scratch)
+        free(scratch)
+        return 0
+    with nogil, parallel(num_threads=num_threads):
+        scratch = malloc(scratch_bytes)
+        # every thread must reach the work-sharing loop, even one whose
+        # malloc failed: it only flags the failure for its blocks
+        for b in prange(n_blocks, schedule="static"):
+            begin = b * block
+            end = begin + block
+            if end > n_rows:
+                end = n_rows
+            if scratch != NULL:
+                fn(a, begin, end, scratch)
+            else:
+                failed_ptr[0] = 1
+        free(scratch)
+    if failed:
+        raise MemoryError("xentfast: no memory for per-thread scratch")
+    return 0
+
+
+def exp_f32(const float[::1] x, float[::1] y):
+    """y = exp(x) with the current backend's vector exp (for the tests)."""
+    if y.shape[0] != x.shape[0]:
+        raise ValueError("x and y must have the same length")
+    if x.shape[0]:
+        with nogil:
+            _table().exp_f32(&x[0], &y[0], x.shape[0])

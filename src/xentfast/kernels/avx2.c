@@ -1,0 +1,36 @@
+/* AVX2+FMA instantiation of the kernels.  Compiled with only -mavx2 -mfma;
+ * called only after dispatch.c has seen AVX2 and FMA in cpuid and the YMM
+ * state enabled in xgetbv. */
+#include <math.h>
+#include "xentfast/kernels.h"
+#include "xentfast/simd_avx2.h"
+
+#define XF_T float
+#define XF_V __m256
+#define XF_W 8
+#define XF_VBYTES 32
+#define XF_FN(name) xf_##name##_f32_avx2
+#define V_SET1(a) _mm256_set1_ps(a)
+#define V_LOADU(p) _mm256_loadu_ps(p)
+#define V_STOREU(p, v) _mm256_storeu_ps((p), (v))
+#define V_STREAM(p, v) _mm256_stream_ps((p), (v))
+#define V_LOAD_TAIL(p, n, fill) \
+    _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps((p), xf_mask8(n)), \
+                     _mm256_castsi256_ps(xf_mask8(n)))
+#define V_STORE_TAIL(p, v, n) _mm256_maskstore_ps((p), xf_mask8(n), (v))
+#define V_ADD _mm256_add_ps
+#define V_SUB _mm256_sub_ps
+#define V_MUL _mm256_mul_ps
+#define V_MAX _mm256_max_ps
+#define V_FMA _mm256_fmadd_ps
+#define V_EXP xf_exp_ps256
+#define V_HMAX xf_hmax_ps256
+#define V_HSUM xf_hsum_ps256
+#define XF_SFENCE() _mm_sfence()
+#include "xentfast/kernel_body.h"
+
+extern void xf_rows_f64_scalar(const xf_rows_args *, int64_t, int64_t, void *);
+
+const xf_kernel_table xf_table_avx2 = {
+    "avx2", xf_rows_f32_avx2, xf_rows_f64_scalar, xf_exp_f32_avx2,
+};

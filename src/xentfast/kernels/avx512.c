@@ -1,0 +1,34 @@
+/* AVX-512 instantiation of the kernels.  Compiled with only its own ISA
+ * flags (-mavx512f -mavx512dq -mavx2 -mfma); called only after dispatch.c
+ * has seen those features in cpuid and their state enabled in xgetbv. */
+#include <math.h>
+#include "xentfast/kernels.h"
+#include "xentfast/simd_avx512.h"
+
+#define XF_T float
+#define XF_V __m512
+#define XF_W 16
+#define XF_VBYTES 64
+#define XF_FN(name) xf_##name##_f32_avx512
+#define V_SET1(a) _mm512_set1_ps(a)
+#define V_LOADU(p) _mm512_loadu_ps(p)
+#define V_STOREU(p, v) _mm512_storeu_ps((p), (v))
+#define V_STREAM(p, v) _mm512_stream_ps((p), (v))
+#define V_LOAD_TAIL(p, n, fill) _mm512_mask_loadu_ps(_mm512_set1_ps(fill), xf_mask16(n), (p))
+#define V_STORE_TAIL(p, v, n) _mm512_mask_storeu_ps((p), xf_mask16(n), (v))
+#define V_ADD _mm512_add_ps
+#define V_SUB _mm512_sub_ps
+#define V_MUL _mm512_mul_ps
+#define V_MAX _mm512_max_ps
+#define V_FMA _mm512_fmadd_ps
+#define V_EXP xf_exp_ps512
+#define V_HMAX _mm512_reduce_max_ps
+#define V_HSUM xf_hsum_ps512
+#define XF_SFENCE() _mm_sfence()
+#include "xentfast/kernel_body.h"
+
+extern void xf_rows_f64_scalar(const xf_rows_args *, int64_t, int64_t, void *);
+
+const xf_kernel_table xf_table_avx512 = {
+    "avx512", xf_rows_f32_avx512, xf_rows_f64_scalar, xf_exp_f32_avx512,
+};

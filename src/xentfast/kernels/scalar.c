@@ -1,0 +1,46 @@
+/* Portable instantiation of the kernels (one lane, libm exp), built for the
+ * baseline of any target; also the float64 kernels of every backend. */
+#include <math.h>
+#include "xentfast/kernels.h"
+
+#define XF_W 1
+#define XF_VBYTES 1 /* no streaming stores */
+#define V_SET1(a) (a)
+#define V_LOADU(p) (*(p))
+#define V_STOREU(p, v) (*(p) = (v))
+#define V_STREAM(p, v) (*(p) = (v))
+#define V_LOAD_TAIL(p, n, fill) (*(p)) /* never reached with one lane */
+#define V_STORE_TAIL(p, v, n) (*(p) = (v))
+#define V_ADD(a, b) ((a) + (b))
+#define V_SUB(a, b) ((a) - (b))
+#define V_MUL(a, b) ((a) * (b))
+#define V_MAX(a, b) ((b) > (a) ? (b) : (a))
+#define V_FMA(a, b, c) ((a) * (b) + (c))
+#define V_HMAX(v) (v)
+#define V_HSUM(v) ((double)(v))
+#define XF_SFENCE() ((void)0)
+
+#define XF_T float
+#define XF_V float
+#define XF_FN(name) xf_##name##_f32_scalar
+#define V_EXP expf
+#include "xentfast/kernel_body.h"
+#undef XF_T
+#undef XF_V
+#undef XF_FN
+#undef V_EXP
+
+#define XF_T double
+#define XF_V double
+#define XF_FN(name) xf_##name##_f64
+#define V_EXP exp
+#include "xentfast/kernel_body.h"
+
+/* the float64 kernels serve every backend */
+void xf_rows_f64_scalar(const xf_rows_args *a, int64_t begin, int64_t end, void *scratch) {
+    xf_rows_f64(a, begin, end, scratch);
+}
+
+const xf_kernel_table xf_table_scalar = {
+    "scalar", xf_rows_f32_scalar, xf_rows_f64_scalar, xf_exp_f32_scalar,
+};
