@@ -20,10 +20,13 @@
 #define V_HSUM(v) ((double)(v))
 #define XF_SFENCE() ((void)0)
 
+/* float32 rows: one "lane" of double, so that the sums of a segment's
+ * exps (up to XF_SEGMENT terms in one accumulator) keep their precision;
+ * loads widen exactly, each exp is libm's expf, stores narrow. */
 #define XF_T float
-#define XF_V float
+#define XF_V double
 #define XF_FN(name) xf_##name##_f32_scalar
-#define V_EXP expf
+#define V_EXP(v) ((double)expf((float)(v)))
 #include "xentfast/kernel_body.h"
 #undef XF_T
 #undef XF_V
