@@ -1,0 +1,21 @@
+"""The docstring examples of the public API run as doctests."""
+import doctest
+
+import pytest
+
+import xentfast
+from xentfast import _api, _config, reference
+
+
+@pytest.mark.parametrize("module", [_api, _config, reference], ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    assert result.failed == 0
+    assert result.attempted > 0
+
+
+def test_every_public_function_is_documented():
+    for name in xentfast.__all__:
+        obj = getattr(xentfast, name)
+        if callable(obj):
+            assert obj.__doc__ and "Examples" in obj.__doc__, name
