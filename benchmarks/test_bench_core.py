@@ -11,6 +11,9 @@ import pytest
 import xentfast
 from xentfast import bench
 
+# torch's own modules warn about their deprecated parts on import
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
+
 KEYS = ["copy", "copy-threads", "xentfast-out", "xentfast-fresh", "xentfast-inplace",
         "xentfast-loss", "numpy", "torch-eager", "torch-compile"]
 

@@ -1,5 +1,6 @@
 """The docstring examples of the public API run as doctests."""
 import doctest
+import inspect
 
 import pytest
 
@@ -17,5 +18,7 @@ def test_docstring_examples(module):
 def test_every_public_function_is_documented():
     for name in xentfast.__all__:
         obj = getattr(xentfast, name)
-        if callable(obj):
+        if inspect.isfunction(obj):
             assert obj.__doc__ and "Examples" in obj.__doc__, name
+        elif inspect.isclass(obj):
+            assert obj.__doc__, name

@@ -88,8 +88,14 @@ def test_bad_grad_output():
 
 
 def test_building_block_errors():
-    with pytest.raises(TypeError, match="x"):
-        xentfast.softmax(np.arange(4))
+    # integers are computed in float64, as scipy.special does; other non-floats are refused
+    np.testing.assert_allclose(xentfast.softmax(np.arange(2)), [1 / (1 + np.e), np.e / (1 + np.e)])
+    assert xentfast.softmax(np.arange(2)).dtype == np.float64
+    for bad in (np.zeros(3, np.complex64), np.array(["a", "b"]), np.array([None, 1.0])):
+        with pytest.raises(TypeError, match="x"):
+            xentfast.softmax(bad)
+        with pytest.raises(TypeError, match="x"):
+            xentfast.logsumexp(bad)
     with pytest.raises(ValueError, match="axis"):
         xentfast.log_softmax(X, axis=3)
     with pytest.raises(ValueError, match="axis"):

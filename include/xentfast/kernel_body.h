@@ -9,8 +9,10 @@
  *   XF_FN(name)     function name for this instantiation
  *   V_SET1(a) V_LOADU(p) V_STOREU(p,v) V_STREAM(p,v) (aligned, non-temporal)
  *   V_LOAD_TAIL(p,n,fill) V_STORE_TAIL(p,v,n)   lanes [0,n), n < XF_W
- *   V_ADD V_SUB V_MUL V_MAX V_FMA(a,b,c)=a*b+c  V_EXP
+ *   V_ZERO_TAIL(v,n)                           lanes [n, XF_W) set to 0
+ *   V_ADD V_SUB V_MUL V_DIV V_MAX V_FMA(a,b,c)=a*b+c  V_EXP
  *   V_HMAX(v) -> XF_T   V_HSUM(v) -> double   XF_SFENCE()
+ *   XF_T_MAX        largest finite XF_T
  *
  * Per row: one online (max, sum-exp) pass over fixed segments of
  * XF_SEGMENT elements (max of the segment from memory, then exp(x - m) of
@@ -100,51 +102,91 @@ static inline void XF_FN(row_stats)(const XF_T *x, int64_t C, XF_T *e, XF_T *seg
     *S_out = S;
 }
 
-/* out[i] = e[i]*f - shift for i in [0, n); e == NULL means e[i] = 0.
- * Streaming (non-temporal) stores when asked: the aligned body bypasses the
- * cache, so a gradient buffer that is not re-read soon costs no
- * read-for-ownership.  Every element gets the same arithmetic either way. */
-static inline void XF_FN(write_scaled)(XF_T *out, const XF_T *e, int64_t n, XF_T f,
-                                       XF_T shift, int stream) {
-    const XF_V fv = V_SET1(f), sv = V_SET1(shift);
+/* out[i] = ((e[i]*f - w[i]*(alpha*tp[i] + beta)) * chain_scale * chain[i]
+ * for i in [0, n), every factor optional: e == NULL means 0, w == NULL 1,
+ * tp == NULL 0, chain == NULL 1.  Always inlined, so each call site gets
+ * only the arithmetic its constant arguments leave (the plain gradient is
+ * e*f).  Streaming (non-temporal) stores when asked: the aligned body
+ * bypasses the cache, so a gradient buffer that is not re-read soon costs
+ * no read-for-ownership.  Every element gets the same arithmetic either
+ * way, whatever the alignment. */
+static XF_ALWAYS_INLINE XF_V XF_FN(load)(const XF_T *p, int64_t lanes) {
+    return lanes == XF_W ? V_LOADU(p) : V_LOAD_TAIL(p, lanes, 0);
+}
+
+/* one vector of write_segment's formula from `lanes` elements at offset i */
+static XF_ALWAYS_INLINE XF_V XF_FN(segment_value)(const XF_T *e, const XF_T *w, const XF_T *tp,
+                                                  const XF_T *chain, int64_t i, int64_t lanes,
+                                                  XF_V fv, XF_V av, XF_V bv, XF_V cv, int shift,
+                                                  int scaled) {
+    XF_V v = e ? V_MUL(XF_FN(load)(e + i, lanes), fv) : V_SET1(0);
+    if (shift) {
+        const XF_V b = tp ? V_FMA(XF_FN(load)(tp + i, lanes), av, bv) : bv;
+        v = V_SUB(v, w ? V_MUL(b, XF_FN(load)(w + i, lanes)) : b);
+    }
+    if (chain) v = V_MUL(v, V_MUL(XF_FN(load)(chain + i, lanes), cv));
+    else if (scaled) v = V_MUL(v, cv);
+    return v;
+}
+
+static XF_ALWAYS_INLINE void XF_FN(write_segment)(XF_T *out, const XF_T *e, const XF_T *w,
+                                                  const XF_T *tp, const XF_T *chain, int64_t n,
+                                                  XF_T f, XF_T alpha, XF_T beta,
+                                                  XF_T chain_scale, int stream) {
+    const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta), cv = V_SET1(chain_scale);
+    const int shift = (w != NULL || tp != NULL || beta != 0), scaled = chain_scale != 1;
     int64_t i = 0;
     if (stream && XF_VBYTES > (int)sizeof(XF_T)) {
         const int64_t mis = (int64_t)(((uintptr_t)out % XF_VBYTES) / sizeof(XF_T));
         if (mis) {
             const int64_t head = (XF_W - mis < n) ? XF_W - mis : n;
-            XF_V v = e ? V_LOAD_TAIL(e, head, 0) : V_SET1(0);
-            V_STORE_TAIL(out, V_SUB(V_MUL(v, fv), sv), head);
+            V_STORE_TAIL(out, XF_FN(segment_value)(e, w, tp, chain, 0, head, fv, av, bv, cv,
+                                                   shift, scaled), head);
             i = head;
         }
-        if (e) {
-            for (; i + XF_W <= n; i += XF_W) V_STREAM(out + i, V_SUB(V_MUL(V_LOADU(e + i), fv), sv));
-        } else {
-            for (; i + XF_W <= n; i += XF_W) V_STREAM(out + i, V_SUB(V_SET1(0), sv));
-        }
-    } else if (e) {
-        for (; i + XF_W <= n; i += XF_W) V_STOREU(out + i, V_SUB(V_MUL(V_LOADU(e + i), fv), sv));
+        for (; i + XF_W <= n; i += XF_W)
+            V_STREAM(out + i, XF_FN(segment_value)(e, w, tp, chain, i, XF_W, fv, av, bv, cv,
+                                                   shift, scaled));
     } else {
-        for (; i + XF_W <= n; i += XF_W) V_STOREU(out + i, V_SUB(V_SET1(0), sv));
+        for (; i + XF_W <= n; i += XF_W)
+            V_STOREU(out + i, XF_FN(segment_value)(e, w, tp, chain, i, XF_W, fv, av, bv, cv,
+                                                   shift, scaled));
     }
-    if (i < n) {
-        XF_V v = e ? V_LOAD_TAIL(e + i, n - i, 0) : V_SET1(0);
-        V_STORE_TAIL(out + i, V_SUB(V_MUL(v, fv), sv), n - i);
-    }
+    if (i < n)
+        V_STORE_TAIL(out + i, XF_FN(segment_value)(e, w, tp, chain, i, n - i, fv, av, bv, cv,
+                                                   shift, scaled), n - i);
 }
 
-/* out = exp(x - lse) * a, segment by segment from the scratch exps. */
-static inline void XF_FN(write_softmax_row)(XF_T *out, const XF_T *e, const XF_T *seg_max,
-                                            int64_t C, double M, double log_S, double a,
-                                            int stream) {
+/* The factor exp(m_j - lse) that turns segment j's scratch exps into
+ * probabilities, as (m_j - M) - log S (both parts accurate in double);
+ * 0 for a fully masked segment, NaN when the row has no distribution. */
+static inline double XF_FN(seg_factor)(XF_T m_j, double M, double log_S) {
+    if (m_j == -INFINITY) return isnan(M) ? NAN : 0.0;
+    return exp(((double)m_j - M) - log_S);
+}
+
+/* out = exp(z - lse) * a - w*(alpha*tp + beta), times the chain factor,
+ * segment by segment from the scratch exps. */
+static inline void XF_FN(write_row)(XF_T *out, const XF_T *e, const XF_T *seg_max, const XF_T *w,
+                                    const XF_T *tp, const XF_T *chain, int64_t C, double M,
+                                    double log_S, double a, XF_T alpha, XF_T beta,
+                                    XF_T chain_scale, int stream) {
     for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
-        if (seg_max[j] == -INFINITY) {
-            /* masked classes: probability 0 (NaN when the whole row is masked) */
-            XF_FN(write_scaled)(out + j0, NULL, n, 0, isnan(M) ? (XF_T)NAN : 0, stream);
+        const double f = XF_FN(seg_factor)(seg_max[j], M, log_S) * a;
+        const XF_T *tp_j = tp ? tp + j0 : NULL, *w_j = w ? w + j0 : NULL;
+        const XF_T *ch_j = chain ? chain + j0 : NULL;
+        if (!w_j && !tp_j && beta == 0 && !ch_j && chain_scale == 1) {
+            /* the plain path never computes a masked segment's exps: write f
+             * itself there (0, or NaN when the row has no distribution) */
+            if (seg_max[j] != -INFINITY)
+                XF_FN(write_segment)(out + j0, e + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, 1, stream);
+            else
+                XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 1, stream);
         } else {
-            /* exp(m_j - lse) = exp((m_j - M) - log S): both parts exact-ish in double */
-            const XF_T f = (XF_T)(exp(((double)seg_max[j] - M) - log_S) * a);
-            XF_FN(write_scaled)(out + j0, e + j0, n, f, 0, stream);
+            /* the general path stored every exp (0 in a masked segment) */
+            XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, ch_j, n, (XF_T)f, alpha, beta,
+                                 chain_scale, stream);
         }
     }
 }
@@ -159,18 +201,178 @@ static inline void XF_FN(write_log_softmax_row)(XF_T *out, const XF_T *x, int64_
     if (i < C) V_STORE_TAIL(out + i, V_SUB(V_SUB(V_LOAD_TAIL(x + i, C - i, 0), mv), lv), C - i);
 }
 
+/* ---- the general row: temperature, softcap, smoothing, probabilities, entropy ---- */
+
+typedef struct {
+    XF_T inv_t, cap, inv_cap; /* 1/T; softcap c and 1/c (c == 0: none) */
+    const XF_T *w;            /* class weights, or NULL                 */
+    int want_wz, want_ez;     /* sums w*z (smoothing) and e*z (entropy) */
+} XF_FN(opts_t);
+
+typedef struct {
+    double s, ez; /* sum exp(z - m) and sum exp(z - m) z, relative to the segment max */
+    double wz, wtz, wt; /* sum w z, sum w p z, sum w p (p: probability targets) */
+} XF_FN(sums_t);
+
+/* z = softcap(x / T) for a scalar, in double (x here is the row's max) */
+static inline double XF_FN(transform1)(double x, const XF_FN(opts_t) *o) {
+    const double u = x * (double)o->inv_t;
+    return o->cap ? (double)o->cap * tanh(u * (double)o->inv_cap) : u;
+}
+
+/* z = softcap(x / T) for a vector; *d = dz/du = 1 - tanh^2 under softcap.
+ * tanh v = 1 - 2/(e^{2v} + 1): exact limits at +-inf, absolute error about
+ * an ulp of 1, which is the float32 resolution of z near the cap anyway. */
+static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o, XF_V *d) {
+    XF_V u = V_MUL(x, V_SET1(o->inv_t));
+    if (!o->cap) return u;
+    const XF_V one = V_SET1(1), two = V_SET1(2);
+    XF_V v = V_MUL(u, V_SET1(o->inv_cap));
+    XF_V th = V_SUB(one, V_DIV(two, V_ADD(V_EXP(V_ADD(v, v)), one)));
+    *d = V_SUB(one, V_MUL(th, th));
+    return V_MUL(V_SET1(o->cap), th);
+}
+
+/* One vector of a segment: `valid` lanes are real (the rest are zeroed). */
+static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V x, XF_V w, const XF_T *tp,
+                                            XF_V tpv, XF_V mv, int64_t valid, XF_V *s, XF_V *ez,
+                                            XF_V *wz, XF_V *wtz, XF_V *wt, XF_V *e_out,
+                                            XF_V *d_out) {
+    XF_V d = V_SET1(1);
+    const XF_V z = XF_FN(vtransform)(x, o, &d);
+    XF_V e = V_EXP(V_SUB(z, mv));
+    if (valid < XF_W) e = V_ZERO_TAIL(e, valid);
+    *s = V_ADD(*s, e);
+    /* masked classes (z = -inf) have e = 0 and must add 0, not 0 * -inf */
+    const XF_V zc = V_MAX(V_SET1(-XF_T_MAX), z);
+    if (o->want_ez) *ez = V_FMA(e, zc, *ez);
+    if (o->want_wz) {
+        XF_V t = V_MUL(w, z); /* -inf with smoothing on a masked class: inf loss, as PyTorch */
+        *wz = V_ADD(*wz, valid < XF_W ? V_ZERO_TAIL(t, valid) : t);
+    }
+    if (tp) {
+        const XF_V wp = V_MUL(w, tpv);
+        *wt = V_ADD(*wt, wp);
+        *wtz = V_FMA(wp, zc, *wtz);
+    }
+    *e_out = e;
+    *d_out = d;
+}
+
+/* Sums of one segment (n elements) relative to its max m (finite); stores
+ * the exps to e and the softcap chain factors to chain when not NULL. */
+static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, const XF_T *tp,
+                                               int64_t n, XF_T m, const XF_FN(opts_t) *o, XF_T *e,
+                                               XF_T *chain) {
+    const XF_V zero = V_SET1(0), one = V_SET1(1), mv = V_SET1(m);
+    XF_V s = zero, ez = zero, wz = zero, wtz = zero, wt = zero, ev, dv;
+    int64_t i = 0;
+    for (; i + XF_W <= n; i += XF_W) {
+        XF_FN(gen_vec)(o, V_LOADU(x + i), w ? V_LOADU(w + i) : one, tp,
+                       tp ? V_LOADU(tp + i) : zero, mv, XF_W, &s, &ez, &wz, &wtz, &wt, &ev, &dv);
+        if (e) V_STOREU(e + i, ev);
+        if (chain) V_STOREU(chain + i, dv);
+    }
+    if (i < n) {
+        const int64_t r = n - i;
+        XF_FN(gen_vec)(o, V_LOAD_TAIL(x + i, r, 0), w ? V_LOAD_TAIL(w + i, r, 0) : one, tp,
+                       tp ? V_LOAD_TAIL(tp + i, r, 0) : zero, mv, r, &s, &ez, &wz, &wtz, &wt, &ev,
+                       &dv);
+        if (e) V_STORE_TAIL(e + i, ev, r);
+        if (chain) V_STORE_TAIL(chain + i, dv, r);
+    }
+    XF_FN(sums_t) out = {V_HSUM(s), V_HSUM(ez), V_HSUM(wz), V_HSUM(wtz), V_HSUM(wt)};
+    return out;
+}
+
+/* The general row's statistics: M, S (as row_stats), EZ = sum exp(z - M) z,
+ * and the plain sums; seg_max[j] holds each segment's max of z. */
+static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64_t C,
+                                           const XF_FN(opts_t) *o, XF_T *e, XF_T *chain,
+                                           XF_T *seg_max, double *M_out, double *S_out,
+                                           XF_FN(sums_t) *tot) {
+    double M = -INFINITY, S = 0.0, EZ = 0.0;
+    XF_FN(sums_t) t = {0, 0, 0, 0, 0};
+    for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
+        const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
+        const XF_T m = (XF_T)XF_FN(transform1)((double)XF_FN(seg_max)(x + j0, n), o);
+        seg_max[j] = m;
+        /* a fully masked segment still adds to the plain sums (its exps are 0) */
+        const XF_FN(sums_t) g = XF_FN(gen_segment)(x + j0, o->w ? o->w + j0 : NULL,
+                                                   tp ? tp + j0 : NULL, n,
+                                                   m == -INFINITY ? 0 : m, o,
+                                                   e ? e + j0 : NULL, chain ? chain + j0 : NULL);
+        t.wz += g.wz;
+        t.wtz += g.wtz;
+        t.wt += g.wt;
+        if (m == -INFINITY) continue;
+        if (M == -INFINITY) {
+            M = m;
+            S = g.s;
+            EZ = g.ez;
+        } else if ((double)m > M) {
+            const double r = exp(M - (double)m);
+            S = S * r + g.s;
+            EZ = EZ * r + g.ez;
+            M = m;
+        } else {
+            const double r = exp((double)m - M);
+            S += g.s * r;
+            EZ += g.ez * r;
+        }
+    }
+    t.ez = EZ;
+    *M_out = M;
+    *S_out = S;
+    *tot = t;
+}
+
+/* Index of the first maximum of the raw logits (first NaN if any). */
+static inline int64_t XF_FN(row_argmax)(const XF_T *x, int64_t C) {
+    XF_T best = -INFINITY;
+    int64_t arg = 0;
+    for (int64_t j0 = 0; j0 < C; j0 += XF_SEGMENT) {
+        const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
+        const XF_T m = XF_FN(seg_max)(x + j0, n);
+        if (m > best) {
+            best = m;
+            arg = j0;
+        }
+    }
+    for (int64_t i = 0; i < C; i++)
+        if (isnan(x[i])) return i;
+    for (int64_t i = arg; i < C; i++)
+        if (x[i] == best) return i;
+    return 0;
+}
+
 static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void *scratch) {
     const int64_t C = a->n_classes;
     const int mode = a->mode;
     const int want_out = (mode == XF_MODE_GRAD || mode == XF_MODE_SOFTMAX);
-    /* scratch: C exps (vector-aligned), then one max per segment */
-    XF_T *e = (XF_T *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    XF_T *seg_max = e + ((C + 15) & ~(int64_t)15);
+    const double eps = a->label_smoothing, lam = a->z_loss;
     const XF_T *w = (const XF_T *)a->class_weight;
+    const int prob = a->target_prob != NULL;
+    const int general = eps != 0 || prob || a->inv_temperature != 1 || a->softcap != 0 ||
+                        mode == XF_MODE_EVAL;
+    XF_FN(opts_t) o;
+    o.inv_t = (XF_T)a->inv_temperature;
+    o.cap = (XF_T)a->softcap;
+    o.inv_cap = a->softcap ? (XF_T)(1.0 / a->softcap) : 0;
+    o.w = w;
+    o.want_wz = eps != 0;
+    o.want_ez = mode == XF_MODE_EVAL;
+    /* scratch: C exps, C chain factors (vector-aligned), one max per segment */
+    const int64_t c_pad = (C + 15) & ~(int64_t)15;
+    XF_T *e = (XF_T *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    XF_T *chain = e + c_pad;
+    XF_T *seg_max = chain + c_pad;
+    const int store_chain = want_out && a->softcap != 0;
     int stream = a->streaming;
 
     for (int64_t r = begin; r < end; r++) {
         const XF_T *x = (const XF_T *)a->x + r * a->x_stride;
+        const XF_T *tp = prob ? (const XF_T *)a->target_prob + r * a->target_prob_stride : NULL;
         XF_T *out = a->out ? (XF_T *)a->out + r * a->out_stride : NULL;
         int64_t y = -1;
         double w_y = 1.0;
@@ -178,34 +380,73 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
             y = a->target[r];
             if (y == a->ignore_index) { /* an ignored row: zero loss, zero gradient */
                 if (a->row_loss) a->row_loss[r] = 0.0;
+                if (a->row_z_loss) a->row_z_loss[r] = 0.0;
                 if (a->row_lse) a->row_lse[r] = NAN;
-                if (mode == XF_MODE_GRAD) XF_FN(write_scaled)(out, NULL, C, 0, 0, stream);
+                if (a->row_entropy) a->row_entropy[r] = NAN;
+                if (a->row_argmax) a->row_argmax[r] = XF_FN(row_argmax)(x, C);
+                if (mode == XF_MODE_GRAD)
+                    XF_FN(write_segment)(out, NULL, NULL, NULL, NULL, C, 0, 0, 0, 1, stream);
                 continue;
             }
             if (w) w_y = (double)w[y];
         }
         double M, S;
-        XF_FN(row_stats)(x, C, want_out ? e : NULL, want_out ? seg_max : NULL, &M, &S);
+        XF_FN(sums_t) sums = {0, 0, 0, 0, 0};
+        if (general)
+            XF_FN(row_stats_general)(x, tp, C, &o, want_out ? e : NULL,
+                                     store_chain ? chain : NULL, seg_max, &M, &S, &sums);
+        else
+            XF_FN(row_stats)(x, C, want_out ? e : NULL, want_out ? seg_max : NULL, &M, &S);
         const double log_S = log(S);
         const double lse = M + log_S;
         if (a->row_lse) a->row_lse[r] = lse;
-        if (y >= 0 && a->row_loss) a->row_loss[r] = w_y * (lse - (double)x[y]);
+        if (a->row_entropy) a->row_entropy[r] = lse - sums.ez / S;
+        if (a->row_argmax) a->row_argmax[r] = XF_FN(row_argmax)(x, C);
+
+        /* the loss and the coefficients of its gradient w.r.t. z:
+         *   dl/dz_k = p_k * A - w_k * (alpha * tp_k + beta) - [k = y] * hit */
+        const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
+        const double zl = lam != 0 ? lam * lse * lse : 0.0;
+        double loss = 0.0, A = 0.0, alpha = 0.0, beta = 0.0, hit = 0.0;
+        if (prob) {
+            const double Q = (1 - eps) * sums.wt + eps / C * a->weight_total;
+            loss = Q * lse - ((1 - eps) * sums.wtz + eps / C * sums.wz) + zl;
+            A = Q;
+            alpha = 1 - eps;
+            beta = eps / C;
+        } else if (y >= 0) {
+            const double z_y = general ? XF_FN(transform1)((double)x[y], &o) : (double)x[y];
+            loss = (1 - eps) * w_y * (lse - z_y) + zl;
+            if (eps != 0) loss += eps / C * (a->weight_total * lse - sums.wz);
+            A = (1 - eps) * w_y + eps / C * a->weight_total;
+            beta = eps / C;
+            hit = (1 - eps) * w_y;
+        }
+        if (lam != 0) A += 2 * lam * lse;
+        if (a->row_loss) a->row_loss[r] = s_r * loss;
+        if (a->row_z_loss) a->row_z_loss[r] = s_r * zl;
 
         /* a row with every class masked has no distribution: NaN out, as PyTorch */
         if (M == -INFINITY) M = NAN;
         if (mode == XF_MODE_GRAD) {
-            /* d/dz_k of w_y (lse - z_y) = w_y (p_k - [k = y]), times the upstream scale */
-            const double g = a->scale * (a->row_scale ? a->row_scale[r] : 1.0) * w_y;
-            XF_FN(write_softmax_row)(out, e, seg_max, C, M, log_S, g, stream);
-            /* the target's entry, recomputed from the scratch exp rather than
-             * read back from a (possibly streamed) store */
-            const int64_t jy = y / XF_SEGMENT;
-            const double p_y = seg_max[jy] == -INFINITY
-                                   ? (isnan(M) ? NAN : 0.0)
-                                   : (double)e[y] * exp(((double)seg_max[jy] - M) - log_S);
-            out[y] = (XF_T)(p_y * g - g);
+            const double R = a->scale * (a->row_scale ? a->row_scale[r] : 1.0) * s_r;
+            XF_FN(write_row)(out, e, seg_max, general ? w : NULL, tp, store_chain ? chain : NULL,
+                             C, M, log_S, R * A, (XF_T)(R * alpha), (XF_T)(R * beta),
+                             (XF_T)o.inv_t, stream);
+            if (y >= 0) {
+                /* the target's entry, recomputed in double from the scratch exp
+                 * rather than read back from a (possibly streamed) store */
+                const int64_t jy = y / XF_SEGMENT;
+                const double p_y = seg_max[jy] == -INFINITY
+                                       ? XF_FN(seg_factor)(seg_max[jy], M, log_S)
+                                       : (double)e[y] * XF_FN(seg_factor)(seg_max[jy], M, log_S);
+                const double b_y = general ? w_y * beta : 0.0;
+                const double dz = general ? (double)o.inv_t * (store_chain ? (double)chain[y] : 1.0)
+                                          : 1.0;
+                out[y] = (XF_T)(R * (p_y * A - b_y - hit) * dz);
+            }
         } else if (mode == XF_MODE_SOFTMAX) {
-            XF_FN(write_softmax_row)(out, e, seg_max, C, M, log_S, 1.0, stream);
+            XF_FN(write_row)(out, e, seg_max, NULL, NULL, NULL, C, M, log_S, 1.0, 0, 0, 1, stream);
         } else if (mode == XF_MODE_LOG_SOFTMAX) {
             XF_FN(write_log_softmax_row)(out, x, C, M, log_S);
         }

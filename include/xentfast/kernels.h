@@ -22,7 +22,8 @@ enum xf_mode {
     XF_MODE_GRAD = 1,        /* per-row loss + gradient row into out          */
     XF_MODE_SOFTMAX = 2,     /* softmax row into out                          */
     XF_MODE_LOG_SOFTMAX = 3, /* log-softmax row into out                      */
-    XF_MODE_LSE = 4          /* per-row log-sum-exp only                      */
+    XF_MODE_LSE = 4,         /* per-row log-sum-exp only                      */
+    XF_MODE_EVAL = 5         /* per-row loss, lse, entropy, argmax            */
 };
 
 /* Segment length (elements) of the per-row online (max, sum-exp) pass.  A
@@ -30,6 +31,12 @@ enum xf_mode {
  * the combination order, and hence every bit of the result, never depends
  * on how rows or segments are spread over threads. */
 #define XF_SEGMENT 2048
+
+#if defined(_MSC_VER)
+#define XF_ALWAYS_INLINE __forceinline
+#else
+#define XF_ALWAYS_INLINE inline __attribute__((always_inline))
+#endif
 
 typedef struct xf_rows_args {
     int64_t n_rows;            /* rows in the whole call                       */
@@ -47,6 +54,23 @@ typedef struct xf_rows_args {
     double *row_lse;           /* per-row log-sum-exp, or NULL                 */
     int mode;                  /* enum xf_mode                                 */
     int streaming;             /* non-temporal stores into out                 */
+
+    /* Loss options (all neutral when zeroed, except inv_temperature = 1).
+     * Per row, z = softcap(x / T) and
+     *   index target y:  l = (1-eps) w_y (lse - z_y) + eps/C sum_k w_k (lse - z_k) + lam lse^2
+     *   probabilities p: l = sum_k w_k q_k (lse - z_k) + lam lse^2,  q = p (1-eps) + eps/C
+     * times the row weight s (DESIGN.md, "Semantics"). */
+    double label_smoothing;    /* eps                                          */
+    double z_loss;             /* lam                                          */
+    double softcap;            /* c > 0, or 0 for none                         */
+    double inv_temperature;    /* 1 / T                                        */
+    double weight_total;       /* sum_k w_k (C without class weights)          */
+    const double *row_weight;  /* per-row sample weights s, or NULL            */
+    const void *target_prob;   /* probability targets (rows like x), or NULL   */
+    int64_t target_prob_stride;/* in elements                                  */
+    double *row_z_loss;        /* per-row s * lam * lse^2, or NULL             */
+    double *row_entropy;       /* per-row entropy of softmax(z), or NULL       */
+    int64_t *row_argmax;       /* per-row argmax of the logits, or NULL        */
 } xf_rows_args;
 
 /* Process rows [begin, end).  `scratch` holds at least
@@ -66,8 +90,9 @@ typedef struct xf_kernel_table {
 
 /* Bytes of per-thread scratch a row of n_classes needs (any dtype). */
 static inline size_t xf_scratch_bytes(int64_t n_classes) {
+    /* exps and chain factors (2 x C) plus one max per segment, in the widest dtype */
     int64_t n_seg = (n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
-    return (size_t)(n_classes + 16) * sizeof(double) + (size_t)(n_seg + 1) * sizeof(double) + 64;
+    return (size_t)(2 * n_classes + 32) * sizeof(double) + (size_t)(n_seg + 1) * sizeof(double) + 64;
 }
 
 /* Per-ISA tables (defined in their own files; NULL-free). */

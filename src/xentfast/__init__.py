@@ -7,7 +7,12 @@ chosen at run time) and OpenMP threads over rows.
 The whole public API:
 
 - :func:`cross_entropy` and :func:`cross_entropy_and_grad`: PyTorch's
-  ``F.cross_entropy`` semantics, fused forward (+ backward).
+  ``F.cross_entropy`` semantics, fused forward (+ backward), with label
+  smoothing, probability targets, sample weights, z-loss, softcap and
+  temperature inside the same pass.
+- :func:`evaluate` (per-row loss, lse, argmax, correctness, entropy; mean
+  loss, accuracy, perplexity, bits per token, in one pass) and
+  :func:`perplexity`.
 - :func:`logsumexp`, :func:`log_softmax`, :func:`softmax`: the building blocks.
 - :func:`backend`, :func:`show_config`: which kernels run, and the build.
 - :mod:`xentfast.reference`: the same functions in plain float64 NumPy (the
@@ -16,18 +21,21 @@ The whole public API:
 import os as _os
 
 from . import _core
-from ._api import (cross_entropy, cross_entropy_and_grad, log_softmax, logsumexp,
-                   softmax)
+from ._api import (Evaluation, cross_entropy, cross_entropy_and_grad, evaluate,
+                   log_softmax, logsumexp, perplexity, softmax)
 from ._config import backend, show_config
 from ._version import __version__
 
 __all__ = [
+    "Evaluation",
     "__version__",
     "backend",
     "cross_entropy",
     "cross_entropy_and_grad",
+    "evaluate",
     "log_softmax",
     "logsumexp",
+    "perplexity",
     "show_config",
     "softmax",
 ]

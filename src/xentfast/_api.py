@@ -6,18 +6,22 @@ into int64 rows, allocates outputs and applies the reduction.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import operator
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import _core
 
 _REDUCTIONS = ("mean", "sum", "none")
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Gradients of at least this many bytes are written with non-temporal stores
 # (they would not stay in the caches anyway); smaller ones stay cached.
 _STREAMING_BYTES = 8 << 20
+# float16/bfloat16 rows are widened to float32 this many elements at a time.
+_CHUNK_ELEMENTS = 1 << 20
 _EMPTY_F64 = np.empty(0, dtype=np.float64)
 _EMPTY_I64 = np.empty(0, dtype=np.int64)
 
@@ -26,14 +30,23 @@ _EMPTY_I64 = np.empty(0, dtype=np.int64)
 # argument checks
 
 
+def _is_low_precision(dtype):
+    """float16, or bfloat16 from ml_dtypes: read as is, computed in float32."""
+    return dtype == np.float16 or dtype.name == "bfloat16"
+
+
 def _float_array(value, name):
-    """`value` as an ndarray of float32/float64 (no copy), or TypeError."""
+    """`value` as an ndarray of a floating dtype the kernels read (no copy)."""
     arr = np.asarray(value)
-    if arr.dtype not in _FLOAT_DTYPES:
+    if arr.dtype not in _KERNEL_DTYPES and not _is_low_precision(arr.dtype):
         raise TypeError(
-            f"{name} must be a float32 or float64 array, got dtype {arr.dtype}"
-            + (" (cast it with .astype(np.float32))" if arr.dtype.kind in "iub" else ""))
+            f"{name} must be a float16, bfloat16, float32 or float64 array, got dtype "
+            f"{arr.dtype}" + (" (cast it with .astype(np.float32))" if arr.dtype.kind in "iub" else ""))
     return arr
+
+
+def _compute_dtype(dtype):
+    return np.dtype(np.float32) if _is_low_precision(dtype) else dtype
 
 
 def _num_threads(num_threads):
@@ -50,6 +63,15 @@ def _reduction(reduction):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
     return reduction
+
+
+def _real(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
 
 
 def _class_axis(x, axis, name="logits"):
@@ -117,41 +139,44 @@ def _same_view(a, b):
             and a.shape == b.shape and a.strides == b.strides and a.dtype == b.dtype)
 
 
+def _grad_buffer(x, axis, out, name="logits"):
+    """(grad, grad with the class axis last, in_place) for an output like x."""
+    if out is None:
+        # allocated with the class axis last, so the kernels write it in place
+        moved = np.empty(np.moveaxis(x, axis, -1).shape, dtype=x.dtype)
+        return np.moveaxis(moved, -1, axis), moved, False
+    _check_out(out, x.shape, x.dtype)
+    in_place = _same_view(out, x)
+    if not in_place and np.may_share_memory(out, x):
+        raise ValueError(f"out overlaps {name} without being the same array; pass "
+                         f"out={name} to overwrite it, or a separate buffer")
+    return out, np.moveaxis(out, axis, -1), in_place
+
+
+def _real_array(value, name):
+    a = np.asarray(value)
+    if a.dtype.kind not in "fiu" and not _is_low_precision(a.dtype):
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a
+
+
 def _class_weight(weight, n_classes, dtype):
     if weight is None:
         return None
-    w = np.asarray(weight)
-    if w.dtype.kind not in "fiu":
-        raise TypeError(f"weight must be a real numeric array, got dtype {w.dtype}")
+    w = _real_array(weight, "weight")
     if w.shape != (n_classes,):
         raise ValueError(f"weight must have shape ({n_classes},) (one weight per class), got {w.shape}")
     return np.ascontiguousarray(w, dtype=dtype)
 
 
-def _class_targets(target, lead_shape, n_classes, ignore_index, weight):
-    """Targets as contiguous int64 rows, checked; with the `mean` denominator."""
-    t = np.asarray(target)
-    if t.dtype.kind not in "iu":
-        if t.dtype.kind == "f":
-            raise TypeError(
-                f"target must hold integer class indices (got dtype {t.dtype}); class "
-                f"probabilities need a floating target of the logits' shape")
-        raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}")
-    if t.shape != tuple(lead_shape):
-        raise ValueError(
-            f"target must have the logits' shape without the class axis, {tuple(lead_shape)}, "
-            f"got {t.shape}")
-    if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
-        raise ValueError(f"target holds {t.max()}, outside [0, {n_classes})")
-    t64 = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
-    w64 = None if weight is None else np.ascontiguousarray(weight, dtype=np.float64)
-    bad, counted, weight_sum = _core.check_targets(t64, n_classes, int(ignore_index), w64)
-    if bad >= 0:
-        where = np.unravel_index(bad, lead_shape) if lead_shape else ()
-        raise ValueError(
-            f"target[{', '.join(map(str, where))}] = {t64[bad]} is not a class index in "
-            f"[0, {n_classes}) nor ignore_index ({ignore_index})")
-    return t64, counted, weight_sum
+def _sample_weight(sample_weight, lead_shape):
+    if sample_weight is None:
+        return None
+    s = _real_array(sample_weight, "sample_weight")
+    if s.shape != tuple(lead_shape):
+        raise ValueError(f"sample_weight must have the loss's shape (one weight per row), "
+                         f"{tuple(lead_shape)}, got {s.shape}")
+    return np.ascontiguousarray(s, dtype=np.float64).reshape(-1)
 
 
 def _ignore_index(ignore_index):
@@ -165,32 +190,87 @@ def _ignore_index(ignore_index):
 
 
 class _Problem:
-    """A validated cross-entropy call: rows, targets, weights, reduction."""
+    """A validated cross-entropy call: rows, targets, weights, options."""
 
-    def __init__(self, logits, target, axis, weight, ignore_index, reduction, num_threads):
+    def __init__(self, logits, target, *, axis, weight, sample_weight, ignore_index, reduction,
+                 label_smoothing, z_loss, softcap, temperature, num_threads):
         x = _float_array(logits, "logits")
         self.axis = _class_axis(x, axis)
         self.reduction = _reduction(reduction)
         self.threads = _num_threads(num_threads)
         self.ignore_index = _ignore_index(ignore_index)
-        self.n_classes = x.shape[self.axis]
-        if self.n_classes == 0:
+        eps = _real(label_smoothing, "label_smoothing")
+        if not 0.0 <= eps <= 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1], got {eps}")
+        lam = _real(z_loss, "z_loss")
+        if lam < 0:
+            raise ValueError(f"z_loss must be >= 0, got {lam}")
+        cap = 0.0
+        if softcap is not None:
+            cap = _real(softcap, "softcap")
+            if cap <= 0:
+                raise ValueError(f"softcap must be > 0 (or None for no cap), got {cap}")
+        temp = _real(temperature, "temperature")
+        if temp <= 0:
+            raise ValueError(f"temperature must be > 0, got {temp}")
+        self.n_classes = n_classes = x.shape[self.axis]
+        if n_classes == 0:
             raise ValueError(f"logits has no classes: its class axis ({self.axis}) has length 0")
         self.logits = x
+        self.dtype = _compute_dtype(x.dtype)
         self.moved = np.moveaxis(x, self.axis, -1)
         self.lead_shape = self.moved.shape[:-1]
-        self.weight = _class_weight(weight, self.n_classes, x.dtype)
-        self.target, self.counted, self.weight_sum = _class_targets(
-            target, self.lead_shape, self.n_classes, self.ignore_index, self.weight)
+        self.weight = _class_weight(weight, n_classes, self.dtype)
+        self.sample_weight = _sample_weight(sample_weight, self.lead_shape)
+        self.options = dict(
+            label_smoothing=eps, z_loss=lam, softcap=cap, inv_temperature=1.0 / temp,
+            weight_total=float(n_classes if self.weight is None
+                               else np.sum(self.weight, dtype=np.float64)),
+            row_weight=self.sample_weight)
+        self._targets(target)
+
+    def _targets(self, target):
+        t = np.asarray(target)
+        n_classes, lead = self.n_classes, self.lead_shape
+        self.target_prob = None
+        if t.dtype.kind == "f" or _is_low_precision(t.dtype):
+            if t.shape != self.logits.shape:
+                raise TypeError(
+                    f"target must hold integer class indices of shape {tuple(lead)}, or class "
+                    f"probabilities of the logits' shape {self.logits.shape}; got a {t.dtype} "
+                    f"array of shape {t.shape}")
+            self.target = _EMPTY_I64
+            self.target_prob = np.moveaxis(t, self.axis, -1)
+            n = int(np.prod(lead, dtype=np.int64))
+            self.counted = n
+            self.weight_sum = float(n if self.sample_weight is None else np.sum(self.sample_weight))
+            return
+        if t.dtype.kind not in "iu":
+            raise TypeError(f"target must hold integer class indices (or float class "
+                            f"probabilities), got dtype {t.dtype}")
+        if t.shape != tuple(lead):
+            raise ValueError(
+                f"target must have the logits' shape without the class axis, {tuple(lead)}, "
+                f"got {t.shape}")
+        if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
+            raise ValueError(f"target holds {t.max()}, outside [0, {n_classes})")
+        t64 = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
+        w64 = None if self.weight is None else self.weight.astype(np.float64)
+        bad, self.counted, self.weight_sum = _core.check_targets(
+            t64, n_classes, self.ignore_index, w64, self.sample_weight)
+        if bad >= 0:
+            where = np.unravel_index(bad, lead) if lead else ()
+            raise ValueError(
+                f"target[{', '.join(map(str, where))}] = {t64[bad]} is not a class index in "
+                f"[0, {n_classes}) nor ignore_index ({self.ignore_index})")
+        self.target = t64
 
     def grad_scales(self, grad_output):
         """(shared scale, per-row scales) of the gradient for this reduction."""
         if self.reduction == "none":
             if grad_output is None:
                 return 1.0, _EMPTY_F64
-            g = np.asarray(grad_output)
-            if g.dtype.kind not in "fiu":
-                raise TypeError(f"grad_output must be real numbers, got dtype {g.dtype}")
+            g = _real_array(grad_output, "grad_output")
             try:
                 g = np.broadcast_to(g, self.lead_shape)
             except ValueError:
@@ -205,55 +285,137 @@ class _Problem:
                 raise ValueError(
                     f"grad_output must be a scalar for reduction={self.reduction!r}, "
                     f"got shape {np.shape(grad_output)}")
-            g = float(grad_output)
+            g = float(_real_array(grad_output, "grad_output"))
         if self.reduction == "mean":
             g = g / self.weight_sum if self.weight_sum != 0 else g * float("nan")
         return g, _EMPTY_F64
 
-    def reduce(self, row_loss):
-        """The loss from the per-row (weighted) losses."""
+    def reduce(self, row_values):
+        """The loss from per-row (weighted) values."""
         if self.reduction == "none":
-            return row_loss.astype(self.logits.dtype, copy=False).reshape(self.lead_shape)
-        total = float(np.sum(row_loss))  # pairwise, in a fixed order
+            return row_values.astype(self.logits.dtype).reshape(self.lead_shape)
+        total = float(np.sum(row_values))  # pairwise, in a fixed order
         if self.reduction == "sum":
             return total
         return total / self.weight_sum if self.weight_sum != 0 else float("nan")
 
+    def run(self, mode, out_moved=None, *, in_place=False, scale=1.0, row_scale=_EMPTY_F64,
+            **row_outputs):
+        """Run the kernel over every row; returns the per-row losses."""
+        row_loss = np.empty(self.target.shape[0] if self.target_prob is None
+                            else int(np.prod(self.lead_shape, dtype=np.int64)), dtype=np.float64)
+        prob_rows = None if self.target_prob is None else _rows(self.target_prob)
+        if out_moved is None:
+            x_rows, out_rows, copy_back = _rows(self.moved), None, False
+        else:
+            x_rows, out_rows, copy_back = _rows_and_out(self.moved, out_moved)
+        _run(x_rows, out_rows, mode, self.threads, in_place=in_place or out_rows is x_rows,
+             target=self.target, weight=self.weight, ignore_index=self.ignore_index, scale=scale,
+             row_scale=row_scale, row_loss=row_loss, target_prob=prob_rows, **self.options,
+             **row_outputs)
+        if copy_back:
+            np.copyto(out_moved, out_rows.reshape(out_moved.shape))
+        return row_loss
 
-def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                  reduction="mean", num_threads=None):
-    """Softmax cross-entropy loss of `logits` against class indices.
 
-    Computed in one fused pass per row (max, sum of exponentials, loss)
-    without any N×C temporary.  Semantics are those of
-    ``torch.nn.functional.cross_entropy``.
+def _run(x_rows, out_rows, mode, threads, *, in_place=False, target=_EMPTY_I64, weight=None,
+         ignore_index=0, scale=1.0, row_scale=_EMPTY_F64, row_loss=_EMPTY_F64,
+         row_lse=_EMPTY_F64, target_prob=None, **options):
+    """One kernel call over all rows; float16/bfloat16 rows are widened to
+    float32 a bounded chunk at a time (never a whole N×C float32 copy)."""
+    if x_rows.dtype in _KERNEL_DTYPES:
+        if target_prob is not None and target_prob.dtype != x_rows.dtype:
+            target_prob = target_prob.astype(x_rows.dtype)
+        streaming = (out_rows is not None and not in_place
+                     and out_rows.nbytes >= _STREAMING_BYTES)
+        _core.rows(x_rows, out_rows, target, weight, ignore_index, scale, row_scale, row_loss,
+                   row_lse, mode, streaming, threads, target_prob=target_prob, **options)
+        return
+    n_rows, n_classes = x_rows.shape
+    step = max(1, _CHUNK_ELEMENTS // n_classes)
 
-    Parameters
-    ----------
-    logits : array_like of float32 or float64
-        Unnormalised scores, the classes along `axis`.
-    target : array_like of int
-        Class indices in ``[0, C)``, of the logits' shape without `axis`.
-        Entries equal to `ignore_index` add nothing to the loss.
+    def part(a, sl):
+        return a[sl] if a is not None and len(a) else a
+
+    for start in range(0, n_rows, step):
+        sl = slice(start, start + step)
+        x32 = x_rows[sl].astype(np.float32)
+        prob = None if target_prob is None else target_prob[sl].astype(np.float32)
+        per_row = {k: part(v, sl) for k, v in options.items()
+                   if k in ("row_weight", "row_z_loss", "row_entropy", "row_argmax")}
+        rest = {k: v for k, v in options.items() if k not in per_row}
+        _core.rows(x32, None if out_rows is None else x32, part(target, sl), weight, ignore_index,
+                   scale, part(row_scale, sl), part(row_loss, sl), part(row_lse, sl), mode, False,
+                   threads, target_prob=prob, **per_row, **rest)
+        if out_rows is not None:
+            out_rows[sl] = x32
+
+
+_CE_DOC_PARAMETERS = """
+    logits : array_like of float32, float64, float16 or bfloat16
+        Unnormalised scores, the classes along `axis`.  float16/bfloat16 are
+        read as they are and computed in float32.
+    target : array_like
+        Integer class indices in ``[0, C)`` of the logits' shape without
+        `axis` (entries equal to `ignore_index` add nothing), or floating class
+        probabilities of the logits' shape.
     axis : int, default -1
         The class axis (``1`` for PyTorch's ``(N, C, d1, ...)`` layout).
     weight : array_like of shape (C,), optional
         Per-class weights, as PyTorch's ``weight``.
+    sample_weight : array_like, optional
+        One weight per row (the loss's shape): ``mean`` becomes
+        Σ s·l / Σ s·w_y over counted rows.
     ignore_index : int, default -100
-        Target value whose rows are ignored.
+        Target value whose rows are ignored (index targets only).
     reduction : {"mean", "sum", "none"}, default "mean"
-        ``"mean"`` divides the summed loss by the summed class weights of the
-        counted rows (their number without weights); ``"none"`` returns the
-        per-row losses (0 for ignored rows).
+        ``"mean"`` divides the summed loss by the summed class (and sample)
+        weights of the counted rows, or by the number of rows for
+        probability targets; ``"none"`` returns per-row losses (0 for ignored
+        rows).
+    label_smoothing : float in [0, 1], default 0
+        Targets become (1-ε)·target + ε/C, as PyTorch's ``label_smoothing``.
+    z_loss : float >= 0, default 0
+        Adds λ·lse² per counted row (PaLM's z-loss, Liger's
+        ``lse_square_scale``).
+    softcap : float > 0, optional
+        Logits become c·tanh(z/c) before the softmax (Gemma 2).
+    temperature : float > 0, default 1
+        Logits are divided by T before everything else.
     num_threads : int, optional
         Threads to use; default ``omp_get_max_threads()`` (honours
         ``OMP_NUM_THREADS`` and threadpoolctl).
+    return_z_loss : bool, default False
+        Also return the z-loss part of the loss (reduced the same way)."""
+
+
+def _problem(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+             label_smoothing, z_loss, softcap, temperature, num_threads):
+    return _Problem(logits, target, axis=axis, weight=weight, sample_weight=sample_weight,
+                    ignore_index=ignore_index, reduction=reduction,
+                    label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
+                    temperature=temperature, num_threads=num_threads)
+
+
+def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None, ignore_index=-100,
+                  reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None,
+                  temperature=1.0, num_threads=None, return_z_loss=False):
+    """Softmax cross-entropy loss of `logits` against `target`.
+
+    Computed in one fused pass per row (max, sum of exponentials, loss, every
+    option) without any N×C temporary.  Semantics are those of
+    ``torch.nn.functional.cross_entropy``, extended by the options below.
+
+    Parameters
+    ----------{params}
 
     Returns
     -------
-    float or ndarray
+    loss : float or ndarray
         A Python float for ``"mean"``/``"sum"``; for ``"none"`` an array of the
-        logits' dtype and the target's shape.
+        logits' dtype and the loss's shape.
+    z_loss : float or ndarray
+        Only with ``return_z_loss=True``: the λ·lse² part of `loss`.
 
     Examples
     --------
@@ -264,21 +426,26 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, ignore_index=-100,
     0.669962
     >>> xentfast.cross_entropy(logits, target, reduction="none")
     array([0.2413113, 1.0986123], dtype=float32)
+    >>> round(xentfast.cross_entropy(logits, target, label_smoothing=0.1), 6)
+    0.744962
     """
-    p = _Problem(logits, target, axis, weight, ignore_index, reduction, num_threads)
-    row_loss = np.empty(p.target.shape[0], dtype=np.float64)
-    _core.rows(_rows(p.moved), None, p.target, p.weight, p.ignore_index, 1.0, _EMPTY_F64,
-               row_loss, _EMPTY_F64, _core.MODE_LOSS, False, p.threads)
-    return p.reduce(row_loss)
+    p = _problem(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+                 label_smoothing, z_loss, softcap, temperature, num_threads)
+    row_z = np.empty(len(p.target) or int(np.prod(p.lead_shape, dtype=np.int64))) \
+        if return_z_loss else None
+    row_loss = p.run(_core.MODE_LOSS, row_z_loss=row_z)
+    loss = p.reduce(row_loss)
+    return (loss, p.reduce(row_z)) if return_z_loss else loss
 
 
-def cross_entropy_and_grad(logits, target, *, axis=-1, weight=None, ignore_index=-100,
-                           reduction="mean", num_threads=None, grad_output=None, out=None):
+def cross_entropy_and_grad(logits, target, *, axis=-1, weight=None, sample_weight=None,
+                           ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0,
+                           softcap=None, temperature=1.0, num_threads=None, return_z_loss=False,
+                           grad_output=None, out=None):
     """Cross-entropy loss and its gradient with respect to `logits`, fused.
 
     One pass per row reads each logit once and writes each gradient entry
-    once: ``softmax(z) * scale`` minus ``scale`` at the target.  Arguments are
-    those of :func:`cross_entropy`, plus:
+    once.  Arguments are those of :func:`cross_entropy`, plus:
 
     Parameters
     ----------
@@ -294,6 +461,8 @@ def cross_entropy_and_grad(logits, target, *, axis=-1, weight=None, ignore_index
     -------
     loss : float or ndarray
         As :func:`cross_entropy`.
+    z_loss : float or ndarray
+        Only with ``return_z_loss=True``.
     grad : ndarray
         d loss / d logits, the logits' shape and dtype (`out` when given).
 
@@ -308,34 +477,137 @@ def cross_entropy_and_grad(logits, target, *, axis=-1, weight=None, ignore_index
     array([[-0.1072,  0.0876,  0.0196],
            [ 0.1667,  0.1667, -0.3333]], dtype=float32)
     """
-    p = _Problem(logits, target, axis, weight, ignore_index, reduction, num_threads)
-    x = p.logits
-    if out is None:
-        # allocated with the class axis last, so the kernels write it in place
-        grad_moved = np.empty(p.moved.shape, dtype=x.dtype)
-        grad = np.moveaxis(grad_moved, -1, p.axis)
-        in_place = False
-    else:
-        _check_out(out, x.shape, x.dtype)
-        in_place = _same_view(out, x)
-        if not in_place and np.may_share_memory(out, x):
-            raise ValueError("out overlaps logits without being the same array; pass "
-                             "out=logits to overwrite the logits, or a separate buffer")
-        grad = out
-        grad_moved = np.moveaxis(out, p.axis, -1)
+    p = _problem(logits, target, axis, weight, sample_weight, ignore_index, reduction,
+                 label_smoothing, z_loss, softcap, temperature, num_threads)
+    grad, grad_moved, in_place = _grad_buffer(p.logits, p.axis, out)
     scale, row_scale = p.grad_scales(grad_output)
-    x_rows, out_rows, copy_back = _rows_and_out(p.moved, grad_moved)
-    row_loss = np.empty(p.target.shape[0], dtype=np.float64)
-    streaming = out_rows is not x_rows and not in_place and out_rows.nbytes >= _STREAMING_BYTES
-    _core.rows(x_rows, out_rows, p.target, p.weight, p.ignore_index, scale, row_scale,
-               row_loss, _EMPTY_F64, _core.MODE_GRAD, streaming, p.threads)
-    if copy_back:
-        np.copyto(grad_moved, out_rows.reshape(grad_moved.shape))
-    return p.reduce(row_loss), grad
+    row_z = np.empty(len(p.target) or int(np.prod(p.lead_shape, dtype=np.int64))) \
+        if return_z_loss else None
+    row_loss = p.run(_core.MODE_GRAD, grad_moved, in_place=in_place, scale=scale,
+                     row_scale=row_scale, row_z_loss=row_z)
+    loss = p.reduce(row_loss)
+    return (loss, p.reduce(row_z), grad) if return_z_loss else (loss, grad)
+
+
+cross_entropy.__doc__ = cross_entropy.__doc__.format(params=_CE_DOC_PARAMETERS)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything :func:`evaluate` measures in one read of the logits.
+
+    Per-row arrays have the loss's shape; ignored rows have loss 0 and NaN
+    lse/entropy, and do not count in the totals.
+    """
+
+    loss: np.ndarray
+    """per-row loss (as ``reduction="none"``)"""
+    lse: np.ndarray
+    """per-row log-sum-exp of the (tempered, capped) logits"""
+    argmax: np.ndarray
+    """per-row predicted class"""
+    correct: np.ndarray
+    """per-row: prediction == target (argmax of the target for probabilities)"""
+    entropy: np.ndarray
+    """per-row entropy of the softmax, in nats"""
+    mean_loss: float
+    """the ``"mean"`` reduction of the loss, in nats"""
+    accuracy: float
+    """share of counted rows predicted right"""
+    n_counted: int
+    """rows that count (target != ignore_index)"""
+
+    @property
+    def perplexity(self) -> float:
+        """exp(mean loss in nats) = 2^(mean loss in bits)."""
+        return math.exp(self.mean_loss)
+
+    @property
+    def bits_per_token(self) -> float:
+        """mean loss in bits (nats / ln 2)."""
+        return self.mean_loss / math.log(2.0)
+
+
+def evaluate(logits, target, *, axis=-1, weight=None, sample_weight=None, ignore_index=-100,
+             label_smoothing=0.0, z_loss=0.0, softcap=None, temperature=1.0, num_threads=None):
+    """Loss, log-sum-exp, prediction, correctness and entropy of every row, with
+    the totals people watch in training and validation — in one pass.
+
+    Shaped as one result object because every field comes out of the same
+    read of the logits: asking separately for loss, accuracy and perplexity
+    would read a large logits array three times.  Per-row fields are arrays
+    so they can be aggregated further (per sequence, per class); totals are
+    plain floats.  Options are those of :func:`cross_entropy`.
+
+    Returns
+    -------
+    Evaluation
+        ``loss``, ``lse``, ``argmax``, ``correct``, ``entropy`` per row;
+        ``mean_loss``, ``accuracy``, ``n_counted``, ``perplexity`` and
+        ``bits_per_token`` for the batch.
+
+    Examples
+    --------
+    >>> import numpy as np, xentfast
+    >>> logits = np.array([[2.0, 0.5, -1.0], [0.0, 1.0, 0.0]], dtype=np.float32)
+    >>> ev = xentfast.evaluate(logits, np.array([0, 2]))
+    >>> ev.argmax, ev.correct, ev.accuracy
+    (array([0, 1]), array([ True, False]), 0.5)
+    >>> round(ev.perplexity, 4), round(ev.bits_per_token, 4)
+    (2.4507, 1.2932)
+    """
+    p = _problem(logits, target, axis, weight, sample_weight, ignore_index, "none",
+                 label_smoothing, z_loss, softcap, temperature, num_threads)
+    n = int(np.prod(p.lead_shape, dtype=np.int64))
+    lse, entropy = np.empty(n), np.empty(n)
+    argmax = np.empty(n, dtype=np.int64)
+    row_loss = p.run(_core.MODE_EVAL, row_lse=lse, row_entropy=entropy, row_argmax=argmax)
+    if p.target_prob is None:
+        counted = p.target != p.ignore_index
+        correct = (argmax == p.target) & counted
+    else:
+        counted = np.ones(n, dtype=bool)
+        correct = argmax == np.argmax(_rows(p.target_prob), axis=1)
+    total = float(np.sum(row_loss))
+    mean = total / p.weight_sum if p.weight_sum != 0 else float("nan")
+    n_counted = int(np.count_nonzero(counted))
+    shape = p.lead_shape
+    return Evaluation(
+        loss=row_loss.astype(p.logits.dtype).reshape(shape), lse=lse.reshape(shape),
+        argmax=argmax.reshape(shape), correct=correct.reshape(shape),
+        entropy=entropy.reshape(shape), mean_loss=mean,
+        accuracy=float(np.count_nonzero(correct)) / n_counted if n_counted else float("nan"),
+        n_counted=n_counted)
+
+
+def perplexity(logits, target, **options):
+    """Perplexity, exp(mean cross-entropy in nats), of `logits` against `target`.
+
+    Options are those of :func:`cross_entropy` (``reduction`` is ``"mean"``).
+
+    Examples
+    --------
+    >>> import numpy as np, xentfast
+    >>> uniform = np.zeros((4, 10), dtype=np.float32)
+    >>> round(xentfast.perplexity(uniform, np.array([1, 2, 3, 4])), 4)
+    10.0
+    """
+    if "reduction" in options:
+        raise TypeError("perplexity takes no reduction: it is exp of the mean loss")
+    return math.exp(cross_entropy(logits, target, **options))
 
 
 # --------------------------------------------------------------------------
 # building blocks
+
+
+def _block_input(x):
+    """Input of the SciPy-like building blocks: integers and bools become
+    float64 (as scipy.special does); other non-floats are a TypeError."""
+    a = np.asarray(x)
+    if a.dtype.kind in "iub":
+        return a.astype(np.float64)
+    return _float_array(a, "x")
 
 
 def _normalize_axes(x, axis):
@@ -359,7 +631,8 @@ def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
 
     Parameters
     ----------
-    x : array_like of float32 or float64
+    x : array_like
+        Floating input (integers are computed in float64, as SciPy does).
     axis : None, int or tuple of ints, default None
         Axes to reduce over (all of them by default, as ``scipy.special.logsumexp``).
     keepdims : bool, default False
@@ -381,7 +654,7 @@ def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
     >>> xentfast.logsumexp(x, axis=1)
     array([1000.,    0.], dtype=float32)
     """
-    x = _float_array(x, "x")
+    x = _block_input(x)
     threads = _num_threads(num_threads)
     axes = _normalize_axes(x, axis)
     keep = [a for a in range(x.ndim) if a not in axes]
@@ -395,10 +668,8 @@ def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
     lse = np.empty(n_rows, dtype=np.float64)
     if k == 0:
         lse.fill(-np.inf)
-    else:
-        rows = _rows(moved.reshape(lead + (k,)) if moved.ndim != len(keep) + 1 else moved)
-        _core.rows(rows, None, _EMPTY_I64, None, 0, 1.0, _EMPTY_F64, _EMPTY_F64, lse,
-                   _core.MODE_LSE, False, threads)
+    elif n_rows:
+        _run(_rows(moved.reshape(lead + (k,))), None, _core.MODE_LSE, threads, row_lse=lse)
     result = lse.astype(x.dtype).reshape(out_shape)
     if out is not None:
         np.copyto(out, result)
@@ -407,23 +678,21 @@ def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
 
 
 def _softmax_like(x, axis, out, num_threads, mode, name):
-    x = _float_array(x, "x")
+    x = _block_input(x)
     threads = _num_threads(num_threads)
+    if x.ndim == 0:  # one element: softmax 1, log-softmax 0 (NaN stays NaN)
+        value = x.dtype.type(1.0 if mode == _core.MODE_SOFTMAX else 0.0) + 0 * x
+        if out is not None:
+            _check_out(out, x.shape, x.dtype)
+            np.copyto(out, value)
+            return out
+        return value
     ax = _class_axis(x, axis, "x")
-    if out is None:
-        res_moved = np.empty(np.moveaxis(x, ax, -1).shape, dtype=x.dtype)
-        result = np.moveaxis(res_moved, -1, ax)
-    else:
-        _check_out(out, x.shape, x.dtype)
-        if not _same_view(out, x) and np.may_share_memory(out, x):
-            raise ValueError(f"out overlaps x without being the same array ({name})")
-        result = out
-        res_moved = np.moveaxis(out, ax, -1)
+    result, res_moved, _ = _grad_buffer(x, ax, out, "x")
     if x.size == 0:
         return result
     rows, out_rows, copy_back = _rows_and_out(np.moveaxis(x, ax, -1), res_moved)
-    _core.rows(rows, out_rows, _EMPTY_I64, None, 0, 1.0, _EMPTY_F64, _EMPTY_F64, _EMPTY_F64,
-               mode, False, threads)
+    _run(rows, out_rows, mode, threads, in_place=out_rows is rows or _same_view(rows, out_rows))
     if copy_back:
         np.copyto(res_moved, out_rows.reshape(res_moved.shape))
     return result
@@ -434,7 +703,9 @@ def softmax(x, axis=-1, *, out=None, num_threads=None):
 
     Parameters
     ----------
-    x : array_like of float32 or float64
+    x : array_like
+        Floating input (integers are computed in float64); 0-d and empty
+        arrays are fine.
     axis : int, default -1
     out : ndarray, optional
         x's shape and dtype; ``out=x`` works in place.
@@ -458,7 +729,9 @@ def log_softmax(x, axis=-1, *, out=None, num_threads=None):
 
     Parameters
     ----------
-    x : array_like of float32 or float64
+    x : array_like
+        Floating input (integers are computed in float64); 0-d and empty
+        arrays are fine.
     axis : int, default -1
     out : ndarray, optional
         x's shape and dtype; ``out=x`` works in place.

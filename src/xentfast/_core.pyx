@@ -48,6 +48,17 @@ cdef extern from "xentfast/kernels.h" nogil:
         double *row_lse
         int mode
         int streaming
+        double label_smoothing
+        double z_loss
+        double softcap
+        double inv_temperature
+        double weight_total
+        const double *row_weight
+        const void *target_prob
+        int64_t target_prob_stride
+        double *row_z_loss
+        double *row_entropy
+        int64_t *row_argmax
     ctypedef void (*xf_rows_fn)(const xf_rows_args *, int64_t, int64_t, void *)
     ctypedef void (*xf_exp_f32_fn)(const float *, float *, int64_t)
     ctypedef struct xf_kernel_table:
@@ -60,7 +71,7 @@ cdef extern from "xentfast/kernels.h" nogil:
     int xf_backend_supported(const char *name)
     int xf_select_backend(const char *name)
     const xf_kernel_table *xf_table()
-    int XF_MODE_LOSS, XF_MODE_GRAD, XF_MODE_SOFTMAX, XF_MODE_LOG_SOFTMAX, XF_MODE_LSE
+    int XF_MODE_LOSS, XF_MODE_GRAD, XF_MODE_SOFTMAX, XF_MODE_LOG_SOFTMAX, XF_MODE_LSE, XF_MODE_EVAL
     int XF_CPU_SSE2, XF_CPU_AVX, XF_CPU_AVX2, XF_CPU_FMA, XF_CPU_AVX512F
     int XF_CPU_AVX512DQ, XF_CPU_AVX512BW, XF_CPU_AVX512VL, XF_CPU_OS_AVX, XF_CPU_OS_AVX512
 
@@ -69,6 +80,7 @@ MODE_GRAD = XF_MODE_GRAD
 MODE_SOFTMAX = XF_MODE_SOFTMAX
 MODE_LOG_SOFTMAX = XF_MODE_LOG_SOFTMAX
 MODE_LSE = XF_MODE_LSE
+MODE_EVAL = XF_MODE_EVAL
 OPENMP = bool(xf_omp_enabled)
 BACKENDS = ("avx512", "avx2", "scalar")
 
@@ -120,22 +132,27 @@ def select_backend(name):
 
 
 def check_targets(const int64_t[::1] target, int64_t n_classes, int64_t ignore_index,
-                  weight):
+                  weight, sample_weight):
     """Check every target is in [0, n_classes) or ignore_index.
 
     Returns ``(first_bad_position, n_counted, weight_sum)``; the position is
-    -1 when all are valid.  ``weight_sum`` is the sum of the class weights of
-    the counted rows (their number without weights), the ``mean``
-    reduction's denominator.
+    -1 when all are valid.  ``weight_sum`` = sum over counted rows of
+    sample_weight[n] * weight[target[n]] (each factor 1 when None): the
+    ``mean`` reduction's denominator.
     """
     cdef int64_t n = target.shape[0], i, y, counted = 0, bad = -1
-    cdef double wsum = 0.0
+    cdef double wsum = 0.0, term
     cdef const double[::1] w
-    cdef bint weighted = weight is not None
+    cdef const double[::1] s
+    cdef bint weighted = weight is not None, row_weighted = sample_weight is not None
     if weighted:
         w = weight
         if w.shape[0] != n_classes:
             raise ValueError("internal: weight length")
+    if row_weighted:
+        s = sample_weight
+        if s.shape[0] != n:
+            raise ValueError("internal: sample_weight length")
     with nogil:
         for i in range(n):
             y = target[i]
@@ -145,10 +162,10 @@ def check_targets(const int64_t[::1] target, int64_t n_classes, int64_t ignore_i
                 bad = i
                 break
             counted += 1
-            if weighted:
-                wsum += w[y]
-    if not weighted:
-        wsum = <double>counted
+            term = w[y] if weighted else 1.0
+            if row_weighted:
+                term = term * s[i]
+            wsum += term
     return bad, counted, wsum
 
 
@@ -156,16 +173,31 @@ cdef inline const xf_kernel_table *_table() noexcept nogil:
     return xf_table()
 
 
+cdef inline double *_row_ptr(double[::1] a, int64_t n_rows, str name) except? NULL:
+    if a is None or a.shape[0] == 0:
+        return NULL
+    if a.shape[0] != n_rows:
+        raise ValueError(f"internal: {name} length")
+    return &a[0]
+
+
 def rows(x, out, const int64_t[::1] target, class_weight, int64_t ignore_index,
          double scale, const double[::1] row_scale, double[::1] row_loss,
-         double[::1] row_lse, int mode, bint streaming, int num_threads):
+         double[::1] row_lse, int mode, bint streaming, int num_threads, *,
+         double label_smoothing=0.0, double z_loss=0.0, double softcap=0.0,
+         double inv_temperature=1.0, double weight_total=0.0,
+         const double[::1] row_weight=None, target_prob=None,
+         double[::1] row_z_loss=None, double[::1] row_entropy=None,
+         int64_t[::1] row_argmax=None):
     """Run one kernel over all rows of the 2-D array `x` (unit column stride).
 
-    `out` (or None) is a 2-D array of the same shape and dtype with unit
-    column stride; `target` (length n_rows or empty), `class_weight` (None or
-    n_classes values of x's dtype), `row_scale`, `row_loss` and `row_lse`
-    (each length n_rows or empty) follow ``xf_rows_args`` in kernels.h.
+    `out` and `target_prob` (or None) are 2-D arrays of x's shape and dtype
+    with unit column stride; `target` (length n_rows or empty),
+    `class_weight` (None or n_classes values of x's dtype) and the per-row
+    arrays (length n_rows, or empty/None) follow ``xf_rows_args`` in
+    kernels.h.
     """
+    cdef cnp.ndarray pa
     cdef cnp.ndarray xa = x
     cdef cnp.ndarray oa
     cdef cnp.ndarray wa
@@ -223,6 +255,33 @@ def rows(x, out, const int64_t[::1] target, class_weight, int64_t ignore_index,
         a.row_lse = &row_lse[0]
     a.mode = mode
     a.streaming = streaming
+    a.label_smoothing = label_smoothing
+    a.z_loss = z_loss
+    a.softcap = softcap
+    a.inv_temperature = inv_temperature
+    a.weight_total = weight_total
+    a.row_weight = NULL
+    if row_weight is not None and row_weight.shape[0]:
+        if row_weight.shape[0] != n_rows:
+            raise ValueError("internal: row_weight length")
+        a.row_weight = &row_weight[0]
+    a.target_prob = NULL
+    a.target_prob_stride = 0
+    if target_prob is not None:
+        pa = target_prob
+        if (cnp.PyArray_NDIM(pa) != 2 or cnp.PyArray_DIM(pa, 0) != n_rows
+                or cnp.PyArray_DIM(pa, 1) != n_classes or pa.dtype != xa.dtype
+                or (n_classes > 1 and cnp.PyArray_STRIDE(pa, 1) != itemsize)):
+            raise ValueError("internal: target_prob must match x")
+        a.target_prob = cnp.PyArray_DATA(pa)
+        a.target_prob_stride = cnp.PyArray_STRIDE(pa, 0) // itemsize
+    a.row_z_loss = _row_ptr(row_z_loss, n_rows, "row_z_loss")
+    a.row_entropy = _row_ptr(row_entropy, n_rows, "row_entropy")
+    a.row_argmax = NULL
+    if row_argmax is not None and row_argmax.shape[0]:
+        if row_argmax.shape[0] != n_rows:
+            raise ValueError("internal: row_argmax length")
+        a.row_argmax = &row_argmax[0]
     if n_rows == 0:
         return
     _run(&a, is_f32, num_threads)

@@ -1,6 +1,7 @@
 /* AVX2+FMA instantiation of the kernels.  Compiled with only -mavx2 -mfma;
  * called only after dispatch.c has seen AVX2 and FMA in cpuid and the YMM
  * state enabled in xgetbv. */
+#include <float.h>
 #include <math.h>
 #include "xentfast/kernels.h"
 #include "xentfast/simd_avx2.h"
@@ -23,6 +24,9 @@
 #define V_MUL _mm256_mul_ps
 #define V_MAX _mm256_max_ps
 #define V_FMA _mm256_fmadd_ps
+#define V_DIV _mm256_div_ps
+#define V_ZERO_TAIL(v, n) _mm256_and_ps((v), _mm256_castsi256_ps(xf_mask8(n)))
+#define XF_T_MAX FLT_MAX
 #define V_EXP xf_exp_ps256
 #define V_HMAX xf_hmax_ps256
 #define V_HSUM xf_hsum_ps256

@@ -1,6 +1,7 @@
 /* AVX-512 instantiation of the kernels.  Compiled with only its own ISA
  * flags (-mavx512f -mavx512dq -mavx2 -mfma); called only after dispatch.c
  * has seen those features in cpuid and their state enabled in xgetbv. */
+#include <float.h>
 #include <math.h>
 #include "xentfast/kernels.h"
 #include "xentfast/simd_avx512.h"
@@ -21,6 +22,9 @@
 #define V_MUL _mm512_mul_ps
 #define V_MAX _mm512_max_ps
 #define V_FMA _mm512_fmadd_ps
+#define V_DIV _mm512_div_ps
+#define V_ZERO_TAIL(v, n) _mm512_maskz_mov_ps(xf_mask16(n), (v))
+#define XF_T_MAX FLT_MAX
 #define V_EXP xf_exp_ps512
 #define V_HMAX _mm512_reduce_max_ps
 #define V_HSUM xf_hsum_ps512

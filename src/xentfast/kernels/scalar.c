@@ -1,5 +1,6 @@
 /* Portable instantiation of the kernels (one lane, libm exp), built for the
  * baseline of any target; also the float64 kernels of every backend. */
+#include <float.h>
 #include <math.h>
 #include "xentfast/kernels.h"
 
@@ -16,6 +17,8 @@
 #define V_MUL(a, b) ((a) * (b))
 #define V_MAX(a, b) ((b) > (a) ? (b) : (a))
 #define V_FMA(a, b, c) ((a) * (b) + (c))
+#define V_DIV(a, b) ((a) / (b))
+#define V_ZERO_TAIL(v, n) (v) /* never reached with one lane */
 #define V_HMAX(v) (v)
 #define V_HSUM(v) ((double)(v))
 #define XF_SFENCE() ((void)0)
@@ -25,16 +28,19 @@
  * loads widen exactly, each exp is libm's expf, stores narrow. */
 #define XF_T float
 #define XF_V double
+#define XF_T_MAX FLT_MAX
 #define XF_FN(name) xf_##name##_f32_scalar
 #define V_EXP(v) ((double)expf((float)(v)))
 #include "xentfast/kernel_body.h"
 #undef XF_T
 #undef XF_V
+#undef XF_T_MAX
 #undef XF_FN
 #undef V_EXP
 
 #define XF_T double
 #define XF_V double
+#define XF_T_MAX DBL_MAX
 #define XF_FN(name) xf_##name##_f64
 #define V_EXP exp
 #include "xentfast/kernel_body.h"
