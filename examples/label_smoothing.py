@@ -18,13 +18,18 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 
-import numpy as np
-from numpy.typing import NDArray
+# Small matrices: BLAS threads would only add synchronisation (and on a busy machine
+# their spin-waiting makes each product many times slower).  Set before NumPy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import xentfast
-from _mlp import MLP, Split, fit, load_digits
+import numpy as np  # noqa: E402
+from numpy.typing import NDArray  # noqa: E402
+
+import xentfast  # noqa: E402
+from _mlp import MLP, Split, fit, load_digits  # noqa: E402
 
 
 def expected_calibration_error(confidence: NDArray[np.float32], correct: NDArray[np.bool_],

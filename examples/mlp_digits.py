@@ -14,12 +14,17 @@ matplotlib is installed) saves a plot of both loss curves.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
-import numpy as np
+# Small matrices: BLAS threads would only add synchronisation (and on a busy machine
+# their spin-waiting makes each product many times slower).  Set before NumPy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import xentfast
-from _mlp import MLP, History, evaluate, fit, load_digits
+import numpy as np  # noqa: E402
+
+import xentfast  # noqa: E402
+from _mlp import MLP, History, evaluate, fit, load_digits  # noqa: E402
 
 
 def save_plot(history: History, path: str) -> bool:

@@ -17,10 +17,13 @@ def assert_loss_close(actual, expected, rtol=LOSS_RTOL):
 
 
 def assert_grad_close(actual, expected, atol=GRAD_ATOL):
+    """Gradient entries within atol of the oracle; entries larger than 1
+    (z-loss, sums, large weights) within the same figure relative to them:
+    a float32 result cannot do better than half an ulp of itself."""
     a = np.asarray(actual, dtype=np.float64)
     e = np.asarray(expected, dtype=np.float64)
     assert a.shape == e.shape, (a.shape, e.shape)
-    np.testing.assert_allclose(a, e, rtol=0, atol=atol, equal_nan=True)
+    np.testing.assert_allclose(a, e, rtol=atol, atol=atol, equal_nan=True)
 
 
 def oracle(logits, target, **kw):

@@ -11,8 +11,9 @@
  *   V_LOAD_TAIL(p,n,fill) V_STORE_TAIL(p,v,n)   lanes [0,n), n < XF_W
  *   V_ZERO_TAIL(v,n)                           lanes [n, XF_W) set to 0
  *   V_ADD V_SUB V_MUL V_DIV V_MAX V_FMA(a,b,c)=a*b+c  V_EXP
- *   V_HMAX(v) -> XF_T   V_HSUM(v) -> double   XF_SFENCE()
+ *   V_HMAX(v) -> XF_T   V_HSUM(v) -> double   V_FIRST(v) -> lane 0   XF_SFENCE()
  *   XF_T_MAX        largest finite XF_T
+ *   V_ROUND_T(v)    lanes rounded to XF_T (identity unless lanes are wider)
  *
  * Per row: one online (max, sum-exp) pass over fixed segments of
  * XF_SEGMENT elements (max of the segment from memory, then exp(x - m) of
@@ -210,27 +211,29 @@ typedef struct {
 } XF_FN(opts_t);
 
 typedef struct {
-    double s, ez; /* sum exp(z - m) and sum exp(z - m) z, relative to the segment max */
+    double s, ez; /* sum exp(z - m) and sum exp(z - m) (z - m), m the segment max */
     double wz, wtz, wt; /* sum w z, sum w p z, sum w p (p: probability targets) */
 } XF_FN(sums_t);
-
-/* z = softcap(x / T) for a scalar, in double (x here is the row's max) */
-static inline double XF_FN(transform1)(double x, const XF_FN(opts_t) *o) {
-    const double u = x * (double)o->inv_t;
-    return o->cap ? (double)o->cap * tanh(u * (double)o->inv_cap) : u;
-}
 
 /* z = softcap(x / T) for a vector; *d = dz/du = 1 - tanh^2 under softcap.
  * tanh v = 1 - 2/(e^{2v} + 1): exact limits at +-inf, absolute error about
  * an ulp of 1, which is the float32 resolution of z near the cap anyway. */
 static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o, XF_V *d) {
     XF_V u = V_MUL(x, V_SET1(o->inv_t));
-    if (!o->cap) return u;
+    if (!o->cap) return V_ROUND_T(u);
     const XF_V one = V_SET1(1), two = V_SET1(2);
     XF_V v = V_MUL(u, V_SET1(o->inv_cap));
     XF_V th = V_SUB(one, V_DIV(two, V_ADD(V_EXP(V_ADD(v, v)), one)));
     *d = V_SUB(one, V_MUL(th, th));
-    return V_MUL(V_SET1(o->cap), th);
+    return V_ROUND_T(V_MUL(V_SET1(o->cap), th));
+}
+
+/* z of one logit by the very vector code of the row pass (lane 0), so
+ * that z_y and the segment maxima agree bit for bit with the z the exps
+ * were taken of: a one-class row then has loss exactly 0. */
+static inline double XF_FN(transform1)(XF_T x, const XF_FN(opts_t) *o) {
+    XF_V d;
+    return (double)V_FIRST(XF_FN(vtransform)(V_SET1(x), o, &d));
 }
 
 /* One vector of a segment: `valid` lanes are real (the rest are zeroed). */
@@ -240,12 +243,14 @@ static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V x, XF_V
                                             XF_V *d_out) {
     XF_V d = V_SET1(1);
     const XF_V z = XF_FN(vtransform)(x, o, &d);
-    XF_V e = V_EXP(V_SUB(z, mv));
+    const XF_V zm = V_SUB(z, mv);
+    XF_V e = V_EXP(zm);
     if (valid < XF_W) e = V_ZERO_TAIL(e, valid);
     *s = V_ADD(*s, e);
     /* masked classes (z = -inf) have e = 0 and must add 0, not 0 * -inf */
     const XF_V zc = V_MAX(V_SET1(-XF_T_MAX), z);
-    if (o->want_ez) *ez = V_FMA(e, zc, *ez);
+    /* entropy from sum e (z - m) <= 0: no cancellation against lse */
+    if (o->want_ez) *ez = V_FMA(e, V_MAX(V_SET1(-XF_T_MAX), zm), *ez);
     if (o->want_wz) {
         XF_V t = V_MUL(w, z); /* -inf with smoothing on a masked class: inf loss, as PyTorch */
         *wz = V_ADD(*wz, valid < XF_W ? V_ZERO_TAIL(t, valid) : t);
@@ -285,7 +290,7 @@ static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, con
     return out;
 }
 
-/* The general row's statistics: M, S (as row_stats), EZ = sum exp(z - M) z,
+/* The general row's statistics: M, S (as row_stats), EZ = sum exp(z - M) (z - M),
  * and the plain sums; seg_max[j] holds each segment's max of z. */
 static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64_t C,
                                            const XF_FN(opts_t) *o, XF_T *e, XF_T *chain,
@@ -295,7 +300,7 @@ static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64
     XF_FN(sums_t) t = {0, 0, 0, 0, 0};
     for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
-        const XF_T m = (XF_T)XF_FN(transform1)((double)XF_FN(seg_max)(x + j0, n), o);
+        const XF_T m = (XF_T)XF_FN(transform1)(XF_FN(seg_max)(x + j0, n), o);
         seg_max[j] = m;
         /* a fully masked segment still adds to the plain sums (its exps are 0) */
         const XF_FN(sums_t) g = XF_FN(gen_segment)(x + j0, o->w ? o->w + j0 : NULL,
@@ -306,19 +311,21 @@ static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64
         t.wtz += g.wtz;
         t.wt += g.wt;
         if (m == -INFINITY) continue;
+        /* S = sum e^{z-M} and EZ = sum e^{z-M} (z-M), moved to a new M:
+         * e^{z-M'} (z-M') = e^{M-M'} e^{z-M} ((z-M) + (M-M')) */
         if (M == -INFINITY) {
             M = m;
             S = g.s;
             EZ = g.ez;
         } else if ((double)m > M) {
-            const double r = exp(M - (double)m);
+            const double delta = M - (double)m, r = exp(delta);
+            EZ = r * (EZ + delta * S) + g.ez;
             S = S * r + g.s;
-            EZ = EZ * r + g.ez;
             M = m;
         } else {
-            const double r = exp((double)m - M);
+            const double delta = (double)m - M, r = exp(delta);
+            EZ += r * (g.ez + delta * g.s);
             S += g.s * r;
-            EZ += g.ez * r;
         }
     }
     t.ez = EZ;
@@ -400,7 +407,8 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
         const double log_S = log(S);
         const double lse = M + log_S;
         if (a->row_lse) a->row_lse[r] = lse;
-        if (a->row_entropy) a->row_entropy[r] = lse - sums.ez / S;
+        /* H = sum p (lse - z) = log S - sum e^{z-M} (z-M) / S */
+        if (a->row_entropy) a->row_entropy[r] = log_S - sums.ez / S;
         if (a->row_argmax) a->row_argmax[r] = XF_FN(row_argmax)(x, C);
 
         /* the loss and the coefficients of its gradient w.r.t. z:
@@ -415,7 +423,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
             alpha = 1 - eps;
             beta = eps / C;
         } else if (y >= 0) {
-            const double z_y = general ? XF_FN(transform1)((double)x[y], &o) : (double)x[y];
+            const double z_y = general ? XF_FN(transform1)(x[y], &o) : (double)x[y];
             loss = (1 - eps) * w_y * (lse - z_y) + zl;
             if (eps != 0) loss += eps / C * (a->weight_total * lse - sums.wz);
             A = (1 - eps) * w_y + eps / C * a->weight_total;

@@ -27,6 +27,8 @@
 #define V_DIV _mm256_div_ps
 #define V_ZERO_TAIL(v, n) _mm256_and_ps((v), _mm256_castsi256_ps(xf_mask8(n)))
 #define XF_T_MAX FLT_MAX
+#define V_FIRST _mm256_cvtss_f32
+#define V_ROUND_T(v) (v)
 #define V_EXP xf_exp_ps256
 #define V_HMAX xf_hmax_ps256
 #define V_HSUM xf_hsum_ps256

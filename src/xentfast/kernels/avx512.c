@@ -25,6 +25,8 @@
 #define V_DIV _mm512_div_ps
 #define V_ZERO_TAIL(v, n) _mm512_maskz_mov_ps(xf_mask16(n), (v))
 #define XF_T_MAX FLT_MAX
+#define V_FIRST _mm512_cvtss_f32
+#define V_ROUND_T(v) (v)
 #define V_EXP xf_exp_ps512
 #define V_HMAX _mm512_reduce_max_ps
 #define V_HSUM xf_hsum_ps512

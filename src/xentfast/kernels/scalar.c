@@ -20,6 +20,7 @@
 #define V_DIV(a, b) ((a) / (b))
 #define V_ZERO_TAIL(v, n) (v) /* never reached with one lane */
 #define V_HMAX(v) (v)
+#define V_FIRST(v) (v)
 #define V_HSUM(v) ((double)(v))
 #define XF_SFENCE() ((void)0)
 
@@ -29,18 +30,21 @@
 #define XF_T float
 #define XF_V double
 #define XF_T_MAX FLT_MAX
+#define V_ROUND_T(v) ((double)(float)(v))
 #define XF_FN(name) xf_##name##_f32_scalar
 #define V_EXP(v) ((double)expf((float)(v)))
 #include "xentfast/kernel_body.h"
 #undef XF_T
 #undef XF_V
 #undef XF_T_MAX
+#undef V_ROUND_T
 #undef XF_FN
 #undef V_EXP
 
 #define XF_T double
 #define XF_V double
 #define XF_T_MAX DBL_MAX
+#define V_ROUND_T(v) (v)
 #define XF_FN(name) xf_##name##_f64
 #define V_EXP exp
 #include "xentfast/kernel_body.h"

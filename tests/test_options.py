@@ -1,0 +1,259 @@
+"""Loss options against the float64 oracle, PyTorch and finite differences."""
+import numpy as np
+import pytest
+
+import xentfast
+from xentfast import reference
+
+from helpers import assert_grad_close, assert_loss_close, random_problem
+
+REDUCTIONS = ["mean", "sum", "none"]
+# softcap computes z = c*tanh(x/c) in float32: z is good to ~c * 1e-7 absolute
+CAPPED_TOL = dict(loss=1e-5, grad=2e-6)
+
+
+def both(x, t, **kw):
+    """(loss, grad) of xentfast and of the oracle, plus cross_entropy's loss."""
+    ref = reference.cross_entropy_and_grad(x.astype(np.float64), t, **kw)
+    got = xentfast.cross_entropy_and_grad(x, t, **kw)
+    fwd = xentfast.cross_entropy(x, t, **kw)
+    return got, ref, fwd
+
+
+def check(x, t, loss_rtol=1e-6, grad_atol=1e-6, **kw):
+    (loss, grad), (loss_ref, grad_ref), fwd = both(x, t, **kw)
+    assert_loss_close(loss, loss_ref, loss_rtol)
+    assert_loss_close(fwd, loss_ref, loss_rtol)
+    assert_grad_close(grad, grad_ref, grad_atol)
+
+
+OPTION_SETS = [
+    dict(label_smoothing=0.1),
+    dict(label_smoothing=1.0),
+    dict(z_loss=1e-3),
+    dict(z_loss=0.5),
+    dict(temperature=0.7),
+    dict(temperature=3.0),
+    dict(softcap=30.0),
+    dict(softcap=2.0),
+    dict(label_smoothing=0.1, z_loss=1e-4, softcap=30.0),
+    dict(label_smoothing=0.2, z_loss=1e-3, softcap=15.0, temperature=1.5),
+]
+
+
+def tolerances(options):
+    if "softcap" in options:
+        return CAPPED_TOL["loss"], CAPPED_TOL["grad"]
+    return 1e-6, 1e-6
+
+
+@pytest.mark.parametrize("options", OPTION_SETS, ids=lambda o: ",".join(o))
+@pytest.mark.parametrize("c", [1, 7, 17, 100, 2049, 32000])
+def test_options_match_oracle(backend, rng, options, c):
+    n = 500 if c < 200 else 9
+    x, t = random_problem(rng, n, c, scale=4.0)
+    rtol, atol = tolerances(options)
+    for reduction in REDUCTIONS:
+        check(x, t, rtol, atol, reduction=reduction, **options)
+
+
+@pytest.mark.parametrize("options", OPTION_SETS[:3] + OPTION_SETS[-1:], ids=lambda o: ",".join(o))
+def test_options_with_weights_and_ignore_index(backend, rng, options):
+    x, t = random_problem(rng, 300, 37, ignore_frac=0.3)
+    t[t == -100] = 5
+    w = rng.uniform(0.2, 3, 37)
+    s = rng.uniform(0, 2, 300)
+    rtol, atol = tolerances(options)
+    for reduction in REDUCTIONS:
+        check(x, t, rtol, atol, weight=w, sample_weight=s, ignore_index=5, reduction=reduction,
+              **options)
+
+
+@pytest.mark.parametrize("c", [1, 3, 16, 100, 3000])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_probability_targets(backend, rng, c, smoothing):
+    n = 200 if c < 1000 else 12
+    x, _ = random_problem(rng, n, c)
+    p = rng.dirichlet(np.ones(c), size=n).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, c)
+    s = rng.uniform(0, 2, n)
+    for reduction in REDUCTIONS:
+        check(x, p, reduction=reduction, label_smoothing=smoothing)
+        check(x, p, reduction=reduction, label_smoothing=smoothing, weight=w, sample_weight=s,
+              z_loss=1e-3)
+    # targets of another float dtype and layout give the same result
+    a = xentfast.cross_entropy_and_grad(x, p)
+    b = xentfast.cross_entropy_and_grad(x, np.asfortranarray(p.astype(np.float64)))
+    assert a[0] == pytest.approx(b[0], rel=1e-6)
+    assert_grad_close(a[1], b[1])
+
+
+def test_probability_targets_any_axis(backend, rng):
+    x = rng.standard_normal((3, 6, 5)).astype(np.float32)
+    p = rng.dirichlet(np.ones(6), size=(3, 5)).transpose(0, 2, 1)
+    check(x, p, axis=1, label_smoothing=0.05)
+
+
+def test_masked_classes_with_probability_targets(backend, rng):
+    x, _ = random_problem(rng, 20, 50)
+    x[:, :10] = -np.inf
+    p = rng.dirichlet(np.ones(40), size=20)
+    p = np.concatenate([np.zeros((20, 10)), p], axis=1).astype(np.float32)
+    (loss, grad), (loss_ref, grad_ref), _ = both(x, p)
+    assert np.isfinite(loss)
+    assert_loss_close(loss, loss_ref)
+    assert_grad_close(grad, grad_ref)
+    assert np.all(grad[:, :10] == 0)
+
+
+def test_return_z_loss(backend, rng):
+    x, t = random_problem(rng, 100, 300)
+    for reduction in REDUCTIONS:
+        loss, zl = xentfast.cross_entropy(x, t, z_loss=1e-2, reduction=reduction,
+                                          return_z_loss=True)
+        loss2, zl2, grad = xentfast.cross_entropy_and_grad(x, t, z_loss=1e-2, reduction=reduction,
+                                                           return_z_loss=True)
+        zl_ref = reference.cross_entropy_z_loss(x.astype(np.float64), t, z_loss=1e-2,
+                                                reduction=reduction)
+        assert_loss_close(zl, zl_ref)
+        assert_loss_close(zl2, zl_ref)
+        assert_loss_close(loss, loss2)
+        plain = xentfast.cross_entropy(x, t, reduction=reduction)
+        assert_loss_close(np.asarray(loss) - np.asarray(zl), plain, 2e-6)
+
+
+def test_finite_differences_of_every_option(rng):
+    """float64 gradients against central differences, one class at a time."""
+    x = rng.standard_normal((3, 6)) * 2
+    t = np.array([0, 5, 2])
+    s = np.array([0.5, 2.0, 1.0])
+    kw = dict(z_loss=0.05, softcap=1.5, temperature=0.8, sample_weight=s, label_smoothing=0.1,
+              weight=np.linspace(0.5, 1.5, 6))
+    for reduction in ("mean", "sum"):
+        _, grad = xentfast.cross_entropy_and_grad(x, t, reduction=reduction, **kw)
+        h = 1e-6
+        for i in range(3):
+            for k in range(6):
+                xp, xm = x.copy(), x.copy()
+                xp[i, k] += h
+                xm[i, k] -= h
+                fd = (xentfast.cross_entropy(xp, t, reduction=reduction, **kw)
+                      - xentfast.cross_entropy(xm, t, reduction=reduction, **kw)) / (2 * h)
+                assert abs(grad[i, k] - fd) < 1e-7, (reduction, i, k, grad[i, k], fd)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3, 8])
+def test_options_bitwise_identical_across_threads(rng, threads):
+    x, t = random_problem(rng, 257, 2100)
+    p = rng.dirichlet(np.ones(2100), size=257).astype(np.float32)
+    for target in (t, p):
+        for options in OPTION_SETS:
+            a = xentfast.cross_entropy_and_grad(x, target, num_threads=1, **options)
+            b = xentfast.cross_entropy_and_grad(x, target, num_threads=threads, **options)
+            assert a[0] == b[0] and np.array_equal(a[1], b[1]), options
+
+
+# ---------------------------------------------------------------- low precision
+
+
+def test_float16_is_read_as_float16_and_computed_in_float32(backend, rng):
+    x, t = random_problem(rng, 300, 1000)
+    x16 = x.astype(np.float16)
+    loss, grad = xentfast.cross_entropy_and_grad(x16, t, label_smoothing=0.1)
+    assert grad.dtype == np.float16
+    loss32, grad32 = xentfast.cross_entropy_and_grad(x16.astype(np.float32), t,
+                                                     label_smoothing=0.1)
+    assert loss == loss32
+    assert np.array_equal(grad, grad32.astype(np.float16))
+    assert xentfast.cross_entropy(x16, t) == xentfast.cross_entropy(x16.astype(np.float32), t)
+    work = x16.copy()
+    xentfast.cross_entropy_and_grad(work, t, out=work, label_smoothing=0.1)
+    assert np.array_equal(work, grad)
+
+
+def test_float16_in_chunks(backend, rng, monkeypatch):
+    from xentfast import _api
+    monkeypatch.setattr(_api, "_CHUNK_ELEMENTS", 64)
+    x, t = random_problem(rng, 50, 30)
+    x16 = x.astype(np.float16)
+    loss, grad = xentfast.cross_entropy_and_grad(x16, t, reduction="none")
+    loss32, grad32 = xentfast.cross_entropy_and_grad(x16.astype(np.float32), t, reduction="none")
+    assert np.array_equal(loss, loss32.astype(np.float16))
+    assert np.array_equal(grad, grad32.astype(np.float16))
+
+
+def test_bfloat16_when_ml_dtypes_is_installed(rng):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    x, t = random_problem(rng, 64, 100)
+    xb = x.astype(ml_dtypes.bfloat16)
+    loss, grad = xentfast.cross_entropy_and_grad(xb, t)
+    assert grad.dtype == ml_dtypes.bfloat16
+    assert loss == xentfast.cross_entropy(xb.astype(np.float32), t)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@pytest.mark.parametrize("options", [{}, dict(label_smoothing=0.1, temperature=2.0)],
+                         ids=["plain", "options"])
+def test_evaluate_matches_oracle(backend, rng, options):
+    x, t = random_problem(rng, 400, 33, ignore_frac=0.2)
+    x[3, :5] = -np.inf
+    ev = xentfast.evaluate(x, t, **options)
+    ref = reference.evaluate(x.astype(np.float64), t, **options)
+    assert_loss_close(ev.loss, ref["loss"])
+    counted = t != -100
+    np.testing.assert_allclose(ev.lse[counted], ref["lse"][counted], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ev.entropy[counted], ref["entropy"][counted], rtol=1e-6, atol=1e-6)
+    assert np.array_equal(ev.argmax, ref["argmax"])
+    assert np.array_equal(ev.correct, ref["correct"])
+    assert ev.accuracy == pytest.approx(ref["accuracy"])
+    assert ev.mean_loss == pytest.approx(ref["mean_loss"], rel=1e-6)
+    assert ev.perplexity == pytest.approx(ref["perplexity"], rel=1e-6)
+    assert ev.bits_per_token == pytest.approx(ref["bits_per_token"], rel=1e-6)
+    # the general pass (evaluate) and the plain one sum in different orders
+    assert ev.mean_loss == pytest.approx(xentfast.cross_entropy(x, t, **options), rel=1e-9)
+    assert xentfast.perplexity(x, t, **options) == pytest.approx(ev.perplexity, rel=1e-12)
+
+
+def test_perplexity_of_a_uniform_model_is_the_class_count():
+    x = np.zeros((7, 13), np.float32)
+    t = np.arange(7)
+    assert xentfast.perplexity(x, t) == pytest.approx(13.0, rel=1e-6)
+    assert xentfast.evaluate(x, t).bits_per_token == pytest.approx(np.log2(13), rel=1e-6)
+
+
+# ---------------------------------------------------------------- bad options
+
+
+@pytest.mark.parametrize("kwargs,exc,words", [
+    (dict(label_smoothing=-0.1), ValueError, "label_smoothing"),
+    (dict(label_smoothing=1.5), ValueError, "label_smoothing"),
+    (dict(label_smoothing=float("nan")), ValueError, "label_smoothing"),
+    (dict(label_smoothing="0.1"), TypeError, "label_smoothing"),
+    (dict(temperature=0.0), ValueError, "temperature"),
+    (dict(temperature=-1.0), ValueError, "temperature"),
+    (dict(temperature=float("inf")), ValueError, "temperature"),
+    (dict(softcap=0.0), ValueError, "softcap"),
+    (dict(softcap=-3.0), ValueError, "softcap"),
+    (dict(z_loss=-1e-4), ValueError, "z_loss"),
+    (dict(sample_weight=np.ones(3)), ValueError, "sample_weight"),
+    (dict(sample_weight=np.ones((4, 1))), ValueError, "sample_weight"),
+    (dict(sample_weight=np.array(["a"] * 4)), TypeError, "sample_weight"),
+])
+def test_bad_options(kwargs, exc, words):
+    x = np.zeros((4, 5), np.float32)
+    t = np.array([0, 1, 2, 3])
+    for f in (xentfast.cross_entropy, xentfast.cross_entropy_and_grad, xentfast.evaluate):
+        with pytest.raises(exc, match=words):
+            f(x, t, **kwargs)
+
+
+def test_bad_probability_targets():
+    x = np.zeros((4, 5), np.float32)
+    with pytest.raises(TypeError, match="probabilities"):
+        xentfast.cross_entropy(x, np.full((4, 4), 0.2))
+    with pytest.raises(TypeError, match="probabilities"):
+        xentfast.cross_entropy_and_grad(x, np.full((4,), 0.2))
+    with pytest.raises(TypeError, match="reduction"):
+        xentfast.perplexity(x, np.arange(4), reduction="sum")
