@@ -213,7 +213,7 @@ def test_evaluate_matches_oracle(backend, rng, options):
     assert ev.bits_per_token == pytest.approx(ref["bits_per_token"], rel=1e-6)
     # the general pass (evaluate) and the plain one sum in different orders
     assert ev.mean_loss == pytest.approx(xentfast.cross_entropy(x, t, **options), rel=1e-9)
-    assert xentfast.perplexity(x, t, **options) == pytest.approx(ev.perplexity, rel=1e-12)
+    assert xentfast.perplexity(x, t, **options) == pytest.approx(ev.perplexity, rel=1e-9)
 
 
 def test_perplexity_of_a_uniform_model_is_the_class_count():
