@@ -73,6 +73,35 @@ typedef struct xf_rows_args {
     int64_t *row_argmax;       /* per-row argmax of the logits, or NULL        */
 } xf_rows_args;
 
+/* Element-wise losses over rows of a (rows, cols) block: binary
+ * cross-entropy with logits and squared error.  Broadcast operands
+ * (weight, pos_weight, upstream gradient) have a column stride of 0 or 1. */
+enum xf_elem_op { XF_OP_BCE = 0, XF_OP_MSE = 1 };
+
+typedef struct xf_elem_args {
+    int64_t n_rows, n_cols;
+    const void *x;             /* logits / predictions, unit column stride     */
+    int64_t x_stride;
+    const void *y;             /* targets, unit column stride                  */
+    int64_t y_stride;
+    const void *w;             /* element weights, or NULL                     */
+    int64_t w_row_stride, w_col_stride;
+    const void *pw;            /* BCE pos_weight along the columns, or NULL    */
+    int64_t pw_col_stride;
+    const void *g;             /* per-element upstream gradient, or NULL       */
+    int64_t g_row_stride, g_col_stride;
+    double scale;              /* gradient scale shared by all elements        */
+    double label_smoothing;    /* BCE: y' = y (1 - eps) + eps / 2              */
+    void *out;                 /* gradient, or NULL                            */
+    int64_t out_stride;
+    double *row_loss;          /* per-row sum of the losses, or NULL           */
+    void *elem_loss;           /* per-element losses (x's dtype), or NULL      */
+    int64_t elem_stride;
+    int op;                    /* enum xf_elem_op                              */
+} xf_elem_args;
+
+typedef void (*xf_elem_fn)(const xf_elem_args *args, int64_t begin, int64_t end);
+
 /* Process rows [begin, end).  `scratch` holds at least
  * xf_scratch_bytes(n_classes) bytes, private to the calling thread. */
 typedef void (*xf_rows_fn)(const xf_rows_args *args, int64_t begin,
@@ -86,6 +115,9 @@ typedef struct xf_kernel_table {
     xf_rows_fn rows_f32;
     xf_rows_fn rows_f64;
     xf_exp_f32_fn exp_f32;
+    xf_elem_fn elem_f32;
+    xf_elem_fn elem_f64;
+    xf_exp_f32_fn log1p_f32;   /* log1p on [0, 1] (for the accuracy tests) */
 } xf_kernel_table;
 
 /* Bytes of per-thread scratch a row of n_classes needs (any dtype). */

@@ -13,6 +13,8 @@ The whole public API:
 - :func:`evaluate` (per-row loss, lse, argmax, correctness, entropy; mean
   loss, accuracy, perplexity, bits per token, in one pass) and
   :func:`perplexity`.
+- :func:`binary_cross_entropy_with_logits` and :func:`mean_squared_error`
+  (each with an ``_and_grad`` twin): the element-wise losses.
 - :func:`logsumexp`, :func:`log_softmax`, :func:`softmax`: the building blocks.
 - :func:`backend`, :func:`show_config`: which kernels run, and the build.
 - :mod:`xentfast.reference`: the same functions in plain float64 NumPy (the
@@ -21,8 +23,10 @@ The whole public API:
 import os as _os
 
 from . import _core
-from ._api import (Evaluation, cross_entropy, cross_entropy_and_grad, evaluate,
-                   log_softmax, logsumexp, perplexity, softmax)
+from ._api import (Evaluation, binary_cross_entropy_with_logits,
+                   binary_cross_entropy_with_logits_and_grad, cross_entropy,
+                   cross_entropy_and_grad, evaluate, log_softmax, logsumexp,
+                   mean_squared_error, mean_squared_error_and_grad, perplexity, softmax)
 from ._config import backend, show_config
 from ._version import __version__
 
@@ -30,11 +34,15 @@ __all__ = [
     "Evaluation",
     "__version__",
     "backend",
+    "binary_cross_entropy_with_logits",
+    "binary_cross_entropy_with_logits_and_grad",
     "cross_entropy",
     "cross_entropy_and_grad",
     "evaluate",
     "log_softmax",
     "logsumexp",
+    "mean_squared_error",
+    "mean_squared_error_and_grad",
     "perplexity",
     "show_config",
     "softmax",

@@ -59,6 +59,30 @@ cdef extern from "xentfast/kernels.h" nogil:
         double *row_z_loss
         double *row_entropy
         int64_t *row_argmax
+    ctypedef struct xf_elem_args:
+        int64_t n_rows
+        int64_t n_cols
+        const void *x
+        int64_t x_stride
+        const void *y
+        int64_t y_stride
+        const void *w
+        int64_t w_row_stride
+        int64_t w_col_stride
+        const void *pw
+        int64_t pw_col_stride
+        const void *g
+        int64_t g_row_stride
+        int64_t g_col_stride
+        double scale
+        double label_smoothing
+        void *out
+        int64_t out_stride
+        double *row_loss
+        void *elem_loss
+        int64_t elem_stride
+        int op
+    ctypedef void (*xf_elem_fn)(const xf_elem_args *, int64_t, int64_t)
     ctypedef void (*xf_rows_fn)(const xf_rows_args *, int64_t, int64_t, void *)
     ctypedef void (*xf_exp_f32_fn)(const float *, float *, int64_t)
     ctypedef struct xf_kernel_table:
@@ -66,12 +90,16 @@ cdef extern from "xentfast/kernels.h" nogil:
         xf_rows_fn rows_f32
         xf_rows_fn rows_f64
         xf_exp_f32_fn exp_f32
+        xf_elem_fn elem_f32
+        xf_elem_fn elem_f64
+        xf_exp_f32_fn log1p_f32
     size_t xf_scratch_bytes(int64_t n_classes)
     int xf_cpu_features()
     int xf_backend_supported(const char *name)
     int xf_select_backend(const char *name)
     const xf_kernel_table *xf_table()
     int XF_MODE_LOSS, XF_MODE_GRAD, XF_MODE_SOFTMAX, XF_MODE_LOG_SOFTMAX, XF_MODE_LSE, XF_MODE_EVAL
+    int XF_OP_BCE, XF_OP_MSE
     int XF_CPU_SSE2, XF_CPU_AVX, XF_CPU_AVX2, XF_CPU_FMA, XF_CPU_AVX512F
     int XF_CPU_AVX512DQ, XF_CPU_AVX512BW, XF_CPU_AVX512VL, XF_CPU_OS_AVX, XF_CPU_OS_AVX512
 
@@ -81,6 +109,8 @@ MODE_SOFTMAX = XF_MODE_SOFTMAX
 MODE_LOG_SOFTMAX = XF_MODE_LOG_SOFTMAX
 MODE_LSE = XF_MODE_LSE
 MODE_EVAL = XF_MODE_EVAL
+OP_BCE = XF_OP_BCE
+OP_MSE = XF_OP_MSE
 OPENMP = bool(xf_omp_enabled)
 BACKENDS = ("avx512", "avx2", "scalar")
 
@@ -335,3 +365,116 @@ def exp_f32(const float[::1] x, float[::1] y):
     if x.shape[0]:
         with nogil:
             _table().exp_f32(&x[0], &y[0], x.shape[0])
+
+
+cdef inline void _strides2(cnp.ndarray a, int64_t itemsize, int64_t *row, int64_t *col):
+    row[0] = cnp.PyArray_STRIDE(a, 0) // itemsize
+    col[0] = cnp.PyArray_STRIDE(a, 1) // itemsize
+
+
+def elementwise(int op, x, y, w, pw, g, out, double[::1] row_loss, elem_loss, double scale,
+                double label_smoothing, int num_threads):
+    """Run an element-wise loss kernel over the rows of the 2-D array `x`.
+
+    `y`, `out` and `elem_loss` (or None) are 2-D arrays of x's shape and
+    dtype with unit column stride; `w` and `g` (or None) 2-D of x's shape
+    with column stride 0 or 1; `pw` (or None) 1-D of length n_cols or a
+    broadcast (stride 0) view; `row_loss` of length n_rows or empty.
+    """
+    cdef cnp.ndarray xa = x, ya = y, ta
+    cdef xf_elem_args a
+    cdef int64_t n_rows = cnp.PyArray_DIM(xa, 0), n_cols = cnp.PyArray_DIM(xa, 1)
+    cdef int64_t itemsize = cnp.PyArray_ITEMSIZE(xa), unused
+    cdef bint is_f32 = xa.dtype == np.float32
+    if not (is_f32 or xa.dtype == np.float64):
+        raise ValueError("internal: x must be float32/float64")
+    for name, arr, col_strides in (("x", x, (1,)), ("y", y, (1,)), ("out", out, (1,)),
+                                   ("elem_loss", elem_loss, (1,)), ("w", w, (0, 1)),
+                                   ("g", g, (0, 1))):
+        if arr is None:
+            continue
+        ta = arr
+        if (cnp.PyArray_NDIM(ta) != 2 or cnp.PyArray_DIM(ta, 0) != n_rows
+                or cnp.PyArray_DIM(ta, 1) != n_cols or ta.dtype != xa.dtype
+                or (n_cols > 1 and cnp.PyArray_STRIDE(ta, 1) // itemsize not in col_strides)
+                or cnp.PyArray_STRIDE(ta, 1) % itemsize or cnp.PyArray_STRIDE(ta, 0) % itemsize):
+            raise ValueError(f"internal: {name} must match x")
+    a.n_rows = n_rows
+    a.n_cols = n_cols
+    a.x = cnp.PyArray_DATA(xa)
+    _strides2(xa, itemsize, &a.x_stride, &unused)
+    a.y = cnp.PyArray_DATA(ya)
+    _strides2(ya, itemsize, &a.y_stride, &unused)
+    a.w = NULL
+    a.w_row_stride = a.w_col_stride = 0
+    if w is not None:
+        ta = w
+        a.w = cnp.PyArray_DATA(ta)
+        _strides2(ta, itemsize, &a.w_row_stride, &a.w_col_stride)
+    a.pw = NULL
+    a.pw_col_stride = 0
+    if pw is not None:
+        ta = pw
+        if (cnp.PyArray_NDIM(ta) != 1 or cnp.PyArray_DIM(ta, 0) != n_cols or ta.dtype != xa.dtype
+                or cnp.PyArray_STRIDE(ta, 0) not in (0, itemsize)):
+            raise ValueError("internal: pw must be n_cols values with stride 0 or 1")
+        a.pw = cnp.PyArray_DATA(ta)
+        a.pw_col_stride = cnp.PyArray_STRIDE(ta, 0) // itemsize
+    a.g = NULL
+    a.g_row_stride = a.g_col_stride = 0
+    if g is not None:
+        ta = g
+        a.g = cnp.PyArray_DATA(ta)
+        _strides2(ta, itemsize, &a.g_row_stride, &a.g_col_stride)
+    a.scale = scale
+    a.label_smoothing = label_smoothing
+    a.out = NULL
+    a.out_stride = 0
+    if out is not None:
+        ta = out
+        a.out = cnp.PyArray_DATA(ta)
+        _strides2(ta, itemsize, &a.out_stride, &unused)
+    a.elem_loss = NULL
+    a.elem_stride = 0
+    if elem_loss is not None:
+        ta = elem_loss
+        a.elem_loss = cnp.PyArray_DATA(ta)
+        _strides2(ta, itemsize, &a.elem_stride, &unused)
+    a.row_loss = _row_ptr(row_loss, n_rows, "row_loss")
+    a.op = op
+    if n_rows == 0 or n_cols == 0:
+        return
+    _run_elem(&a, is_f32, num_threads)
+
+
+cdef int _run_elem(const xf_elem_args *a, bint is_f32, int num_threads) except -1:
+    cdef xf_elem_fn fn = _table().elem_f32 if is_f32 else _table().elem_f64
+    cdef int64_t n_rows = a.n_rows
+    cdef int64_t block = BLOCK_ELEMENTS // a.n_cols
+    cdef int64_t n_blocks, b, begin, end
+    if block < 1:
+        block = 1
+    n_blocks = (n_rows + block - 1) // block
+    if num_threads > n_blocks:
+        num_threads = <int>n_blocks
+    if num_threads <= 1 or n_rows * a.n_cols <= SERIAL_ELEMENTS:
+        with nogil:
+            fn(a, 0, n_rows)
+        return 0
+    with nogil:
+        for b in prange(n_blocks, schedule="static", num_threads=num_threads):
+            begin = b * block
+            end = begin + block
+            if end > n_rows:
+                end = n_rows
+            fn(a, begin, end)
+    return 0
+
+
+def log1p_f32(const float[::1] x, float[::1] y):
+    """y = log1p(x) for x in [0, 1] with the current backend's vector code."""
+    if y.shape[0] != x.shape[0]:
+        raise ValueError("x and y must have the same length")
+    if x.shape[0]:
+        with nogil:
+            _table().log1p_f32(&x[0], &y[0], x.shape[0])

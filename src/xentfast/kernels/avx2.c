@@ -29,14 +29,18 @@
 #define XF_T_MAX FLT_MAX
 #define V_FIRST _mm256_cvtss_f32
 #define V_ROUND_T(v) (v)
+#define V_SELECT_GE0(x, a, b) _mm256_blendv_ps((b), (a), _mm256_cmp_ps((x), _mm256_setzero_ps(), _CMP_GE_OQ))
 #define V_EXP xf_exp_ps256
 #define V_HMAX xf_hmax_ps256
 #define V_HSUM xf_hsum_ps256
 #define XF_SFENCE() _mm_sfence()
 #include "xentfast/kernel_body.h"
+#include "xentfast/elementwise_body.h"
 
 extern void xf_rows_f64_scalar(const xf_rows_args *, int64_t, int64_t, void *);
+extern void xf_elem_f64_scalar(const xf_elem_args *, int64_t, int64_t);
 
 const xf_kernel_table xf_table_avx2 = {
     "avx2", xf_rows_f32_avx2, xf_rows_f64_scalar, xf_exp_f32_avx2,
+    xf_elem_f32_avx2, xf_elem_f64_scalar, xf_log1p_f32_avx2,
 };

@@ -27,14 +27,18 @@
 #define XF_T_MAX FLT_MAX
 #define V_FIRST _mm512_cvtss_f32
 #define V_ROUND_T(v) (v)
+#define V_SELECT_GE0(x, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask((x), _mm512_setzero_ps(), _CMP_GE_OQ), (b), (a))
 #define V_EXP xf_exp_ps512
 #define V_HMAX _mm512_reduce_max_ps
 #define V_HSUM xf_hsum_ps512
 #define XF_SFENCE() _mm_sfence()
 #include "xentfast/kernel_body.h"
+#include "xentfast/elementwise_body.h"
 
 extern void xf_rows_f64_scalar(const xf_rows_args *, int64_t, int64_t, void *);
+extern void xf_elem_f64_scalar(const xf_elem_args *, int64_t, int64_t);
 
 const xf_kernel_table xf_table_avx512 = {
     "avx512", xf_rows_f32_avx512, xf_rows_f64_scalar, xf_exp_f32_avx512,
+    xf_elem_f32_avx512, xf_elem_f64_scalar, xf_log1p_f32_avx512,
 };

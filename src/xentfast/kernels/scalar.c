@@ -21,6 +21,7 @@
 #define V_ZERO_TAIL(v, n) (v) /* never reached with one lane */
 #define V_HMAX(v) (v)
 #define V_FIRST(v) (v)
+#define V_SELECT_GE0(x, a, b) ((x) >= 0 ? (a) : (b))
 #define V_HSUM(v) ((double)(v))
 #define XF_SFENCE() ((void)0)
 
@@ -34,6 +35,7 @@
 #define XF_FN(name) xf_##name##_f32_scalar
 #define V_EXP(v) ((double)expf((float)(v)))
 #include "xentfast/kernel_body.h"
+#include "xentfast/elementwise_body.h"
 #undef XF_T
 #undef XF_V
 #undef XF_T_MAX
@@ -48,12 +50,18 @@
 #define XF_FN(name) xf_##name##_f64
 #define V_EXP exp
 #include "xentfast/kernel_body.h"
+#include "xentfast/elementwise_body.h"
 
 /* the float64 kernels serve every backend */
 void xf_rows_f64_scalar(const xf_rows_args *a, int64_t begin, int64_t end, void *scratch) {
     xf_rows_f64(a, begin, end, scratch);
 }
 
+void xf_elem_f64_scalar(const xf_elem_args *a, int64_t begin, int64_t end) {
+    xf_elem_f64(a, begin, end);
+}
+
 const xf_kernel_table xf_table_scalar = {
     "scalar", xf_rows_f32_scalar, xf_rows_f64_scalar, xf_exp_f32_scalar,
+    xf_elem_f32_scalar, xf_elem_f64_scalar, xf_log1p_f32_scalar,
 };
