@@ -17,9 +17,7 @@ from . import _core
 
 _REDUCTIONS = ("mean", "sum", "none")
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-# Gradients of at least this many bytes are written with non-temporal stores
-# (they would not stay in the caches anyway); smaller ones stay cached.
-_STREAMING_BYTES = 8 << 20
+_STREAMING_BYTES = _core.STREAMING_BYTES
 # float16/bfloat16 rows are widened to float32 this many elements at a time.
 _CHUNK_ELEMENTS = 1 << 20
 _EMPTY_F64 = np.empty(0, dtype=np.float64)
@@ -294,7 +292,7 @@ class _Problem:
         """The loss from per-row (weighted) values."""
         if self.reduction == "none":
             return row_values.astype(self.logits.dtype).reshape(self.lead_shape)
-        total = float(np.sum(row_values))  # pairwise, in a fixed order
+        total = _core.fixed_sum(row_values)  # in a fixed order, as the fast path
         if self.reduction == "sum":
             return total
         return total / self.weight_sum if self.weight_sum != 0 else float("nan")
@@ -349,6 +347,18 @@ def _run(x_rows, out_rows, mode, threads, *, in_place=False, target=_EMPTY_I64, 
                    threads, target_prob=prob, **per_row, **rest)
         if out_rows is not None:
             out_rows[sl] = x32
+
+
+def _simple_threads(num_threads):
+    return num_threads is None or (type(num_threads) is int and num_threads >= 1)
+
+
+def _no_options(label_smoothing, z_loss, softcap, temperature):
+    """True when the loss options are at their defaults (exact types, so any
+    unusual value goes through the general path and its checks)."""
+    return (type(label_smoothing) is float and label_smoothing == 0.0
+            and type(z_loss) is float and z_loss == 0.0 and softcap is None
+            and type(temperature) is float and temperature == 1.0)
 
 
 _CE_DOC_PARAMETERS = """
@@ -429,6 +439,14 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None, i
     >>> round(xentfast.cross_entropy(logits, target, label_smoothing=0.1), 6)
     0.744962
     """
+    if ((reduction == "mean" or reduction == "sum") and type(axis) is int and axis in (-1, 1)
+            and weight is None and sample_weight is None
+            and _no_options(label_smoothing, z_loss, softcap, temperature) and not return_z_loss
+            and _simple_threads(num_threads) and type(ignore_index) is int):
+        loss = _core.ce_fast(logits, target, None, _core.MODE_LOSS, reduction == "mean",
+                             ignore_index, 1.0, num_threads or _core.max_threads())
+        if loss is not NotImplemented:
+            return loss
     p = _problem(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                  label_smoothing, z_loss, softcap, temperature, num_threads)
     row_z = np.empty(len(p.target) or int(np.prod(p.lead_shape, dtype=np.int64))) \
@@ -477,6 +495,20 @@ def cross_entropy_and_grad(logits, target, *, axis=-1, weight=None, sample_weigh
     array([[-0.1072,  0.0876,  0.0196],
            [ 0.1667,  0.1667, -0.3333]], dtype=float32)
     """
+    if ((reduction == "mean" or reduction == "sum") and type(axis) is int and axis in (-1, 1)
+            and weight is None and sample_weight is None
+            and _no_options(label_smoothing, z_loss, softcap, temperature) and not return_z_loss
+            and _simple_threads(num_threads) and type(ignore_index) is int
+            and (grad_output is None or type(grad_output) is float)):
+        grad = out
+        if (out is None and type(logits) is np.ndarray and logits.ndim == 2
+                and logits.dtype in _KERNEL_DTYPES):
+            grad = np.empty(logits.shape, dtype=logits.dtype)
+        loss = _core.ce_fast(logits, target, grad, _core.MODE_GRAD, reduction == "mean",
+                             ignore_index, 1.0 if grad_output is None else grad_output,
+                             num_threads or _core.max_threads())
+        if loss is not NotImplemented:
+            return loss, grad
     p = _problem(logits, target, axis, weight, sample_weight, ignore_index, reduction,
                  label_smoothing, z_loss, softcap, temperature, num_threads)
     grad, grad_moved, in_place = _grad_buffer(p.logits, p.axis, out)
@@ -568,7 +600,7 @@ def evaluate(logits, target, *, axis=-1, weight=None, sample_weight=None, ignore
     else:
         counted = np.ones(n, dtype=bool)
         correct = argmax == np.argmax(_rows(p.target_prob), axis=1)
-    total = float(np.sum(row_loss))
+    total = _core.fixed_sum(row_loss)
     mean = total / p.weight_sum if p.weight_sum != 0 else float("nan")
     n_counted = int(np.count_nonzero(counted))
     shape = p.lead_shape
@@ -688,7 +720,7 @@ class _Elementwise:
             np.copyto(grad, grad_rows.reshape(grad.shape), casting="unsafe")
         if self.reduction == "none":
             return elem.astype(self.x.dtype, copy=False).reshape(self.x.shape)
-        total = float(np.sum(row_loss))
+        total = _core.fixed_sum(row_loss)
         if self.reduction == "sum":
             return total
         return total / self.x.size if self.x.size else float("nan")
@@ -746,9 +778,9 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     Examples
     --------
     >>> import numpy as np, xentfast
-    >>> x = np.array([0.0, 100.0, -100.0], dtype=np.float32)
+    >>> x = np.array([0.0, 3.0, -3.0], dtype=np.float32)
     >>> xentfast.binary_cross_entropy_with_logits(x, np.array([1.0, 1.0, 0.0]), reduction="none")
-    array([0.6931472, 0.       , 0.       ], dtype=float32)
+    array([0.6931472 , 0.04858735, 0.04858735], dtype=float32)
     """
     return _bce(logits, target, weight, pos_weight, reduction, label_smoothing, num_threads)
 

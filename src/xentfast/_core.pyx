@@ -20,6 +20,7 @@ operations, so results are bitwise identical for any thread count.
 """
 from libc.stdint cimport int64_t
 from libc.stdlib cimport malloc, free
+from libc.string cimport memset
 from cython.parallel cimport prange, parallel
 
 import numpy as np
@@ -120,6 +121,10 @@ cdef enum:
     SERIAL_ELEMENTS = 32768
     # Rows per block aim at this many elements, so a block amortises its call.
     BLOCK_ELEMENTS = 16384
+
+# Gradients of at least this many bytes are written with non-temporal
+# stores (they would not stay in the caches anyway); smaller ones stay cached.
+STREAMING_BYTES = 8 << 20
 
 
 def max_threads():
@@ -478,3 +483,141 @@ def log1p_f32(const float[::1] x, float[::1] y):
     if x.shape[0]:
         with nogil:
             _table().log1p_f32(&x[0], &y[0], x.shape[0])
+
+
+cdef double _fixed_sum(const double *v, int64_t n) noexcept nogil:
+    """Sum in a fixed order whatever the threads: 8 interleaved partial sums
+    (vectorisable, and pairwise-like in accuracy), then those in order."""
+    cdef double acc[8]
+    cdef int64_t i
+    cdef int k
+    for k in range(8):
+        acc[k] = 0.0
+    i = 0
+    while i + 8 <= n:
+        for k in range(8):
+            acc[k] += v[i + k]
+        i += 8
+    while i < n:
+        acc[i % 8] += v[i]
+        i += 1
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+
+
+def fixed_sum(const double[::1] v):
+    """Sum of `v` in a fixed order (see _fixed_sum)."""
+    if v.shape[0] == 0:
+        return 0.0
+    return _fixed_sum(&v[0], v.shape[0])
+
+
+cdef inline bint _rows_ok(cnp.ndarray a, int64_t itemsize):
+    return (cnp.PyArray_NDIM(a) == 2
+            and (cnp.PyArray_DIM(a, 1) <= 1 or cnp.PyArray_STRIDE(a, 1) == itemsize)
+            and cnp.PyArray_ISALIGNED(a)
+            and cnp.PyArray_STRIDE(a, 0) % itemsize == 0)
+
+
+cdef inline void _extent(cnp.ndarray a, char **lo, char **hi):
+    """Byte range [lo, hi) a 2-D array touches (strides may be negative)."""
+    cdef char *p = <char *>cnp.PyArray_DATA(a)
+    cdef Py_ssize_t k, span
+    lo[0] = p
+    hi[0] = p + cnp.PyArray_ITEMSIZE(a)
+    for k in range(2):
+        if cnp.PyArray_DIM(a, k) == 0:
+            hi[0] = lo[0]
+            return
+        span = (cnp.PyArray_DIM(a, k) - 1) * cnp.PyArray_STRIDE(a, k)
+        if span < 0:
+            lo[0] += span
+        else:
+            hi[0] += span
+
+
+def ce_fast(x, target, out, int mode, bint mean, int64_t ignore_index, double grad_output,
+            int num_threads):
+    """The common cross-entropy call in one step: 2-D float rows (unit
+    column stride), 1-D int64 targets, no options, a mean or sum reduction.
+
+    Returns the loss, or NotImplemented when the inputs are not of that
+    simple form (the caller then takes the general path, which also gives
+    the proper error for bad input).  A target out of range raises here.
+    """
+    if type(x) is not np.ndarray or type(target) is not np.ndarray:
+        return NotImplemented
+    cdef cnp.ndarray xa = x, ta = target, oa
+    if xa.dtype != np.float32 and xa.dtype != np.float64:
+        return NotImplemented
+    cdef int64_t itemsize = cnp.PyArray_ITEMSIZE(xa)
+    if not _rows_ok(xa, itemsize):
+        return NotImplemented
+    cdef int64_t n_rows = cnp.PyArray_DIM(xa, 0), n_classes = cnp.PyArray_DIM(xa, 1)
+    if (n_classes == 0 or cnp.PyArray_NDIM(ta) != 1 or cnp.PyArray_DIM(ta, 0) != n_rows
+            or ta.dtype != np.int64 or not cnp.PyArray_IS_C_CONTIGUOUS(ta)):
+        return NotImplemented
+    cdef char *lo1
+    cdef char *hi1
+    cdef char *lo2
+    cdef char *hi2
+    cdef bint in_place = False
+    if mode == XF_MODE_GRAD:
+        if type(out) is not np.ndarray:
+            return NotImplemented
+        oa = out
+        if (oa.dtype != xa.dtype or not _rows_ok(oa, itemsize) or cnp.PyArray_DIM(oa, 0) != n_rows
+                or cnp.PyArray_DIM(oa, 1) != n_classes or not cnp.PyArray_ISWRITEABLE(oa)):
+            return NotImplemented
+        _extent(xa, &lo1, &hi1)
+        _extent(oa, &lo2, &hi2)
+        in_place = (cnp.PyArray_DATA(oa) == cnp.PyArray_DATA(xa)
+                    and cnp.PyArray_STRIDE(oa, 0) == cnp.PyArray_STRIDE(xa, 0))
+        if not in_place and lo1 < hi2 and lo2 < hi1:
+            return NotImplemented
+        _extent(ta, &lo1, &hi1)
+        if lo1 < hi2 and lo2 < hi1:
+            return NotImplemented
+    cdef const int64_t *t = <const int64_t *>cnp.PyArray_DATA(ta)
+    cdef int64_t i, y, counted = 0, bad = -1
+    with nogil:
+        for i in range(n_rows):
+            y = t[i]
+            if y == ignore_index:
+                continue
+            if y < 0 or y >= n_classes:
+                bad = i
+                break
+            counted += 1
+    if bad >= 0:
+        raise ValueError(f"target[{bad}] = {t[bad]} is not a class index in [0, {n_classes}) "
+                         f"nor ignore_index ({ignore_index})")
+    cdef double *row_loss = <double *>malloc(max(n_rows, 1) * sizeof(double))
+    if row_loss == NULL:
+        raise MemoryError()
+    cdef xf_rows_args a
+    memset(&a, 0, sizeof(a))
+    a.n_rows = n_rows
+    a.n_classes = n_classes
+    a.x = cnp.PyArray_DATA(xa)
+    a.x_stride = cnp.PyArray_STRIDE(xa, 0) // itemsize
+    if mode == XF_MODE_GRAD:
+        a.out = cnp.PyArray_DATA(oa)
+        a.out_stride = cnp.PyArray_STRIDE(oa, 0) // itemsize
+        a.streaming = (not in_place) and n_rows * n_classes * itemsize >= STREAMING_BYTES
+    a.target = t
+    a.ignore_index = ignore_index
+    a.scale = grad_output / counted if mean else grad_output
+    a.row_loss = row_loss
+    a.mode = mode
+    a.inv_temperature = 1.0
+    a.weight_total = <double>n_classes
+    cdef double total
+    try:
+        if n_rows:
+            _run(&a, itemsize == 4, num_threads)
+        total = _fixed_sum(row_loss, n_rows)
+    finally:
+        free(row_loss)
+    if mean:
+        return total / counted if counted else float("nan")
+    return total
