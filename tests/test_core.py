@@ -333,3 +333,27 @@ def test_logsumexp_axes(backend, rng):
             np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     big = np.array([1000.0, 1000.0], np.float32)
     assert xentfast.logsumexp(big) == pytest.approx(1000 + np.log(2), rel=1e-7)
+
+
+@pytest.mark.parametrize("c", [2, 5, 16, 32])
+def test_narrow_rows_adversarial(backend, rng, c):
+    """Rows of few classes go XF_W at a time: NaN, inf, masked and ignored
+    rows must stay confined to their own row inside a group."""
+    x, t = random_problem(rng, 64, c, ignore_frac=0)
+    x[3, 0] = np.nan
+    x[5, :] = -np.inf
+    x[7, c - 1] = np.inf
+    x[9, 0] = -np.inf
+    t[9] = c - 1
+    x[11] = np.nan
+    t[11] = -100                       # ignored row of NaNs: loss 0, gradient 0
+    x[13] *= 1e4
+    loss, grad = xentfast.cross_entropy_and_grad(x, t, reduction="none")
+    bad = [3, 5, 7]
+    assert np.all(np.isnan(loss[bad])) and np.all(np.isnan(grad[bad]))
+    good = [i for i in range(64) if i not in bad]
+    assert loss[11] == 0 and np.all(grad[11] == 0)
+    ref_loss, ref_grad = oracle(x[good], t[good], reduction="none")
+    assert_loss_close(loss[good], ref_loss)
+    assert_grad_close(grad[good], ref_grad)
+    assert grad[9, 0] == 0

@@ -353,6 +353,119 @@ static inline int64_t XF_FN(row_argmax)(const XF_T *x, int64_t C) {
     return 0;
 }
 
+#ifdef XF_NARROW
+/* ---- narrow rows (C <= XF_NARROW_MAX): XF_W rows at a time ----
+ *
+ * A row of a few classes would leave most lanes idle and pay a log and
+ * two exps per row.  Here the lanes are rows: the classes of XF_W rows are
+ * gathered (one vector per class) for the max, sum-exp and log, then the
+ * gradient is written in flat row-major order, each element fetching its
+ * row's max, log-sum and scale by a permute.  Needs x (and out) rows
+ * exactly C apart.  Processes whole groups of XF_W rows from `begin`
+ * (callers start blocks at multiples of 16, so the grouping, and every
+ * bit of the result, is the same for any thread count); returns where it
+ * stopped. */
+#define XF_NARROW_MAX 32
+
+static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t end,
+                                  int32_t *row_index) {
+    const int64_t C = a->n_classes;
+    const int grad = a->mode == XF_MODE_GRAD;
+    const XF_T *w = (const XF_T *)a->class_weight;
+    const double lam = a->z_loss;
+    int32_t lane_offset[XF_W];
+    for (int l = 0; l < XF_W; l++) lane_offset[l] = (int32_t)(l * C);
+    const XF_VI offsets = VI_LOAD(lane_offset);
+    if (grad) /* element j of a block of XF_W rows belongs to row j / C */
+        for (int64_t j = 0; j < C * XF_W; j++) row_index[j] = (int32_t)(j / C);
+    XF_T m_a[XF_W], ls_a[XF_W], zy_a[XF_W], py_a[XF_W], coef_a[XF_W], fix_a[XF_W];
+    int32_t y_off[XF_W];
+    const int plain = !w && !a->row_weight && lam == 0 && !a->row_scale && !a->row_z_loss;
+    int64_t r0 = begin;
+    for (; r0 + XF_W <= end; r0 += XF_W) {
+        const XF_T *xb = (const XF_T *)a->x + r0 * C;
+        XF_V xv[XF_NARROW_MAX];
+        XF_V m = V_SET1(-INFINITY), s = V_SET1(0);
+        for (int64_t k = 0; k < C; k++) {
+            xv[k] = V_GATHER(xb + k, offsets);
+            m = V_MAX(m, xv[k]);
+        }
+        for (int64_t k = 0; k < C; k++) s = V_ADD(s, V_EXP(V_SUB(xv[k], m)));
+        const XF_V ls = V_LOG(s);
+        int any_ignored = 0;
+        for (int l = 0; l < XF_W; l++) {
+            const int64_t y = a->target ? a->target[r0 + l] : 0;
+            const int ignored = a->target && y == a->ignore_index;
+            any_ignored |= ignored;
+            y_off[l] = (int32_t)(l * C + (ignored ? 0 : y));
+        }
+        const XF_V zy = V_GATHER(xb, VI_LOAD(y_off));
+        if (plain) {
+            /* no weights, z-loss or per-row scales: the loss (m - z_y) + log S
+             * and the gradient's scale are the same for every row */
+            V_STOREU(zy_a, V_ADD(V_SUB(m, zy), ls));
+            if (grad) V_STOREU(fix_a, V_MUL(V_SUB(V_EXP(V_SUB(V_SUB(zy, m), ls)), V_SET1(1)),
+                                           V_SET1((XF_T)a->scale)));
+            for (int l = 0; l < XF_W; l++) {
+                const int ignored = a->target && a->target[r0 + l] == a->ignore_index;
+                if (a->row_loss) a->row_loss[r0 + l] = ignored ? 0.0 : (double)zy_a[l];
+                coef_a[l] = ignored ? 0 : (XF_T)a->scale;
+            }
+            if (a->row_lse) {
+                V_STOREU(m_a, V_ADD(m, ls));
+                for (int l = 0; l < XF_W; l++) a->row_lse[r0 + l] = (double)m_a[l];
+            }
+        } else {
+        V_STOREU(m_a, m);
+        V_STOREU(ls_a, ls);
+        V_STOREU(zy_a, zy);
+        if (grad) V_STOREU(py_a, V_EXP(V_SUB(V_SUB(zy, m), ls)));
+        /* per row, in double: the loss and the gradient's scale (as rows()) */
+        for (int l = 0; l < XF_W; l++) {
+            const int64_t r = r0 + l;
+            const int64_t y = a->target ? a->target[r] : -1;
+            if (a->target && y == a->ignore_index) {
+                if (a->row_loss) a->row_loss[r] = 0.0;
+                if (a->row_lse) a->row_lse[r] = NAN;
+                coef_a[l] = 0;
+                continue;
+            }
+            const double M = (double)m_a[l], log_S = (double)ls_a[l], lse = M + log_S;
+            if (a->row_lse) a->row_lse[r] = lse;
+            const double w_y = (w && y >= 0) ? (double)w[y] : 1.0;
+            const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
+            const double zl = lam != 0 ? lam * lse * lse : 0.0;
+            if (a->row_loss) a->row_loss[r] = s_r * (w_y * ((M - (double)zy_a[l]) + log_S) + zl);
+            if (a->row_z_loss) a->row_z_loss[r] = s_r * zl;
+            if (grad) {
+                const double R = a->scale * (a->row_scale ? a->row_scale[r] : 1.0) * s_r;
+                const double A = w_y + (lam != 0 ? 2 * lam * lse : 0.0);
+                coef_a[l] = (XF_T)(R * A);
+                fix_a[l] = (XF_T)(R * ((double)py_a[l] * A - w_y));
+            }
+        }
+        }
+        if (!grad) continue;
+        XF_T *ob = (XF_T *)a->out + r0 * C;
+        const XF_V coef = V_LOADU(coef_a);
+        for (int64_t j = 0; j < C; j++) {
+            const XF_VI idx = VI_LOAD(row_index + j * XF_W);
+            const XF_V z = V_SUB(V_SUB(V_LOADU(xb + j * XF_W), V_PERMUTE(m, idx)), V_PERMUTE(ls, idx));
+            V_STOREU(ob + j * XF_W, V_MUL(V_EXP(z), V_PERMUTE(coef, idx)));
+        }
+        for (int l = 0; l < XF_W; l++) {
+            const int64_t y = a->target ? a->target[r0 + l] : -1;
+            if (any_ignored && y == a->ignore_index) {
+                for (int64_t k = 0; k < C; k++) ob[l * C + k] = 0; /* even for NaN logits */
+            } else if (y >= 0) {
+                ob[l * C + y] = fix_a[l];
+            }
+        }
+    }
+    return r0;
+}
+#endif
+
 static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void *scratch) {
     const int64_t C = a->n_classes;
     const int mode = a->mode;
@@ -376,6 +489,12 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
     XF_T *seg_max = chain + c_pad;
     const int store_chain = want_out && a->softcap != 0;
     int stream = a->streaming;
+#ifdef XF_NARROW
+    if (!general && C <= XF_NARROW_MAX && a->x_stride == C && a->row_entropy == NULL &&
+        (mode == XF_MODE_LOSS || mode == XF_MODE_LSE ||
+         (mode == XF_MODE_GRAD && a->out_stride == C)))
+        begin = XF_FN(rows_narrow)(a, begin, end, (int32_t *)e);
+#endif
 
     for (int64_t r = begin; r < end; r++) {
         const XF_T *x = (const XF_T *)a->x + r * a->x_stride;

@@ -124,7 +124,8 @@ typedef struct xf_kernel_table {
 static inline size_t xf_scratch_bytes(int64_t n_classes) {
     /* exps and chain factors (2 x C) plus one max per segment, in the widest dtype */
     int64_t n_seg = (n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
-    return (size_t)(2 * n_classes + 32) * sizeof(double) + (size_t)(n_seg + 1) * sizeof(double) + 64;
+    /* (also the narrow-row kernel's row index table: 16 x C int32, C <= 32) */
+    return (size_t)(2 * n_classes + 256) * sizeof(double) + (size_t)(n_seg + 1) * sizeof(double) + 64;
 }
 
 /* Per-ISA tables (defined in their own files; NULL-free). */

@@ -330,7 +330,9 @@ def _run(x_rows, out_rows, mode, threads, *, in_place=False, target=_EMPTY_I64, 
                    row_lse, mode, streaming, threads, target_prob=target_prob, **options)
         return
     n_rows, n_classes = x_rows.shape
-    step = max(1, _CHUNK_ELEMENTS // n_classes)
+    # chunks start at multiples of 16 rows, as the kernels' blocks do, so a
+    # chunked call groups rows (and rounds) exactly as one call would
+    step = -(-max(1, _CHUNK_ELEMENTS // n_classes) // 16) * 16
 
     def part(a, sl):
         return a[sl] if a is not None and len(a) else a

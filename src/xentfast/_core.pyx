@@ -325,14 +325,14 @@ def rows(x, out, const int64_t[::1] target, class_weight, int64_t ignore_index,
 cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
     cdef xf_rows_fn fn = _table().rows_f32 if is_f32 else _table().rows_f64
     cdef int64_t n_rows = a.n_rows
-    cdef int64_t block = BLOCK_ELEMENTS // a.n_classes
+    # blocks start at multiples of 16 rows: the narrow-row kernels group
+    # rows by 8 or 16 from a block's start, identically for any thread count
+    cdef int64_t block = ((max(BLOCK_ELEMENTS // a.n_classes, 1) + 15) // 16) * 16
     cdef int64_t n_blocks, b, begin, end
     cdef size_t scratch_bytes = xf_scratch_bytes(a.n_classes)
     cdef void *scratch
     cdef int failed = 0
     cdef int *failed_ptr = &failed
-    if block < 1:
-        block = 1
     n_blocks = (n_rows + block - 1) // block
     if num_threads > n_blocks:
         num_threads = <int>n_blocks
@@ -519,12 +519,12 @@ cdef inline bint _rows_ok(cnp.ndarray a, int64_t itemsize):
 
 
 cdef inline void _extent(cnp.ndarray a, char **lo, char **hi):
-    """Byte range [lo, hi) a 2-D array touches (strides may be negative)."""
+    """Byte range [lo, hi) an array touches (strides may be negative)."""
     cdef char *p = <char *>cnp.PyArray_DATA(a)
     cdef Py_ssize_t k, span
     lo[0] = p
     hi[0] = p + cnp.PyArray_ITEMSIZE(a)
-    for k in range(2):
+    for k in range(cnp.PyArray_NDIM(a)):
         if cnp.PyArray_DIM(a, k) == 0:
             hi[0] = lo[0]
             return

@@ -30,6 +30,12 @@
 #define V_FIRST _mm256_cvtss_f32
 #define V_ROUND_T(v) (v)
 #define V_SELECT_GE0(x, a, b) _mm256_blendv_ps((b), (a), _mm256_cmp_ps((x), _mm256_setzero_ps(), _CMP_GE_OQ))
+#define XF_NARROW 1
+#define XF_VI __m256i
+#define VI_LOAD(p) _mm256_loadu_si256((const __m256i *)(p))
+#define V_GATHER(base, idx) _mm256_i32gather_ps((base), (idx), 4)
+#define V_PERMUTE(v, idx) _mm256_permutevar8x32_ps((v), (idx))
+#define V_LOG xf_log_ps256
 #define V_EXP xf_exp_ps256
 #define V_HMAX xf_hmax_ps256
 #define V_HSUM xf_hsum_ps256

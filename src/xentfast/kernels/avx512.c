@@ -28,6 +28,12 @@
 #define V_FIRST _mm512_cvtss_f32
 #define V_ROUND_T(v) (v)
 #define V_SELECT_GE0(x, a, b) _mm512_mask_blend_ps(_mm512_cmp_ps_mask((x), _mm512_setzero_ps(), _CMP_GE_OQ), (b), (a))
+#define XF_NARROW 1
+#define XF_VI __m512i
+#define VI_LOAD(p) _mm512_loadu_si512((const void *)(p))
+#define V_GATHER(base, idx) _mm512_i32gather_ps((idx), (base), 4)
+#define V_PERMUTE(v, idx) _mm512_permutexvar_ps((idx), (v))
+#define V_LOG xf_log_ps512
 #define V_EXP xf_exp_ps512
 #define V_HMAX _mm512_reduce_max_ps
 #define V_HSUM xf_hsum_ps512
