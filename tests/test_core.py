@@ -357,3 +357,34 @@ def test_narrow_rows_adversarial(backend, rng, c):
     assert_loss_close(loss[good], ref_loss)
     assert_grad_close(grad[good], ref_grad)
     assert grad[9, 0] == 0
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_few_long_rows_split_over_threads(backend, rng, n):
+    """Few rows of many classes are split over threads by segments; the
+    result must equal the one-thread one bit for bit, and the oracle."""
+    c = 3 * 2048 * 5 + 77
+    x, t = random_problem(rng, n, c, ignore_frac=0)
+    x[0, 2048:4096] = -np.inf          # a masked segment
+    if n > 2:
+        t[1] = -100
+    w = rng.uniform(0.5, 2.0, c)
+    g = rng.uniform(0.5, 2.0, n)
+    for kw in (dict(), dict(weight=w, z_loss=1e-3, sample_weight=rng.uniform(0, 2, n)),
+               dict(reduction="none", grad_output=g)):
+        one = xentfast.cross_entropy_and_grad(x, t, num_threads=1, **kw)
+        for threads in (2, 3, 8):
+            many = xentfast.cross_entropy_and_grad(x, t, num_threads=threads, **kw)
+            assert np.array_equal(one[0], many[0]) and np.array_equal(one[1], many[1])
+            fwd = {k: v for k, v in kw.items() if k != "grad_output"}
+            assert np.array_equal(xentfast.cross_entropy(x, t, num_threads=threads, **fwd),
+                                  xentfast.cross_entropy(x, t, num_threads=1, **fwd))
+        loss_ref, grad_ref = oracle(x, t, **kw)
+        assert_loss_close(one[0], loss_ref)
+        assert_grad_close(one[1], grad_ref)
+    for f in (xentfast.softmax, xentfast.log_softmax):
+        assert np.array_equal(f(x, num_threads=1), f(x, num_threads=2))
+    assert np.array_equal(xentfast.logsumexp(x, axis=1, num_threads=1),
+                          xentfast.logsumexp(x, axis=1, num_threads=2))
+    np.testing.assert_allclose(xentfast.softmax(x, num_threads=2),
+                               reference.softmax(x.astype(np.float64)), atol=1e-6)

@@ -79,25 +79,37 @@ static inline double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T m, XF_T *e
 /* (M, S) of a row: M its max, S = sum exp(x - M), so lse = M + log S.
  * With e != NULL the exps of segment j, relative to its own max
  * seg_max[j], are left in e (segments whose max is -inf are not written). */
+/* Folds segment (m, s) into the row's (M, S), in segment order. */
+static inline void XF_FN(combine)(double *M, double *S, XF_T m, double s) {
+    if (m == -INFINITY) return; /* a fully masked segment adds nothing */
+    if (*M == -INFINITY) {
+        *M = m;
+        *S = s;
+    } else if ((double)m > *M) {
+        *S = *S * exp(*M - (double)m) + s;
+        *M = m;
+    } else {
+        /* also taken for NaN m, whose s is NaN and poisons S */
+        *S += s * exp((double)m - *M);
+    }
+}
+
+/* (m, s) of segment j of a row (s = 0 for a fully masked segment). */
+static inline double XF_FN(seg_stats)(const XF_T *x, int64_t C, int64_t j, XF_T *e, XF_T *m) {
+    const int64_t j0 = j * XF_SEGMENT;
+    const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
+    *m = XF_FN(seg_max)(x + j0, n);
+    return *m == -INFINITY ? 0.0 : XF_FN(seg_sumexp)(x + j0, n, *m, e ? e + j0 : NULL);
+}
+
 static inline void XF_FN(row_stats)(const XF_T *x, int64_t C, XF_T *e, XF_T *seg_max,
                                    double *M_out, double *S_out) {
     double M = -INFINITY, S = 0.0;
-    for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
-        const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
-        const XF_T m = XF_FN(seg_max)(x + j0, n);
+    for (int64_t j = 0; j * XF_SEGMENT < C; j++) {
+        XF_T m;
+        const double s = XF_FN(seg_stats)(x, C, j, e, &m);
         if (seg_max) seg_max[j] = m;
-        if (m == -INFINITY) continue; /* a fully masked segment adds nothing */
-        const double s = XF_FN(seg_sumexp)(x + j0, n, m, e ? e + j0 : NULL);
-        if (M == -INFINITY) {
-            M = m;
-            S = s;
-        } else if ((double)m > M) {
-            S = S * exp(M - (double)m) + s;
-            M = m;
-        } else {
-            /* also taken for NaN m, whose s is NaN and poisons S */
-            S += s * exp((double)m - M);
-        }
+        XF_FN(combine)(&M, &S, m, s);
     }
     *M_out = M;
     *S_out = S;
@@ -579,6 +591,109 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
         }
     }
     if (stream) XF_SFENCE();
+}
+
+/* ---- one row split over threads (few rows, many classes) ----
+ * The same fixed segments as rows(), computed in parallel units and folded
+ * in segment order: every bit equals the one-thread result.  Plain loss
+ * only (class weights, z-loss, row scales; no temperature, softcap,
+ * smoothing or probability targets). */
+
+/* Phase 1: (m_j, s_j) of segments [j_begin, j_end) of row r. */
+static void XF_FN(split_stats)(const xf_rows_args *a, int64_t r, int64_t j_begin, int64_t j_end,
+                               XF_T *seg_max, double *seg_sum) {
+    const XF_T *x = (const XF_T *)a->x + r * a->x_stride;
+    for (int64_t j = j_begin; j < j_end; j++)
+        seg_sum[j] = XF_FN(seg_stats)(x, a->n_classes, j, NULL, &seg_max[j]);
+}
+
+/* Between the phases, on one thread: fold the segments of row r, write its
+ * loss and lse.  Leaves in row[] what phase 2 and split_fix need: M, log S,
+ * the gradient's scale R*A (0 for an ignored row), R and w_y. */
+static void XF_FN(split_fold)(const xf_rows_args *a, int64_t r, const XF_T *seg_max,
+                              const double *seg_sum, double *row) {
+    const int64_t C = a->n_classes, n_seg = (C + XF_SEGMENT - 1) / XF_SEGMENT;
+    const XF_T *x = (const XF_T *)a->x + r * a->x_stride;
+    const XF_T *w = (const XF_T *)a->class_weight;
+    double M = -INFINITY, S = 0.0;
+    for (int64_t j = 0; j < n_seg; j++) XF_FN(combine)(&M, &S, seg_max[j], seg_sum[j]);
+    const double log_S = log(S), lse = M + log_S;
+    int64_t y = -1;
+    if (a->target) {
+        y = a->target[r];
+        if (y == a->ignore_index) {
+            if (a->row_loss) a->row_loss[r] = 0.0;
+            if (a->row_z_loss) a->row_z_loss[r] = 0.0;
+            if (a->row_lse) a->row_lse[r] = NAN;
+            row[XF_SPLIT_M] = M;
+            row[XF_SPLIT_LOG_S] = log_S;
+            row[XF_SPLIT_G] = row[XF_SPLIT_R] = row[XF_SPLIT_A] = row[XF_SPLIT_WY] = 0.0;
+            return;
+        }
+    }
+    if (a->row_lse) a->row_lse[r] = lse;
+    const double w_y = (w && y >= 0) ? (double)w[y] : 1.0;
+    const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
+    const double zl = a->z_loss != 0 ? a->z_loss * lse * lse : 0.0;
+    if (y >= 0 && a->row_loss) a->row_loss[r] = s_r * (w_y * (lse - (double)x[y]) + zl);
+    if (a->row_z_loss) a->row_z_loss[r] = s_r * zl;
+    /* a row with every class masked has no distribution: NaN, as rows() */
+    row[XF_SPLIT_M] = M == -INFINITY ? NAN : M;
+    row[XF_SPLIT_LOG_S] = log_S;
+    const double R = a->scale * (a->row_scale ? a->row_scale[r] : 1.0) * s_r;
+    const double A = w_y + (a->z_loss != 0 ? 2 * a->z_loss * lse : 0.0);
+    row[XF_SPLIT_R] = R;
+    row[XF_SPLIT_A] = A;
+    row[XF_SPLIT_WY] = w_y;
+    row[XF_SPLIT_G] = a->mode == XF_MODE_SOFTMAX ? 1.0 : R * A;
+}
+
+/* Phase 2: segments [j_begin, j_end) of row r's output, the exps taken
+ * again by the same vector code (so equal to the stored ones of rows()). */
+static void XF_FN(split_write)(const xf_rows_args *a, int64_t r, int64_t j_begin, int64_t j_end,
+                               const XF_T *seg_max, const double *row) {
+    const double M = row[XF_SPLIT_M], log_S = row[XF_SPLIT_LOG_S], g = row[XF_SPLIT_G];
+    const int64_t C = a->n_classes;
+    const XF_T *x = (const XF_T *)a->x + r * a->x_stride;
+    XF_T *out = (XF_T *)a->out + r * a->out_stride;
+    const int ignored = a->target && a->target[r] == a->ignore_index;
+    for (int64_t j = j_begin; j < j_end; j++) {
+        const int64_t j0 = j * XF_SEGMENT;
+        const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
+        const double f = ignored ? 0.0 : XF_FN(seg_factor)(seg_max[j], M, log_S) * g;
+        if (ignored || seg_max[j] == -INFINITY) {
+            XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 1,
+                                 a->streaming);
+            continue;
+        }
+        const XF_V mv = V_SET1(seg_max[j]), fv = V_SET1((XF_T)f);
+        int64_t i = 0;
+        for (; i + XF_W <= n; i += XF_W)
+            V_STOREU(out + j0 + i,
+                     V_MUL(V_ROUND_T(V_EXP(V_SUB(V_LOADU(x + j0 + i), mv))), fv));
+        if (i < n)
+            V_STORE_TAIL(out + j0 + i,
+                         V_MUL(V_ROUND_T(V_EXP(V_SUB(V_LOAD_TAIL(x + j0 + i, n - i, -INFINITY),
+                                                     mv))), fv),
+                         n - i);
+    }
+}
+
+/* After phase 2, on one thread: the target's entry of row r. */
+static void XF_FN(split_fix)(const xf_rows_args *a, int64_t r, const XF_T *seg_max,
+                             const double *row) {
+    const double M = row[XF_SPLIT_M], log_S = row[XF_SPLIT_LOG_S];
+    if (a->mode != XF_MODE_GRAD || !a->target) return;
+    const int64_t y = a->target[r];
+    if (y == a->ignore_index) return;
+    const XF_T *x = (const XF_T *)a->x + r * a->x_stride;
+    XF_T *out = (XF_T *)a->out + r * a->out_stride;
+    const int64_t jy = y / XF_SEGMENT;
+    /* the arithmetic of rows()'s target entry, operand for operand */
+    double p_y = XF_FN(seg_factor)(seg_max[jy], M, log_S);
+    if (seg_max[jy] != -INFINITY)
+        p_y = (double)(XF_T)V_FIRST(V_EXP(V_SUB(V_SET1(x[y]), V_SET1(seg_max[jy])))) * p_y;
+    out[y] = (XF_T)(row[XF_SPLIT_R] * (p_y * row[XF_SPLIT_A] - 0.0 - row[XF_SPLIT_WY]) * 1.0);
 }
 
 /* y = exp(x) elementwise, with the kernels' own exp (for the accuracy tests) */

@@ -107,6 +107,27 @@ typedef void (*xf_elem_fn)(const xf_elem_args *args, int64_t begin, int64_t end)
 typedef void (*xf_rows_fn)(const xf_rows_args *args, int64_t begin,
                            int64_t end, void *scratch);
 
+/* One row split over threads (few rows, many classes): see kernel_body.h.
+ * seg_max points to n_segments values of the row's dtype. */
+/* per-row state between the phases (doubles): */
+enum { XF_SPLIT_M, XF_SPLIT_LOG_S, XF_SPLIT_G, XF_SPLIT_R, XF_SPLIT_A, XF_SPLIT_WY,
+       XF_SPLIT_ROW_DOUBLES };
+typedef struct xf_split_fns {
+    void (*stats)(const xf_rows_args *, int64_t row, int64_t j_begin, int64_t j_end,
+                  void *seg_max, double *seg_sum);
+    void (*fold)(const xf_rows_args *, int64_t row, const void *seg_max, const double *seg_sum,
+                 double *row_state);
+    void (*write)(const xf_rows_args *, int64_t row, int64_t j_begin, int64_t j_end,
+                  const void *seg_max, const double *row_state);
+    void (*fix)(const xf_rows_args *, int64_t row, const void *seg_max, const double *row_state);
+} xf_split_fns;
+
+#define XF_SPLIT_TABLE(sfx)                                                               \
+    {(void (*)(const xf_rows_args *, int64_t, int64_t, int64_t, void *, double *))xf_split_stats_##sfx, \
+     (void (*)(const xf_rows_args *, int64_t, const void *, const double *, double *))xf_split_fold_##sfx, \
+     (void (*)(const xf_rows_args *, int64_t, int64_t, int64_t, const void *, const double *))xf_split_write_##sfx, \
+     (void (*)(const xf_rows_args *, int64_t, const void *, const double *))xf_split_fix_##sfx}
+
 /* Vector exp over n elements (exposed for the accuracy tests). */
 typedef void (*xf_exp_f32_fn)(const float *x, float *y, int64_t n);
 
@@ -118,6 +139,8 @@ typedef struct xf_kernel_table {
     xf_elem_fn elem_f32;
     xf_elem_fn elem_f64;
     xf_exp_f32_fn log1p_f32;   /* log1p on [0, 1] (for the accuracy tests) */
+    xf_split_fns split_f32;
+    xf_split_fns split_f64;
 } xf_kernel_table;
 
 /* Bytes of per-thread scratch a row of n_classes needs (any dtype). */

@@ -86,6 +86,15 @@ cdef extern from "xentfast/kernels.h" nogil:
     ctypedef void (*xf_elem_fn)(const xf_elem_args *, int64_t, int64_t)
     ctypedef void (*xf_rows_fn)(const xf_rows_args *, int64_t, int64_t, void *)
     ctypedef void (*xf_exp_f32_fn)(const float *, float *, int64_t)
+    ctypedef struct xf_split_fns:
+        void (*stats)(const xf_rows_args *, int64_t, int64_t, int64_t, void *,
+                      double *) noexcept nogil
+        void (*fold)(const xf_rows_args *, int64_t, const void *, const double *,
+                     double *) noexcept nogil
+        void (*write)(const xf_rows_args *, int64_t, int64_t, int64_t, const void *,
+                      const double *) noexcept nogil
+        void (*fix)(const xf_rows_args *, int64_t, const void *, const double *) noexcept nogil
+    int XF_SEGMENT, XF_SPLIT_ROW_DOUBLES
     ctypedef struct xf_kernel_table:
         const char *name
         xf_rows_fn rows_f32
@@ -94,6 +103,8 @@ cdef extern from "xentfast/kernels.h" nogil:
         xf_elem_fn elem_f32
         xf_elem_fn elem_f64
         xf_exp_f32_fn log1p_f32
+        xf_split_fns split_f32
+        xf_split_fns split_f64
     size_t xf_scratch_bytes(int64_t n_classes)
     int xf_cpu_features()
     int xf_backend_supported(const char *name)
@@ -334,6 +345,9 @@ cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
     cdef int failed = 0
     cdef int *failed_ptr = &failed
     n_blocks = (n_rows + block - 1) // block
+    if (n_blocks < num_threads and a.n_classes >= 4 * XF_SEGMENT and _splittable(a)
+            and n_rows * a.n_classes > SERIAL_ELEMENTS):
+        return _run_split(a, is_f32, num_threads)
     if num_threads > n_blocks:
         num_threads = <int>n_blocks
     if num_threads <= 1 or n_rows * a.n_classes <= SERIAL_ELEMENTS:
@@ -360,6 +374,63 @@ cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
         free(scratch)
     if failed:
         raise MemoryError("xentfast: no memory for per-thread scratch")
+    return 0
+
+
+cdef inline bint _splittable(const xf_rows_args *a) noexcept nogil:
+    """Can rows be split over threads (the plain loss and building blocks)?"""
+    return ((a.mode == XF_MODE_LOSS or a.mode == XF_MODE_GRAD or a.mode == XF_MODE_SOFTMAX
+             or a.mode == XF_MODE_LSE)
+            and a.label_smoothing == 0 and a.target_prob == NULL and a.inv_temperature == 1
+            and a.softcap == 0 and a.row_entropy == NULL and a.row_argmax == NULL)
+
+
+cdef int _run_split(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
+    """Few long rows: each row's fixed segments spread over the threads.
+
+    Phase 1 computes every segment's (max, sum-exp) in parallel; one thread
+    folds them per row in segment order (the very arithmetic of the row
+    kernel, so the result is the same bit for bit); phase 2 writes the
+    output segments in parallel; one thread writes the target entries.
+    """
+    cdef xf_split_fns fns = _table().split_f32 if is_f32 else _table().split_f64
+    cdef int64_t n_rows = a.n_rows, itemsize = 4 if is_f32 else 8
+    cdef int64_t n_seg = (a.n_classes + XF_SEGMENT - 1) // XF_SEGMENT
+    cdef int64_t chunks = min(n_seg, 2 * ((num_threads + n_rows - 1) // n_rows))
+    cdef int64_t per_chunk = (n_seg + chunks - 1) // chunks
+    cdef int64_t n_units = n_rows * chunks, u, r, j0, j1
+    cdef char *seg_max = <char *>malloc(n_rows * n_seg * itemsize)
+    cdef double *seg_sum = <double *>malloc(n_rows * n_seg * sizeof(double))
+    cdef double *state = <double *>malloc(n_rows * XF_SPLIT_ROW_DOUBLES * sizeof(double))
+    cdef bint writes = a.out != NULL and (a.mode == XF_MODE_GRAD or a.mode == XF_MODE_SOFTMAX)
+    if seg_max == NULL or seg_sum == NULL or state == NULL:
+        free(seg_max)
+        free(seg_sum)
+        free(state)
+        raise MemoryError()
+    with nogil:
+        for u in prange(n_units, schedule="static", num_threads=num_threads):
+            r = u // chunks
+            j0 = (u % chunks) * per_chunk
+            j1 = min(j0 + per_chunk, n_seg)
+            if j0 < j1:
+                fns.stats(a, r, j0, j1, seg_max + r * n_seg * itemsize, seg_sum + r * n_seg)
+        for r in range(n_rows):
+            fns.fold(a, r, seg_max + r * n_seg * itemsize, seg_sum + r * n_seg,
+                     state + r * XF_SPLIT_ROW_DOUBLES)
+        if writes:
+            for u in prange(n_units, schedule="static", num_threads=num_threads):
+                r = u // chunks
+                j0 = (u % chunks) * per_chunk
+                j1 = min(j0 + per_chunk, n_seg)
+                if j0 < j1:
+                    fns.write(a, r, j0, j1, seg_max + r * n_seg * itemsize,
+                              state + r * XF_SPLIT_ROW_DOUBLES)
+            for r in range(n_rows):
+                fns.fix(a, r, seg_max + r * n_seg * itemsize, state + r * XF_SPLIT_ROW_DOUBLES)
+    free(seg_max)
+    free(seg_sum)
+    free(state)
     return 0
 
 
