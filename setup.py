@@ -89,8 +89,10 @@ class BuildExt(build_ext):
             for cflags, lflags in candidates:
                 try:
                     objs = self.compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
-                    self.compiler.link_executable(objs, "omp_check", output_dir=tmp,
-                                                  extra_postargs=lflags)
+                    # LDFLAGS too: where libomp lives (Homebrew on macOS)
+                    self.compiler.link_executable(
+                        objs, "omp_check", output_dir=tmp,
+                        extra_postargs=lflags + os.environ.get("LDFLAGS", "").split())
                     return cflags, lflags
                 except Exception:  # noqa: BLE001 - any failure means "no OpenMP"
                     continue

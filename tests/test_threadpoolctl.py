@@ -1,0 +1,44 @@
+"""threadpoolctl can limit xentfast's threads, as it limits BLAS's and scikit-learn's."""
+import io
+
+import numpy as np
+import pytest
+
+import xentfast
+from xentfast._config import config
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+def default_threads():
+    return config()["default_threads"]
+
+
+def test_threadpool_limits_makes_xentfast_single_threaded():
+    before = default_threads()
+    with threadpoolctl.threadpool_limits(limits=1):
+        assert default_threads() == 1
+        out = io.StringIO()
+        xentfast.show_config(file=out)
+        assert "default threads:    1" in out.getvalue()
+        # and the work still gets done, on one thread
+        x = np.zeros((4, 3), np.float32)
+        assert xentfast.cross_entropy(x, np.array([0, 1, 2, 0])) == pytest.approx(np.log(3))
+    assert default_threads() == before
+
+
+def test_openmp_limit_alone_is_enough():
+    before = default_threads()
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        assert default_threads() == 1
+    assert default_threads() == before
+
+
+def test_threadpoolctl_sees_xentfast_openmp():
+    if not config()["openmp"]:
+        pytest.skip("xentfast was built without OpenMP: always one thread")
+    info = threadpoolctl.threadpool_info()
+    assert any(lib["user_api"] == "openmp" for lib in info), info
+    if default_threads() > 1:
+        with threadpoolctl.threadpool_limits(limits=2):
+            assert default_threads() == 2
