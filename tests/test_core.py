@@ -359,12 +359,13 @@ def test_narrow_rows_adversarial(backend, rng, c):
     assert grad[9, 0] == 0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [1, 2, 5])
-def test_few_long_rows_split_over_threads(backend, rng, n):
+def test_few_long_rows_split_over_threads(backend, rng, n, dtype):
     """Few rows of many classes are split over threads by segments; the
     result must equal the one-thread one bit for bit, and the oracle."""
     c = 3 * 2048 * 5 + 77
-    x, t = random_problem(rng, n, c, ignore_frac=0)
+    x, t = random_problem(rng, n, c, ignore_frac=0, dtype=dtype)
     x[0, 2048:4096] = -np.inf          # a masked segment
     if n > 2:
         t[1] = -100

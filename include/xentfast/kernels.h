@@ -139,8 +139,8 @@ typedef struct xf_kernel_table {
     xf_elem_fn elem_f32;
     xf_elem_fn elem_f64;
     xf_exp_f32_fn log1p_f32;   /* log1p on [0, 1] (for the accuracy tests) */
-    xf_split_fns split_f32;
-    xf_split_fns split_f64;
+    const struct xf_split_fns *split_f32;
+    const struct xf_split_fns *split_f64;
 } xf_kernel_table;
 
 /* Bytes of per-thread scratch a row of n_classes needs (any dtype). */

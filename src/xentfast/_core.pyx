@@ -103,8 +103,8 @@ cdef extern from "xentfast/kernels.h" nogil:
         xf_elem_fn elem_f32
         xf_elem_fn elem_f64
         xf_exp_f32_fn log1p_f32
-        xf_split_fns split_f32
-        xf_split_fns split_f64
+        const xf_split_fns *split_f32
+        const xf_split_fns *split_f64
     size_t xf_scratch_bytes(int64_t n_classes)
     int xf_cpu_features()
     int xf_backend_supported(const char *name)
@@ -220,11 +220,38 @@ cdef inline const xf_kernel_table *_table() noexcept nogil:
 
 
 cdef inline double *_row_ptr(double[::1] a, int64_t n_rows, str name) except? NULL:
+    """Pointer to a per-row array (None or empty: NULL)."""
     if a is None or a.shape[0] == 0:
         return NULL
     if a.shape[0] != n_rows:
         raise ValueError(f"internal: {name} length")
     return &a[0]
+
+
+cdef inline const double *_const_row_ptr(const double[::1] a, int64_t n_rows,
+                                         str name) except? NULL:
+    """Pointer to a read-only per-row array (None or empty: NULL)."""
+    if a is None or a.shape[0] == 0:
+        return NULL
+    if a.shape[0] != n_rows:
+        raise ValueError(f"internal: {name} length")
+    return &a[0]
+
+
+cdef void *_like_rows(arr, cnp.ndarray xa, str name, int64_t *stride) except? NULL:
+    """Data of `arr` (None: NULL), checked to be 2-D rows like `xa` (same
+    shape and dtype, unit column stride); its row stride in elements."""
+    if arr is None:
+        stride[0] = 0
+        return NULL
+    cdef cnp.ndarray ra = arr
+    cdef int64_t itemsize = cnp.PyArray_ITEMSIZE(xa)
+    if (cnp.PyArray_NDIM(ra) != 2 or cnp.PyArray_DIM(ra, 0) != cnp.PyArray_DIM(xa, 0)
+            or cnp.PyArray_DIM(ra, 1) != cnp.PyArray_DIM(xa, 1) or ra.dtype != xa.dtype
+            or (cnp.PyArray_DIM(xa, 1) > 1 and cnp.PyArray_STRIDE(ra, 1) != itemsize)):
+        raise ValueError(f"internal: {name} must match x")
+    stride[0] = cnp.PyArray_STRIDE(ra, 0) // itemsize
+    return cnp.PyArray_DATA(ra)
 
 
 def rows(x, out, const int64_t[::1] target, class_weight, int64_t ignore_index,
@@ -243,9 +270,7 @@ def rows(x, out, const int64_t[::1] target, class_weight, int64_t ignore_index,
     arrays (length n_rows, or empty/None) follow ``xf_rows_args`` in
     kernels.h.
     """
-    cdef cnp.ndarray pa
     cdef cnp.ndarray xa = x
-    cdef cnp.ndarray oa
     cdef cnp.ndarray wa
     cdef xf_rows_args a
     cdef int64_t n_rows = cnp.PyArray_DIM(xa, 0), n_classes = cnp.PyArray_DIM(xa, 1)
@@ -255,50 +280,37 @@ def rows(x, out, const int64_t[::1] target, class_weight, int64_t ignore_index,
         raise ValueError("internal: x must be a 2-D float32/float64 array")
     if n_classes > 1 and cnp.PyArray_STRIDE(xa, 1) != itemsize:
         raise ValueError("internal: x needs a unit column stride")
+    memset(&a, 0, sizeof(a))
     a.n_rows = n_rows
     a.n_classes = n_classes
     a.x = cnp.PyArray_DATA(xa)
     a.x_stride = cnp.PyArray_STRIDE(xa, 0) // itemsize
-    a.out = NULL
-    a.out_stride = 0
-    if out is not None:
-        oa = out
-        if (cnp.PyArray_NDIM(oa) != 2 or cnp.PyArray_DIM(oa, 0) != n_rows
-                or cnp.PyArray_DIM(oa, 1) != n_classes or oa.dtype != xa.dtype
-                or (n_classes > 1 and cnp.PyArray_STRIDE(oa, 1) != itemsize)):
-            raise ValueError("internal: out must match x")
-        a.out = cnp.PyArray_DATA(oa)
-        a.out_stride = cnp.PyArray_STRIDE(oa, 0) // itemsize
-    elif mode == XF_MODE_GRAD or mode == XF_MODE_SOFTMAX or mode == XF_MODE_LOG_SOFTMAX:
+    a.out = _like_rows(out, xa, "out", &a.out_stride)
+    if a.out == NULL and (mode == XF_MODE_GRAD or mode == XF_MODE_SOFTMAX
+                          or mode == XF_MODE_LOG_SOFTMAX):
         raise ValueError("internal: this mode writes rows into out")
-    a.target = NULL
+    a.target_prob = _like_rows(target_prob, xa, "target_prob", &a.target_prob_stride)
     if target.shape[0]:
         if target.shape[0] != n_rows:
             raise ValueError("internal: target length")
         a.target = &target[0]
-    a.class_weight = NULL
+    if row_argmax is not None and row_argmax.shape[0]:
+        if row_argmax.shape[0] != n_rows:
+            raise ValueError("internal: row_argmax length")
+        a.row_argmax = &row_argmax[0]
     if class_weight is not None:
         wa = class_weight
         if cnp.PyArray_DIM(wa, 0) != n_classes or wa.dtype != xa.dtype or not cnp.PyArray_IS_C_CONTIGUOUS(wa):
             raise ValueError("internal: class_weight must match x")
         a.class_weight = cnp.PyArray_DATA(wa)
+    a.row_scale = _const_row_ptr(row_scale, n_rows, "row_scale")
+    a.row_weight = _const_row_ptr(row_weight, n_rows, "row_weight")
+    a.row_loss = _row_ptr(row_loss, n_rows, "row_loss")
+    a.row_lse = _row_ptr(row_lse, n_rows, "row_lse")
+    a.row_z_loss = _row_ptr(row_z_loss, n_rows, "row_z_loss")
+    a.row_entropy = _row_ptr(row_entropy, n_rows, "row_entropy")
     a.ignore_index = ignore_index
     a.scale = scale
-    a.row_scale = NULL
-    a.row_loss = NULL
-    a.row_lse = NULL
-    if row_scale.shape[0]:
-        if row_scale.shape[0] != n_rows:
-            raise ValueError("internal: row_scale length")
-        a.row_scale = &row_scale[0]
-    if row_loss.shape[0]:
-        if row_loss.shape[0] != n_rows:
-            raise ValueError("internal: row_loss length")
-        a.row_loss = &row_loss[0]
-    if row_lse.shape[0]:
-        if row_lse.shape[0] != n_rows:
-            raise ValueError("internal: row_lse length")
-        a.row_lse = &row_lse[0]
     a.mode = mode
     a.streaming = streaming
     a.label_smoothing = label_smoothing
@@ -306,28 +318,6 @@ def rows(x, out, const int64_t[::1] target, class_weight, int64_t ignore_index,
     a.softcap = softcap
     a.inv_temperature = inv_temperature
     a.weight_total = weight_total
-    a.row_weight = NULL
-    if row_weight is not None and row_weight.shape[0]:
-        if row_weight.shape[0] != n_rows:
-            raise ValueError("internal: row_weight length")
-        a.row_weight = &row_weight[0]
-    a.target_prob = NULL
-    a.target_prob_stride = 0
-    if target_prob is not None:
-        pa = target_prob
-        if (cnp.PyArray_NDIM(pa) != 2 or cnp.PyArray_DIM(pa, 0) != n_rows
-                or cnp.PyArray_DIM(pa, 1) != n_classes or pa.dtype != xa.dtype
-                or (n_classes > 1 and cnp.PyArray_STRIDE(pa, 1) != itemsize)):
-            raise ValueError("internal: target_prob must match x")
-        a.target_prob = cnp.PyArray_DATA(pa)
-        a.target_prob_stride = cnp.PyArray_STRIDE(pa, 0) // itemsize
-    a.row_z_loss = _row_ptr(row_z_loss, n_rows, "row_z_loss")
-    a.row_entropy = _row_ptr(row_entropy, n_rows, "row_entropy")
-    a.row_argmax = NULL
-    if row_argmax is not None and row_argmax.shape[0]:
-        if row_argmax.shape[0] != n_rows:
-            raise ValueError("internal: row_argmax length")
-        a.row_argmax = &row_argmax[0]
     if n_rows == 0:
         return
     _run(&a, is_f32, num_threads)
@@ -393,7 +383,7 @@ cdef int _run_split(const xf_rows_args *a, bint is_f32, int num_threads) except 
     kernel, so the result is the same bit for bit); phase 2 writes the
     output segments in parallel; one thread writes the target entries.
     """
-    cdef xf_split_fns fns = _table().split_f32 if is_f32 else _table().split_f64
+    cdef xf_split_fns fns = _table().split_f32[0] if is_f32 else _table().split_f64[0]
     cdef int64_t n_rows = a.n_rows, itemsize = 4 if is_f32 else 8
     cdef int64_t n_seg = (a.n_classes + XF_SEGMENT - 1) // XF_SEGMENT
     cdef int64_t chunks = min(n_seg, 2 * ((num_threads + n_rows - 1) // n_rows))

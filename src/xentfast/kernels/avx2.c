@@ -47,8 +47,10 @@ extern void xf_rows_f64_scalar(const xf_rows_args *, int64_t, int64_t, void *);
 extern void xf_elem_f64_scalar(const xf_elem_args *, int64_t, int64_t);
 extern const xf_split_fns xf_split_f64_scalar;
 
+static const xf_split_fns xf_split_f32_avx2 = XF_SPLIT_TABLE(f32_avx2);
+
 const xf_kernel_table xf_table_avx2 = {
     "avx2", xf_rows_f32_avx2, xf_rows_f64_scalar, xf_exp_f32_avx2,
     xf_elem_f32_avx2, xf_elem_f64_scalar, xf_log1p_f32_avx2,
-    XF_SPLIT_TABLE(f32_avx2), {NULL, NULL, NULL, NULL},
+    &xf_split_f32_avx2, &xf_split_f64_scalar,
 };

@@ -45,8 +45,10 @@ extern void xf_rows_f64_scalar(const xf_rows_args *, int64_t, int64_t, void *);
 extern void xf_elem_f64_scalar(const xf_elem_args *, int64_t, int64_t);
 extern const xf_split_fns xf_split_f64_scalar;
 
+static const xf_split_fns xf_split_f32_avx512 = XF_SPLIT_TABLE(f32_avx512);
+
 const xf_kernel_table xf_table_avx512 = {
     "avx512", xf_rows_f32_avx512, xf_rows_f64_scalar, xf_exp_f32_avx512,
     xf_elem_f32_avx512, xf_elem_f64_scalar, xf_log1p_f32_avx512,
-    XF_SPLIT_TABLE(f32_avx512), {NULL, NULL, NULL, NULL},
+    &xf_split_f32_avx512, &xf_split_f64_scalar,
 };

@@ -62,9 +62,10 @@ void xf_elem_f64_scalar(const xf_elem_args *a, int64_t begin, int64_t end) {
 }
 
 const xf_split_fns xf_split_f64_scalar = XF_SPLIT_TABLE(f64);
+static const xf_split_fns xf_split_f32_scalar = XF_SPLIT_TABLE(f32_scalar);
 
 const xf_kernel_table xf_table_scalar = {
     "scalar", xf_rows_f32_scalar, xf_rows_f64_scalar, xf_exp_f32_scalar,
     xf_elem_f32_scalar, xf_elem_f64_scalar, xf_log1p_f32_scalar,
-    XF_SPLIT_TABLE(f32_scalar), XF_SPLIT_TABLE(f64),
+    &xf_split_f32_scalar, &xf_split_f64_scalar,
 };
