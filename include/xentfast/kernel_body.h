@@ -10,7 +10,8 @@
  *   V_SET1(a) V_LOADU(p) V_STOREU(p,v) V_STREAM(p,v) (aligned, non-temporal)
  *   V_LOAD_TAIL(p,n,fill) V_STORE_TAIL(p,v,n)   lanes [0,n), n < XF_W
  *   V_ZERO_TAIL(v,n)                           lanes [n, XF_W) set to 0
- *   V_ADD V_SUB V_MUL V_DIV V_MAX V_FMA(a,b,c)=a*b+c  V_EXP
+ *   V_ADD V_SUB V_MUL V_DIV V_MAX V_MIN V_FMA(a,b,c)=a*b+c  V_EXP
+ *   V_RECIP(v)      1/v to about an ulp (for v in [1, 1e30])
  *   V_HMAX(v) -> XF_T   V_HSUM(v) -> double   V_FIRST(v) -> lane 0   XF_SFENCE()
  *   XF_T_MAX        largest finite XF_T
  *   V_ROUND_T(v)    lanes rounded to XF_T (identity unless lanes are wider)
@@ -235,7 +236,10 @@ static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o, X
     if (!o->cap) return V_ROUND_T(u);
     const XF_V one = V_SET1(1), two = V_SET1(2);
     XF_V v = V_MUL(u, V_SET1(o->inv_cap));
-    XF_V th = V_SUB(one, V_DIV(two, V_ADD(V_EXP(V_ADD(v, v)), one)));
+    /* e^{2v} capped below +inf (NaN passes), so the reciprocal's Newton step
+     * never meets inf * 0 */
+    const XF_V den = V_ADD(V_MIN(V_SET1((XF_T)1e30), V_EXP(V_ADD(v, v))), one);
+    XF_V th = V_SUB(one, V_MUL(two, V_RECIP(den)));
     *d = V_SUB(one, V_MUL(th, th));
     return V_ROUND_T(V_MUL(V_SET1(o->cap), th));
 }

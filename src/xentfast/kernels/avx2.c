@@ -36,6 +36,13 @@
 #define V_GATHER(base, idx) _mm256_i32gather_ps((base), (idx), 4)
 #define V_PERMUTE(v, idx) _mm256_permutevar8x32_ps((v), (idx))
 #define V_LOG xf_log_ps256
+#define V_MIN _mm256_min_ps
+/* 1/d: 12-bit estimate and one Newton step, r (2 - d r): ~1-2 ulp, no divide */
+static inline __m256 xf_recip_ps256(__m256 d) {
+    const __m256 r = _mm256_rcp_ps(d);
+    return _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0f)));
+}
+#define V_RECIP xf_recip_ps256
 #define V_EXP xf_exp_ps256
 #define V_HMAX xf_hmax_ps256
 #define V_HSUM xf_hsum_ps256

@@ -34,6 +34,13 @@
 #define V_GATHER(base, idx) _mm512_i32gather_ps((idx), (base), 4)
 #define V_PERMUTE(v, idx) _mm512_permutexvar_ps((idx), (v))
 #define V_LOG xf_log_ps512
+#define V_MIN _mm512_min_ps
+/* 1/d: 14-bit estimate and one Newton step, r (2 - d r): ~1 ulp, no divide */
+static inline __m512 xf_recip_ps512(__m512 d) {
+    const __m512 r = _mm512_rcp14_ps(d);
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
+}
+#define V_RECIP xf_recip_ps512
 #define V_EXP xf_exp_ps512
 #define V_HMAX _mm512_reduce_max_ps
 #define V_HSUM xf_hsum_ps512

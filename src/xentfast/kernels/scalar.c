@@ -18,6 +18,8 @@
 #define V_MAX(a, b) ((b) > (a) ? (b) : (a))
 #define V_FMA(a, b, c) ((a) * (b) + (c))
 #define V_DIV(a, b) ((a) / (b))
+#define V_MIN(a, b) ((b) < (a) ? (b) : (a))
+#define V_RECIP(v) (1 / (v))
 #define V_ZERO_TAIL(v, n) (v) /* never reached with one lane */
 #define V_HMAX(v) (v)
 #define V_FIRST(v) (v)
