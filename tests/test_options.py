@@ -257,3 +257,18 @@ def test_bad_probability_targets():
         xentfast.cross_entropy_and_grad(x, np.full((4,), 0.2))
     with pytest.raises(TypeError, match="reduction"):
         xentfast.perplexity(x, np.arange(4), reduction="sum")
+
+
+def test_probability_targets_of_another_dtype_go_in_chunks(backend, rng, monkeypatch):
+    """float64 probabilities with float32 logits are converted a chunk at a
+    time (no N×C copy), with exactly the result of converting them first."""
+    from xentfast import _api
+    x, _ = random_problem(rng, 100, 40)
+    p = rng.dirichlet(np.ones(40), size=100)
+    expected = xentfast.cross_entropy_and_grad(x, p.astype(np.float32), label_smoothing=0.1)
+    monkeypatch.setattr(_api, "_CHUNK_ELEMENTS", 100)
+    loss, grad = xentfast.cross_entropy_and_grad(x, p, label_smoothing=0.1)
+    assert loss == expected[0] and np.array_equal(grad, expected[1])
+    work = x.copy()
+    xentfast.cross_entropy_and_grad(work, p, label_smoothing=0.1, out=work)
+    assert np.array_equal(work, expected[1])

@@ -319,11 +319,11 @@ class _Problem:
 def _run(x_rows, out_rows, mode, threads, *, in_place=False, target=_EMPTY_I64, weight=None,
          ignore_index=0, scale=1.0, row_scale=_EMPTY_F64, row_loss=_EMPTY_F64,
          row_lse=_EMPTY_F64, target_prob=None, **options):
-    """One kernel call over all rows; float16/bfloat16 rows are widened to
-    float32 a bounded chunk at a time (never a whole N×C float32 copy)."""
-    if x_rows.dtype in _KERNEL_DTYPES:
-        if target_prob is not None and target_prob.dtype != x_rows.dtype:
-            target_prob = target_prob.astype(x_rows.dtype)
+    """One kernel call over all rows.  float16/bfloat16 rows, and probability
+    targets of another dtype than the logits, are converted a bounded chunk
+    at a time (never a whole N×C copy)."""
+    compute = _compute_dtype(x_rows.dtype)
+    if x_rows.dtype == compute and (target_prob is None or target_prob.dtype == compute):
         streaming = (out_rows is not None and not in_place
                      and out_rows.nbytes >= _STREAMING_BYTES)
         _core.rows(x_rows, out_rows, target, weight, ignore_index, scale, row_scale, row_loss,
@@ -333,22 +333,24 @@ def _run(x_rows, out_rows, mode, threads, *, in_place=False, target=_EMPTY_I64, 
     # chunks start at multiples of 16 rows, as the kernels' blocks do, so a
     # chunked call groups rows (and rounds) exactly as one call would
     step = -(-max(1, _CHUNK_ELEMENTS // n_classes) // 16) * 16
+    widen = x_rows.dtype != compute
 
     def part(a, sl):
         return a[sl] if a is not None and len(a) else a
 
+    per_row_names = ("row_weight", "row_z_loss", "row_entropy", "row_argmax")
+    scalars = {k: v for k, v in options.items() if k not in per_row_names}
     for start in range(0, n_rows, step):
         sl = slice(start, start + step)
-        x32 = x_rows[sl].astype(np.float32)
-        prob = None if target_prob is None else target_prob[sl].astype(np.float32)
-        per_row = {k: part(v, sl) for k, v in options.items()
-                   if k in ("row_weight", "row_z_loss", "row_entropy", "row_argmax")}
-        rest = {k: v for k, v in options.items() if k not in per_row}
-        _core.rows(x32, None if out_rows is None else x32, part(target, sl), weight, ignore_index,
-                   scale, part(row_scale, sl), part(row_loss, sl), part(row_lse, sl), mode, False,
-                   threads, target_prob=prob, **per_row, **rest)
-        if out_rows is not None:
-            out_rows[sl] = x32
+        x_c = x_rows[sl].astype(compute) if widen else x_rows[sl]
+        out_c = None if out_rows is None else (x_c if widen else out_rows[sl])
+        prob = None if target_prob is None else target_prob[sl].astype(compute, copy=False)
+        per_row = {k: part(v, sl) for k, v in options.items() if k in per_row_names}
+        _core.rows(x_c, out_c, part(target, sl), weight, ignore_index, scale,
+                   part(row_scale, sl), part(row_loss, sl), part(row_lse, sl), mode, False,
+                   threads, target_prob=prob, **per_row, **scalars)
+        if out_rows is not None and widen:
+            out_rows[sl] = x_c
 
 
 def _simple_threads(num_threads):
