@@ -613,7 +613,8 @@ static void XF_FN(split_stats)(const xf_rows_args *a, int64_t r, int64_t j_begin
 
 /* Between the phases, on one thread: fold the segments of row r, write its
  * loss and lse.  Leaves in row[] what phase 2 and split_fix need: M, log S,
- * the gradient's scale R*A (0 for an ignored row), R and w_y. */
+ * the gradient's scale R*A (0 for an ignored row) and the target's output
+ * entry, computed here because phase 2 may overwrite the logits (out=x). */
 static void XF_FN(split_fold)(const xf_rows_args *a, int64_t r, const XF_T *seg_max,
                               const double *seg_sum, double *row) {
     const int64_t C = a->n_classes, n_seg = (C + XF_SEGMENT - 1) / XF_SEGMENT;
@@ -631,7 +632,7 @@ static void XF_FN(split_fold)(const xf_rows_args *a, int64_t r, const XF_T *seg_
             if (a->row_lse) a->row_lse[r] = NAN;
             row[XF_SPLIT_M] = M;
             row[XF_SPLIT_LOG_S] = log_S;
-            row[XF_SPLIT_G] = row[XF_SPLIT_R] = row[XF_SPLIT_A] = row[XF_SPLIT_WY] = 0.0;
+            row[XF_SPLIT_G] = row[XF_SPLIT_TARGET_OUT] = 0.0;
             return;
         }
     }
@@ -646,10 +647,16 @@ static void XF_FN(split_fold)(const xf_rows_args *a, int64_t r, const XF_T *seg_
     row[XF_SPLIT_LOG_S] = log_S;
     const double R = a->scale * (a->row_scale ? a->row_scale[r] : 1.0) * s_r;
     const double A = w_y + (a->z_loss != 0 ? 2 * a->z_loss * lse : 0.0);
-    row[XF_SPLIT_R] = R;
-    row[XF_SPLIT_A] = A;
-    row[XF_SPLIT_WY] = w_y;
     row[XF_SPLIT_G] = a->mode == XF_MODE_SOFTMAX ? 1.0 : R * A;
+    row[XF_SPLIT_TARGET_OUT] = 0.0;
+    if (y >= 0) {
+        /* the arithmetic of rows()'s target entry, operand for operand */
+        const int64_t jy = y / XF_SEGMENT;
+        double p_y = XF_FN(seg_factor)(seg_max[jy], row[XF_SPLIT_M], log_S);
+        if (seg_max[jy] != -INFINITY)
+            p_y = (double)(XF_T)V_FIRST(V_EXP(V_SUB(V_SET1(x[y]), V_SET1(seg_max[jy])))) * p_y;
+        row[XF_SPLIT_TARGET_OUT] = R * (p_y * A - 0.0 - w_y) * 1.0;
+    }
 }
 
 /* Phase 2: segments [j_begin, j_end) of row r's output, the exps taken
@@ -686,18 +693,11 @@ static void XF_FN(split_write)(const xf_rows_args *a, int64_t r, int64_t j_begin
 /* After phase 2, on one thread: the target's entry of row r. */
 static void XF_FN(split_fix)(const xf_rows_args *a, int64_t r, const XF_T *seg_max,
                              const double *row) {
-    const double M = row[XF_SPLIT_M], log_S = row[XF_SPLIT_LOG_S];
+    (void)seg_max;
     if (a->mode != XF_MODE_GRAD || !a->target) return;
     const int64_t y = a->target[r];
     if (y == a->ignore_index) return;
-    const XF_T *x = (const XF_T *)a->x + r * a->x_stride;
-    XF_T *out = (XF_T *)a->out + r * a->out_stride;
-    const int64_t jy = y / XF_SEGMENT;
-    /* the arithmetic of rows()'s target entry, operand for operand */
-    double p_y = XF_FN(seg_factor)(seg_max[jy], M, log_S);
-    if (seg_max[jy] != -INFINITY)
-        p_y = (double)(XF_T)V_FIRST(V_EXP(V_SUB(V_SET1(x[y]), V_SET1(seg_max[jy])))) * p_y;
-    out[y] = (XF_T)(row[XF_SPLIT_R] * (p_y * row[XF_SPLIT_A] - 0.0 - row[XF_SPLIT_WY]) * 1.0);
+    ((XF_T *)a->out + r * a->out_stride)[y] = (XF_T)row[XF_SPLIT_TARGET_OUT];
 }
 
 /* y = exp(x) elementwise, with the kernels' own exp (for the accuracy tests) */

@@ -110,8 +110,7 @@ typedef void (*xf_rows_fn)(const xf_rows_args *args, int64_t begin,
 /* One row split over threads (few rows, many classes): see kernel_body.h.
  * seg_max points to n_segments values of the row's dtype. */
 /* per-row state between the phases (doubles): */
-enum { XF_SPLIT_M, XF_SPLIT_LOG_S, XF_SPLIT_G, XF_SPLIT_R, XF_SPLIT_A, XF_SPLIT_WY,
-       XF_SPLIT_ROW_DOUBLES };
+enum { XF_SPLIT_M, XF_SPLIT_LOG_S, XF_SPLIT_G, XF_SPLIT_TARGET_OUT, XF_SPLIT_ROW_DOUBLES };
 typedef struct xf_split_fns {
     void (*stats)(const xf_rows_args *, int64_t row, int64_t j_begin, int64_t j_end,
                   void *seg_max, double *seg_sum);
