@@ -15,6 +15,9 @@ from xentfast import bench
 # binary model's as two classes.
 FULL_SHAPES = [(8192, 32000), (4096, 128256), (65536, 10), (1_000_000, 2)]
 SMALL_SHAPES = [(1024, 4000), (64, 128256), (8192, 10), (100_000, 2)]
+# The loss options are timed on the language model's batch of the Options issue.
+FULL_OPTIONS_SHAPE = (8192, 32000)
+SMALL_OPTIONS_SHAPE = (1024, 4000)
 
 
 def pytest_addoption(parser):
@@ -25,11 +28,15 @@ def pytest_addoption(parser):
              "XENTFAST_BENCH_SMALL=1 also selects 'small'")
 
 
-def bench_shapes(config):
+def _small(config):
     choice = config.getoption("--bench-shapes")
     if choice is None:
-        choice = "small" if os.environ.get("XENTFAST_BENCH_SMALL", "") not in ("", "0") else "full"
-    return SMALL_SHAPES if choice == "small" else FULL_SHAPES
+        return os.environ.get("XENTFAST_BENCH_SMALL", "") not in ("", "0")
+    return choice == "small"
+
+
+def bench_shapes(config):
+    return SMALL_SHAPES if _small(config) else FULL_SHAPES
 
 
 def pytest_generate_tests(metafunc):
@@ -49,6 +56,14 @@ def shape(request):
 @pytest.fixture(scope="module")
 def problem(shape):
     """Standard-normal float32 logits of `shape` and uniform targets."""
+    return bench.make_problem(*shape)
+
+
+@pytest.fixture(scope="module")
+def options_problem(request):
+    """The options group's problem (its probability targets and weights are
+    built on first use and kept for the module)."""
+    shape = SMALL_OPTIONS_SHAPE if _small(request.config) else FULL_OPTIONS_SHAPE
     return bench.make_problem(*shape)
 
 
