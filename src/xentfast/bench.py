@@ -587,6 +587,15 @@ def _torch_eager(p: Problem) -> Prepared:
     return _torch_backward(p, F.cross_entropy)
 
 
+@_register("torch-xentfast", "PyTorch + xentfast (xentfast.torch.cross_entropy + backward)",
+           requires=["torch"])
+def _torch_xentfast(p: Problem) -> Prepared:
+    """The gain inside PyTorch code: the adapter in place of F.cross_entropy."""
+    import xentfast.torch
+
+    return _torch_backward(p, xentfast.torch.cross_entropy)
+
+
 @_register("torch-compile", "torch.compile (cross_entropy + backward)", requires=["torch"])
 def _torch_compile(p: Problem) -> Prepared:
     import torch
