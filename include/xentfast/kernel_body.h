@@ -283,8 +283,11 @@ static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V x, XF_V
 /* Sums of one segment (n elements) relative to its max m (finite); stores
  * the exps to e and the softcap chain factors to chain when not NULL. */
 static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, const XF_T *tp,
-                                               int64_t n, XF_T m, const XF_FN(opts_t) *o, XF_T *e,
-                                               XF_T *chain) {
+                                               int64_t n, XF_T m, const XF_FN(opts_t) *opts,
+                                               XF_T *e, XF_T *chain) {
+    /* a private copy: the stores to e and chain cannot alias it, so the
+     * options stay in registers instead of being reloaded every vector */
+    const XF_FN(opts_t) local = *opts, *o = &local;
     const XF_V zero = V_SET1(0), one = V_SET1(1), mv = V_SET1(m);
     XF_V s = zero, ez = zero, wz = zero, wtz = zero, wt = zero, ev, dv;
     int64_t i = 0;
