@@ -12,6 +12,9 @@
  * Accuracy: max error 1.0 ulp against float64 log1p over 2^20 points on
  * [0, 1] (tests/test_binary.py asserts <= 2 ulp). */
 static XF_ALWAYS_INLINE XF_V XF_FN(log1p01)(XF_V t) {
+#ifdef XF_LOG1P01
+    return XF_LOG1P01(t);
+#else
     const XF_V two = V_SET1(2);
     const XF_V u = V_ADD(two, t);
     const XF_V e = V_SUB(t, V_SUB(u, two));           /* (2 + t) - u, exactly */
@@ -29,6 +32,7 @@ static XF_ALWAYS_INLINE XF_V XF_FN(log1p01)(XF_V t) {
     const XF_V q = V_MUL(p, s2);
     const XF_V s_2 = V_ADD(s, s);
     return V_ADD(V_FMA(s_2, q, V_ADD(c, c)), s_2);
+#endif
 }
 
 static XF_ALWAYS_INLINE XF_V XF_FN(bload)(const XF_T *p, int64_t col_stride, int64_t lanes) {

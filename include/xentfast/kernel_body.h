@@ -14,6 +14,7 @@
  *   V_RECIP(v)      1/v to about an ulp (for v in [1, 1e30])
  *   V_HMAX(v) -> XF_T   V_HSUM(v) -> double   V_FIRST(v) -> lane 0   XF_SFENCE()
  *   XF_T_MAX        largest finite XF_T
+ *   V_ZERO_WHERE_ZERO(v, c)   v, with lanes where c == 0 set to 0
  *   V_ROUND_T(v)    lanes rounded to XF_T (identity unless lanes are wider)
  *
  * Per row: one online (max, sum-exp) pass over fixed segments of
@@ -83,7 +84,16 @@ static inline double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T m, XF_T *e
 /* Folds segment (m, s) into the row's (M, S), in segment order. */
 static inline void XF_FN(combine)(double *M, double *S, XF_T m, double s) {
     if (m == -INFINITY) return; /* a fully masked segment adds nothing */
-    if (*M == -INFINITY) {
+    if (isnan(m) || isnan(*M)) {
+        *M = NAN; /* a NaN logit: the row is NaN */
+        *S = NAN;
+    } else if (m == INFINITY || *M == INFINITY) {
+        *M = INFINITY; /* a +inf logit: lse +inf, loss and gradient NaN */
+        *S = NAN;
+    } else if (isnan(s)) {
+        *M = NAN;
+        *S = NAN;
+    } else if (*M == -INFINITY) {
         *M = m;
         *S = s;
     } else if ((double)m > *M) {
@@ -95,12 +105,24 @@ static inline void XF_FN(combine)(double *M, double *S, XF_T m, double s) {
     }
 }
 
+/* A segment's max m made exact about NaN: the vector max may skip NaN, so
+ * when m is infinite (a fully masked segment, or a +inf logit: both rare)
+ * the segment is scanned and NaN returned if it holds one. */
+static inline XF_T XF_FN(nan_aware_max)(const XF_T *x, int64_t n, XF_T m) {
+    if (!isinf(m)) return m;
+    for (int64_t i = 0; i < n; i++)
+        if (isnan(x[i])) return (XF_T)NAN;
+    return m;
+}
+
 /* (m, s) of segment j of a row (s = 0 for a fully masked segment). */
 static inline double XF_FN(seg_stats)(const XF_T *x, int64_t C, int64_t j, XF_T *e, XF_T *m) {
     const int64_t j0 = j * XF_SEGMENT;
     const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
-    *m = XF_FN(seg_max)(x + j0, n);
-    return *m == -INFINITY ? 0.0 : XF_FN(seg_sumexp)(x + j0, n, *m, e ? e + j0 : NULL);
+    *m = XF_FN(nan_aware_max)(x + j0, n, XF_FN(seg_max)(x + j0, n));
+    if (*m == -INFINITY) return 0.0;
+    if (isnan(*m)) return NAN;
+    return XF_FN(seg_sumexp)(x + j0, n, *m, e ? e + j0 : NULL);
 }
 
 static inline void XF_FN(row_stats)(const XF_T *x, int64_t C, XF_T *e, XF_T *seg_max,
@@ -175,7 +197,7 @@ static XF_ALWAYS_INLINE void XF_FN(write_segment)(XF_T *out, const XF_T *e, cons
  * probabilities, as (m_j - M) - log S (both parts accurate in double);
  * 0 for a fully masked segment, NaN when the row has no distribution. */
 static inline double XF_FN(seg_factor)(XF_T m_j, double M, double log_S) {
-    if (m_j == -INFINITY) return isnan(M) ? NAN : 0.0;
+    if (m_j == -INFINITY) return (isnan(M) || isnan(log_S)) ? NAN : 0.0;
     return exp(((double)m_j - M) - log_S);
 }
 
@@ -263,18 +285,18 @@ static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V x, XF_V
     XF_V e = V_EXP(zm);
     if (valid < XF_W) e = V_ZERO_TAIL(e, valid);
     *s = V_ADD(*s, e);
-    /* masked classes (z = -inf) have e = 0 and must add 0, not 0 * -inf */
-    const XF_V zc = V_MAX(V_SET1(-XF_T_MAX), z);
     /* entropy from sum e (z - m) <= 0: no cancellation against lse */
     if (o->want_ez) *ez = V_FMA(e, V_MAX(V_SET1(-XF_T_MAX), zm), *ez);
+    /* a masked class (z = -inf) with a coefficient > 0 makes the loss inf
+     * (as PyTorch); with a coefficient of 0 it adds 0, not 0 * -inf */
     if (o->want_wz) {
-        XF_V t = V_MUL(w, z); /* -inf with smoothing on a masked class: inf loss, as PyTorch */
+        XF_V t = V_ZERO_WHERE_ZERO(V_MUL(w, z), w);
         *wz = V_ADD(*wz, valid < XF_W ? V_ZERO_TAIL(t, valid) : t);
     }
     if (tp) {
         const XF_V wp = V_MUL(w, tpv);
         *wt = V_ADD(*wt, wp);
-        *wtz = V_FMA(wp, zc, *wtz);
+        *wtz = V_ADD(*wtz, V_ZERO_WHERE_ZERO(V_MUL(wp, z), wp));
     }
     *e_out = e;
     *d_out = d;
@@ -319,7 +341,8 @@ static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64
     XF_FN(sums_t) t = {0, 0, 0, 0, 0};
     for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
-        const XF_T m = (XF_T)XF_FN(transform1)(XF_FN(seg_max)(x + j0, n), o);
+        const XF_T m_x = XF_FN(nan_aware_max)(x + j0, n, XF_FN(seg_max)(x + j0, n));
+        const XF_T m = (XF_T)XF_FN(transform1)(m_x, o);
         seg_max[j] = m;
         /* a fully masked segment still adds to the plain sums (its exps are 0) */
         const XF_FN(sums_t) g = XF_FN(gen_segment)(x + j0, o->w ? o->w + j0 : NULL,
@@ -332,7 +355,14 @@ static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64
         if (m == -INFINITY) continue;
         /* S = sum e^{z-M} and EZ = sum e^{z-M} (z-M), moved to a new M:
          * e^{z-M'} (z-M') = e^{M-M'} e^{z-M} ((z-M) + (M-M')) */
-        if (M == -INFINITY) {
+        if (isnan(m) || isnan(M)) {
+            M = S = EZ = NAN; /* a NaN logit: the row is NaN */
+        } else if (m == INFINITY || M == INFINITY) {
+            M = INFINITY; /* a +inf logit: lse +inf, loss and gradient NaN */
+            S = EZ = NAN;
+        } else if (isnan(g.s)) {
+            M = S = EZ = NAN;
+        } else if (M == -INFINITY) {
             M = m;
             S = g.s;
             EZ = g.ez;
@@ -409,6 +439,9 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
             xv[k] = V_GATHER(xb + k, offsets);
             m = V_MAX(m, xv[k]);
         }
+        /* a fully masked row: exps against -max (all 0), so log S = -inf and
+         * lse = -inf; its loss and gradient come out NaN as in rows() */
+        m = V_MAX(V_SET1(-XF_T_MAX), m);
         for (int64_t k = 0; k < C; k++) s = V_ADD(s, V_EXP(V_SUB(xv[k], m)));
         const XF_V ls = V_LOG(s);
         int any_ignored = 0;
@@ -431,8 +464,10 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
                 coef_a[l] = ignored ? 0 : (XF_T)a->scale;
             }
             if (a->row_lse) {
-                V_STOREU(m_a, V_ADD(m, ls));
-                for (int l = 0; l < XF_W; l++) a->row_lse[r0 + l] = (double)m_a[l];
+                V_STOREU(m_a, m);
+                V_STOREU(ls_a, V_ADD(m, ls));
+                for (int l = 0; l < XF_W; l++)
+                    a->row_lse[r0 + l] = m_a[l] == INFINITY ? INFINITY : (double)ls_a[l];
             }
         } else {
         V_STOREU(m_a, m);
@@ -445,15 +480,16 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
             const int64_t y = a->target ? a->target[r] : -1;
             if (a->target && y == a->ignore_index) {
                 if (a->row_loss) a->row_loss[r] = 0.0;
+                if (a->row_z_loss) a->row_z_loss[r] = 0.0;
                 if (a->row_lse) a->row_lse[r] = NAN;
                 coef_a[l] = 0;
                 continue;
             }
             const double M = (double)m_a[l], log_S = (double)ls_a[l], lse = M + log_S;
-            if (a->row_lse) a->row_lse[r] = lse;
+            if (a->row_lse) a->row_lse[r] = M == INFINITY ? INFINITY : lse;
             const double w_y = (w && y >= 0) ? (double)w[y] : 1.0;
             const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
-            const double zl = lam != 0 ? lam * lse * lse : 0.0;
+            const double zl = lam * lse * lse;
             if (a->row_loss) a->row_loss[r] = s_r * (w_y * ((M - (double)zy_a[l]) + log_S) + zl);
             if (a->row_z_loss) a->row_z_loss[r] = s_r * zl;
             if (grad) {
@@ -544,7 +580,8 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
             XF_FN(row_stats)(x, C, want_out ? e : NULL, want_out ? seg_max : NULL, &M, &S);
         const double log_S = log(S);
         const double lse = M + log_S;
-        if (a->row_lse) a->row_lse[r] = lse;
+        /* a +inf logit: lse +inf (the loss and gradient are NaN, as PyTorch) */
+        if (a->row_lse) a->row_lse[r] = M == INFINITY ? INFINITY : lse;
         /* H = sum p (lse - z) = log S - sum e^{z-M} (z-M) / S */
         if (a->row_entropy) a->row_entropy[r] = log_S - sums.ez / S;
         if (a->row_argmax) a->row_argmax[r] = XF_FN(row_argmax)(x, C);
@@ -552,7 +589,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
         /* the loss and the coefficients of its gradient w.r.t. z:
          *   dl/dz_k = p_k * A - w_k * (alpha * tp_k + beta) - [k = y] * hit */
         const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
-        const double zl = lam != 0 ? lam * lse * lse : 0.0;
+        const double zl = lam * lse * lse; /* also for lam = 0: NaN stays NaN */
         double loss = 0.0, A = 0.0, alpha = 0.0, beta = 0.0, hit = 0.0;
         if (prob) {
             const double Q = (1 - eps) * sums.wt + eps / C * a->weight_total;
@@ -569,6 +606,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
             hit = (1 - eps) * w_y;
         }
         if (lam != 0) A += 2 * lam * lse;
+        if (M == -INFINITY) loss = NAN; /* every class masked: no distribution */
         if (a->row_loss) a->row_loss[r] = s_r * loss;
         if (a->row_z_loss) a->row_z_loss[r] = s_r * zl;
 
@@ -639,10 +677,10 @@ static void XF_FN(split_fold)(const xf_rows_args *a, int64_t r, const XF_T *seg_
             return;
         }
     }
-    if (a->row_lse) a->row_lse[r] = lse;
+    if (a->row_lse) a->row_lse[r] = M == INFINITY ? INFINITY : lse;
     const double w_y = (w && y >= 0) ? (double)w[y] : 1.0;
     const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
-    const double zl = a->z_loss != 0 ? a->z_loss * lse * lse : 0.0;
+    const double zl = a->z_loss * lse * lse;
     if (y >= 0 && a->row_loss) a->row_loss[r] = s_r * (w_y * (lse - (double)x[y]) + zl);
     if (a->row_z_loss) a->row_z_loss[r] = s_r * zl;
     /* a row with every class masked has no distribution: NaN, as rows() */

@@ -69,8 +69,9 @@ static inline __m256 xf_log_ps256(__m256 s) {
     const __m256 log_f = _mm256_fmadd_ps(u_2, _mm256_mul_ps(u2, p), u_2);
     const __m256 hi = _mm256_fmadd_ps(k, _mm256_set1_ps(0.693145751953125f), log_f);
     const __m256 r = _mm256_fmadd_ps(k, _mm256_set1_ps(1.428606765330187e-6f), hi);
-    /* NaN and +inf (s > FLT_MAX or unordered) are their own log */
-    return _mm256_blendv_ps(r, s, _mm256_cmp_ps(s, _mm256_set1_ps(3.40282347e38f), _CMP_NLE_UQ));
+    /* NaN and +inf (s > FLT_MAX or unordered) are their own log; log 0 = -inf */
+    const __m256 special = _mm256_blendv_ps(r, s, _mm256_cmp_ps(s, _mm256_set1_ps(3.40282347e38f), _CMP_NLE_UQ));
+    return _mm256_blendv_ps(special, _mm256_set1_ps(-INFINITY), _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_EQ_OQ));
 }
 
 /* Lanes [0, n) set, for masked loads/stores of a row's tail. */

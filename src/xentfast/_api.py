@@ -114,7 +114,9 @@ def _rows_and_out(moved, out_moved):
     written in place, out_rows is a private buffer (the private copy of the
     input when there is one: the kernels work in place) to copy back."""
     view = _rows_view(moved)
-    rows = view if view is not None else np.ascontiguousarray(moved).reshape(-1, moved.shape[-1])
+    # a real copy when the layout needs one (ascontiguousarray would hand back
+    # a contiguous but misaligned input itself, which is then written to)
+    rows = view if view is not None else np.array(moved, order="C").reshape(-1, moved.shape[-1])
     out_rows = _rows_view(out_moved)
     if out_rows is not None:
         return rows, out_rows, False
@@ -175,6 +177,21 @@ def _sample_weight(sample_weight, lead_shape):
         raise ValueError(f"sample_weight must have the loss's shape (one weight per row), "
                          f"{tuple(lead_shape)}, got {s.shape}")
     return np.ascontiguousarray(s, dtype=np.float64).reshape(-1)
+
+
+def _divide(numerator, denominator):
+    """numerator / denominator with IEEE rules, as PyTorch's reductions: a
+    zero denominator gives ±inf (nan for 0/0), not an exception."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.float64(numerator) / np.float64(denominator))
+
+
+def _exp(value):
+    """exp that overflows to inf (a huge mean loss has perplexity inf)."""
+    try:
+        return math.exp(value)
+    except OverflowError:
+        return math.inf
 
 
 def _ignore_index(ignore_index):
@@ -285,7 +302,7 @@ class _Problem:
                     f"got shape {np.shape(grad_output)}")
             g = float(_real_array(grad_output, "grad_output"))
         if self.reduction == "mean":
-            g = g / self.weight_sum if self.weight_sum != 0 else g * float("nan")
+            g = _divide(g, self.weight_sum)
         return g, _EMPTY_F64
 
     def reduce(self, row_values):
@@ -295,7 +312,7 @@ class _Problem:
         total = _core.fixed_sum(row_values)  # in a fixed order, as the fast path
         if self.reduction == "sum":
             return total
-        return total / self.weight_sum if self.weight_sum != 0 else float("nan")
+        return _divide(total, self.weight_sum)
 
     def run(self, mode, out_moved=None, *, in_place=False, scale=1.0, row_scale=_EMPTY_F64,
             **row_outputs):
@@ -342,7 +359,7 @@ def _run(x_rows, out_rows, mode, threads, *, in_place=False, target=_EMPTY_I64, 
     scalars = {k: v for k, v in options.items() if k not in per_row_names}
     for start in range(0, n_rows, step):
         sl = slice(start, start + step)
-        x_c = x_rows[sl].astype(compute) if widen else x_rows[sl]
+        x_c = np.ascontiguousarray(x_rows[sl], dtype=compute) if widen else x_rows[sl]
         out_c = None if out_rows is None else (x_c if widen else out_rows[sl])
         prob = None if target_prob is None else target_prob[sl].astype(compute, copy=False)
         per_row = {k: part(v, sl) for k, v in options.items() if k in per_row_names}
@@ -556,7 +573,7 @@ class Evaluation:
     @property
     def perplexity(self) -> float:
         """exp(mean loss in nats) = 2^(mean loss in bits)."""
-        return math.exp(self.mean_loss)
+        return _exp(self.mean_loss)
 
     @property
     def bits_per_token(self) -> float:
@@ -604,8 +621,7 @@ def evaluate(logits, target, *, axis=-1, weight=None, sample_weight=None, ignore
     else:
         counted = np.ones(n, dtype=bool)
         correct = argmax == np.argmax(_rows(p.target_prob), axis=1)
-    total = _core.fixed_sum(row_loss)
-    mean = total / p.weight_sum if p.weight_sum != 0 else float("nan")
+    mean = _divide(_core.fixed_sum(row_loss), p.weight_sum)
     n_counted = int(np.count_nonzero(counted))
     shape = p.lead_shape
     return Evaluation(
@@ -630,7 +646,7 @@ def perplexity(logits, target, **options):
     """
     if "reduction" in options:
         raise TypeError("perplexity takes no reduction: it is exp of the mean loss")
-    return math.exp(cross_entropy(logits, target, **options))
+    return _exp(cross_entropy(logits, target, **options))
 
 
 # --------------------------------------------------------------------------

@@ -278,6 +278,8 @@ def rows(x, out, const int64_t[::1] target, class_weight, int64_t ignore_index,
     cdef bint is_f32 = xa.dtype == np.float32
     if cnp.PyArray_NDIM(xa) != 2 or not (is_f32 or xa.dtype == np.float64):
         raise ValueError("internal: x must be a 2-D float32/float64 array")
+    if n_rows == 0:
+        return
     if n_classes > 1 and cnp.PyArray_STRIDE(xa, 1) != itemsize:
         raise ValueError("internal: x needs a unit column stride")
     memset(&a, 0, sizeof(a))
@@ -454,6 +456,10 @@ def elementwise(int op, x, y, w, pw, g, out, double[::1] row_loss, elem_loss, do
     cdef bint is_f32 = xa.dtype == np.float32
     if not (is_f32 or xa.dtype == np.float64):
         raise ValueError("internal: x must be float32/float64")
+    if n_rows == 0 or n_cols == 0:  # nothing to read; a row of no elements sums to 0
+        if row_loss is not None and row_loss.shape[0]:
+            row_loss[:] = 0.0
+        return
     for name, arr, col_strides in (("x", x, (1,)), ("y", y, (1,)), ("out", out, (1,)),
                                    ("elem_loss", elem_loss, (1,)), ("w", w, (0, 1)),
                                    ("g", g, (0, 1))):

@@ -123,7 +123,9 @@ def log_softmax(x, axis=-1):
     [0.5, 0.5]
     """
     x = np.asarray(x, dtype=np.float64)
-    return x - logsumexp(x, axis=axis, keepdims=True)
+    lse = logsumexp(x, axis=axis, keepdims=True)
+    # a +inf logit leaves no finite distribution: the whole slice is NaN (as PyTorch)
+    return np.where(np.isposinf(lse), np.nan, x - lse)
 
 
 @_quiet
@@ -205,7 +207,9 @@ def _ce_rows(logits, target, axis, weight, sample_weight, ignore_index,
     r.ce = np.sum(terms, axis=1)
     r.zl = z_loss * r.lse ** 2
     r.lam = z_loss
-    # A NaN anywhere in a row poisons exactly that row.
+    # A NaN anywhere in a row, or a +inf logit (no finite distribution, as
+    # PyTorch), poisons exactly that row.
+    r.nan_row = r.nan_row | np.any(np.isposinf(r.z), axis=1)
     r.ce[r.nan_row] = np.nan
     r.zl[r.nan_row] = np.nan
     return r
@@ -463,7 +467,9 @@ def _element_scale(x, reduction, grad_output):
         go = 1.0 if grad_output is None else np.asarray(grad_output, dtype=np.float64)
         return np.broadcast_to(go, x.shape)
     go = 1.0 if grad_output is None else float(grad_output)
-    return go / x.size if reduction == "mean" else go
+    if reduction == "mean":
+        return go / x.size if x.size else np.nan
+    return go
 
 
 @_quiet

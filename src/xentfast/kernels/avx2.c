@@ -43,6 +43,7 @@ static inline __m256 xf_recip_ps256(__m256 d) {
     return _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0f)));
 }
 #define V_RECIP xf_recip_ps256
+#define V_ZERO_WHERE_ZERO(v, c) _mm256_and_ps((v), _mm256_cmp_ps((c), _mm256_setzero_ps(), _CMP_NEQ_UQ))
 #define V_EXP xf_exp_ps256
 #define V_HMAX xf_hmax_ps256
 #define V_HSUM xf_hsum_ps256

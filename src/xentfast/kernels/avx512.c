@@ -41,6 +41,7 @@ static inline __m512 xf_recip_ps512(__m512 d) {
     return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
 }
 #define V_RECIP xf_recip_ps512
+#define V_ZERO_WHERE_ZERO(v, c) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((c), _mm512_setzero_ps(), _CMP_NEQ_UQ), (v))
 #define V_EXP xf_exp_ps512
 #define V_HMAX _mm512_reduce_max_ps
 #define V_HSUM xf_hsum_ps512

@@ -15,10 +15,12 @@
 #define V_ADD(a, b) ((a) + (b))
 #define V_SUB(a, b) ((a) - (b))
 #define V_MUL(a, b) ((a) * (b))
-#define V_MAX(a, b) ((b) > (a) ? (b) : (a))
+/* max/min with the x86 rule: the second operand when either is NaN */
+#define V_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define V_ZERO_WHERE_ZERO(v, c) ((c) != 0 ? (v) : 0)
 #define V_FMA(a, b, c) ((a) * (b) + (c))
 #define V_DIV(a, b) ((a) / (b))
-#define V_MIN(a, b) ((b) < (a) ? (b) : (a))
+#define V_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define V_RECIP(v) (1 / (v))
 #define V_ZERO_TAIL(v, n) (v) /* never reached with one lane */
 #define V_HMAX(v) (v)
@@ -47,6 +49,7 @@
 
 #define XF_T double
 #define XF_V double
+#define XF_LOG1P01 log1p /* float64: libm's, not the float32-sized series */
 #define XF_T_MAX DBL_MAX
 #define V_ROUND_T(v) (v)
 #define XF_FN(name) xf_##name##_f64
