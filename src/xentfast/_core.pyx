@@ -426,13 +426,17 @@ cdef int _run_split(const xf_rows_args *a, bint is_f32, int num_threads) except 
     return 0
 
 
-def exp_f32(const float[::1] x, float[::1] y):
-    """y = exp(x) with the current backend's vector exp (for the tests)."""
+cdef _map_f32(xf_exp_f32_fn fn, const float[::1] x, float[::1] y):
     if y.shape[0] != x.shape[0]:
         raise ValueError("x and y must have the same length")
     if x.shape[0]:
         with nogil:
-            _table().exp_f32(&x[0], &y[0], x.shape[0])
+            fn(&x[0], &y[0], x.shape[0])
+
+
+def exp_f32(const float[::1] x, float[::1] y):
+    """y = exp(x) with the current backend's vector exp (for the tests)."""
+    _map_f32(_table().exp_f32, x, y)
 
 
 cdef inline void _strides2(cnp.ndarray a, int64_t itemsize, int64_t *row, int64_t *col):
@@ -545,11 +549,7 @@ cdef int _run_elem(const xf_elem_args *a, bint is_f32, int num_threads) except -
 
 def log1p_f32(const float[::1] x, float[::1] y):
     """y = log1p(x) for x in [0, 1] with the current backend's vector code."""
-    if y.shape[0] != x.shape[0]:
-        raise ValueError("x and y must have the same length")
-    if x.shape[0]:
-        with nogil:
-            _table().log1p_f32(&x[0], &y[0], x.shape[0])
+    _map_f32(_table().log1p_f32, x, y)
 
 
 cdef double _fixed_sum(const double *v, int64_t n) noexcept nogil:
