@@ -570,14 +570,9 @@ def _result_dtype(dtype):
 
 
 def _nan_row_masked_entries(x64, axis, actual):
-    """KNOWN_NAN_ROW_MASKED_SEGMENT: in a row holding NaN, the entries of a
-    2048-element segment that is all -inf get gradient / softmax 0, not NaN.
-    Returns where to accept the fast path's 0 (see the xfail below)."""
-    if x64.ndim == 0 or x64.shape[axis] <= 2048:
-        return np.zeros(x64.shape, bool)
-    with np.errstate(invalid="ignore"):
-        row_nan = np.any(np.isnan(x64), axis=axis, keepdims=True)
-        return row_nan & (x64 == -np.inf) & (np.asarray(actual) == 0)
+    """Where a disagreement on NaN rows would be accepted: nowhere (the fixed
+    KNOWN_NAN_ROW_MASKED_SEGMENT was the last one); kept as the hook."""
+    return np.zeros(np.shape(x64), bool)
 
 
 def _nan_without_values(x64, axis, keepdims=False):
@@ -607,51 +602,15 @@ def _zero_denominator(kw, target, lead, axis):
 
 
 def _known_issues(case, logits, target, lead):
-    """Mark calls that hit a known, not yet fixed bug (each has a strict xfail
-    at the end of this file) as allowed to raise."""
-    x = np.asarray(logits)
-    if x.dtype == np.float16 and 0 in x.strides and x.size > 1:
-        case.unsure("KNOWN_F16_ZERO_STRIDE")
-    if x.size == 0 and x.ndim and x.strides != np.empty(x.shape, x.dtype).strides:
-        case.unsure("KNOWN_EMPTY_STRIDED")
+    """Mark calls that hit a known, not yet fixed bug as allowed to raise
+    (none open: KNOWN_F16_ZERO_STRIDE and KNOWN_EMPTY_STRIDED are fixed)."""
 
 
 def _masked_class_with_mass(x64, target, axis, kw):
-    """Calls on -inf (masked) logits where xentfast and the oracle are known to
-    disagree (strict xfails at the end of this file):
-
-    * KNOWN_PROB_TARGET_MASKED: a probability target with mass on a -inf
-      logit gives a huge finite loss (no label smoothing) or NaN (label
-      smoothing 1, C = 2047), not inf;
-    * KNOWN_ZERO_WEIGHT_MASKED / ORACLE_ZERO_TIMES_INF: a zero coefficient on
-      a -inf logit (class weight 0 with label smoothing; label_smoothing=1
-      with the target's logit -inf) gives NaN (0 * inf, as PyTorch) where the
-      oracle counts 0;
-    * a probability target on a fully masked row gives -inf, not NaN;
-    * KNOWN_SOFTCAP_NAN: with a softcap, NaN logits are dropped like masked
-      classes (finite loss) by the float64 and scalar kernels.
-    """
-    if kw.get("softcap") and np.isnan(x64).any():
-        return True  # KNOWN_SOFTCAP_NAN
-    eps = float(kw.get("label_smoothing", 0) or 0)
-    masked = x64 == -np.inf
-    if not masked.any():
-        return False
-    t = np.asarray(target)
-    if t.dtype.kind == "f" and t.shape == x64.shape:
-        if np.any(masked & ((_as_f64(t) > 0) | (eps > 0))):
-            return True
-    if t.dtype.kind in "iu" and eps == 1.0:  # (1 - eps) * inf: ORACLE_ZERO_TIMES_INF
-        xm = np.moveaxis(x64, axis, -1).reshape(-1, x64.shape[axis])
-        y = t.reshape(-1).astype(np.int64)
-        ok = (y >= 0) & (y < xm.shape[1])
-        if np.any(xm[np.nonzero(ok)[0], y[ok]] == -np.inf):
-            return True
-    w = kw.get("weight")
-    if eps and w is not None and np.ndim(w) == 1 and len(w) == x64.shape[axis]:
-        zero = np.asarray(w, dtype=np.float64) == 0
-        if np.any(np.moveaxis(masked, axis, -1)[..., zero]):
-            return True
+    """Calls on -inf (masked) logits where xentfast and the oracle would be
+    allowed to disagree: none since the fixes of KNOWN_PROB_TARGET_MASKED,
+    KNOWN_ZERO_WEIGHT_MASKED, KNOWN_PROB_TARGET_ALL_MASKED and
+    KNOWN_SOFTCAP_NAN (each now a regression test at the end of this file)."""
     return False
 
 
