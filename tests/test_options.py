@@ -272,3 +272,12 @@ def test_probability_targets_of_another_dtype_go_in_chunks(backend, rng, monkeyp
     work = x.copy()
     xentfast.cross_entropy_and_grad(work, p, label_smoothing=0.1, out=work)
     assert np.array_equal(work, expected[1])
+
+
+def test_full_smoothing_with_a_masked_class_is_inf(backend):
+    """label_smoothing=1 leaves (1 - eps) = 0 in front of the target term: it
+    must add 0, not 0 * inf, so a masked class with smoothing mass gives inf."""
+    x = np.array([[0.0, -np.inf, 1.0]], np.float32)
+    assert xentfast.cross_entropy(x, np.array([1]), label_smoothing=1.0) == np.inf
+    p = np.array([[0.2, 0.5, 0.3]], np.float32)
+    assert xentfast.cross_entropy(x, p, label_smoothing=1.0) == np.inf

@@ -591,15 +591,17 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
         const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
         const double zl = lam * lse * lse; /* also for lam = 0: NaN stays NaN */
         double loss = 0.0, A = 0.0, alpha = 0.0, beta = 0.0, hit = 0.0;
+        /* a zero coefficient (eps = 1) adds 0, even against a masked class */
         if (prob) {
             const double Q = (1 - eps) * sums.wt + eps / C * a->weight_total;
-            loss = Q * lse - ((1 - eps) * sums.wtz + eps / C * sums.wz) + zl;
+            const double wqz = (eps != 1 ? (1 - eps) * sums.wtz : 0.0) + eps / C * sums.wz;
+            loss = Q * lse - wqz + zl;
             A = Q;
             alpha = 1 - eps;
             beta = eps / C;
         } else if (y >= 0) {
             const double z_y = general ? XF_FN(transform1)(x[y], &o) : (double)x[y];
-            loss = (1 - eps) * w_y * (lse - z_y) + zl;
+            loss = (eps != 1 ? (1 - eps) * w_y * (lse - z_y) : 0.0) + zl;
             if (eps != 0) loss += eps / C * (a->weight_total * lse - sums.wz);
             A = (1 - eps) * w_y + eps / C * a->weight_total;
             beta = eps / C;
