@@ -416,6 +416,13 @@ static inline int64_t XF_FN(row_argmax)(const XF_T *x, int64_t C) {
  * stopped. */
 #define XF_NARROW_MAX 32
 
+/* A narrow row's lse: +inf for a +inf logit, unless the row also holds a
+ * NaN (which the vector max may have skipped): then NaN. */
+static inline double XF_FN(narrow_lse)(const XF_T *x, int64_t C, XF_T m, double lse) {
+    if (m != INFINITY) return lse;
+    return isnan(XF_FN(nan_aware_max)(x, C, m)) ? NAN : INFINITY;
+}
+
 static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t end,
                                   int32_t *row_index) {
     const int64_t C = a->n_classes;
@@ -467,7 +474,7 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
                 V_STOREU(m_a, m);
                 V_STOREU(ls_a, V_ADD(m, ls));
                 for (int l = 0; l < XF_W; l++)
-                    a->row_lse[r0 + l] = m_a[l] == INFINITY ? INFINITY : (double)ls_a[l];
+                    a->row_lse[r0 + l] = XF_FN(narrow_lse)(xb + l * C, C, m_a[l], (double)ls_a[l]);
             }
         } else {
         V_STOREU(m_a, m);
@@ -486,7 +493,7 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
                 continue;
             }
             const double M = (double)m_a[l], log_S = (double)ls_a[l], lse = M + log_S;
-            if (a->row_lse) a->row_lse[r] = M == INFINITY ? INFINITY : lse;
+            if (a->row_lse) a->row_lse[r] = XF_FN(narrow_lse)(xb + l * C, C, m_a[l], lse);
             const double w_y = (w && y >= 0) ? (double)w[y] : 1.0;
             const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
             const double zl = lam * lse * lse;
