@@ -1,7 +1,7 @@
 """Build of the xentfast extension.
 
 The extension itself is compiled for the baseline of the target (never
--march=native by default: a wheel must run on any CPU of its architecture).
+for the build machine's own CPU by default: a wheel must run on any CPU of its architecture).
 On x86-64 the AVX2+FMA and AVX-512 kernels are compiled separately, each
 with only its own ISA flags, and linked in; dispatch.c decides at run time
 which one may run.  On other CPUs only the scalar kernels are built.
@@ -61,7 +61,7 @@ class BuildExt(build_ext):
         if NATIVE:
             _warn("XENTFAST_NATIVE=1: building with -march=native; this build may crash on "
                   "other CPUs. Never distribute it.")
-            flags.append("-march=native")
+            flags.append("-march=native")  # opt-in only: XENTFAST_NATIVE=1
         return flags
 
     def _openmp_flags(self):
