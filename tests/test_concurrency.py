@@ -72,6 +72,13 @@ class Job:
         return f"Job({self.name}, {[np.shape(a) for a in self.args]}, {sorted(self.kwargs)})"
 
 
+def _in_place(args, k):
+    """(args with a private copy of args[k], {"out": that copy})."""
+    args = list(args)
+    args[k] = np.array(args[k])
+    return tuple(args), {"out": args[k]}
+
+
 def _jobs():
     rng = np.random.default_rng(2024)
     jobs = []
@@ -83,30 +90,29 @@ def _jobs():
         t = _readonly(t)
         w = _readonly(rng.uniform(0.5, 2.0, c))
         for threads in (None, 1, 2, 3):
-            jobs.append(Job("cross_entropy", (x, t), dict(num_threads=threads)))
-            jobs.append(Job("cross_entropy_and_grad", (x, t), dict(num_threads=threads,
-                                                                   reduction="sum")))
-        jobs.append(Job("cross_entropy", (x, t), dict(weight=w, reduction="none")))
-        jobs.append(Job("cross_entropy_and_grad", (x, t), dict(weight=w, reduction="mean")))
-        jobs.append(Job("logsumexp", (x,), dict(axis=1)))
-        jobs.append(Job("logsumexp", (x,), dict(axis=None)))
-        jobs.append(Job("softmax", (x,), dict(axis=-1, num_threads=2)))
-        jobs.append(Job("log_softmax", (x,), dict(axis=0)))
+            jobs.append(Job("cross_entropy", (x, t), {"num_threads": threads}))
+            jobs.append(Job("cross_entropy_and_grad", (x, t), {"num_threads": threads,
+                                                                   "reduction": "sum"}))
+        jobs.append(Job("cross_entropy", (x, t), {"weight": w, "reduction": "none"}))
+        jobs.append(Job("cross_entropy_and_grad", (x, t), {"weight": w, "reduction": "mean"}))
+        jobs.append(Job("logsumexp", (x,), {"axis": 1}))
+        jobs.append(Job("logsumexp", (x,), {"axis": None}))
+        jobs.append(Job("softmax", (x,), {"axis": -1, "num_threads": 2}))
+        jobs.append(Job("log_softmax", (x,), {"axis": 0}))
         # out= buffers and out=logits: one fresh buffer per call
         jobs.append(Job("cross_entropy_and_grad", None, fresh=lambda x=x, t=t: (
-            (x, t), dict(out=np.empty_like(x)))))
-        jobs.append(Job("cross_entropy_and_grad", None, fresh=lambda x=x, t=t: (
-            lambda y: ((y, t), dict(out=y)))(np.array(x))))
-        jobs.append(Job("softmax", None, fresh=lambda x=x: (
-            lambda y: ((y,), dict(out=y)))(np.array(x))))
+            (x, t), {"out": np.empty_like(x)})))
+        jobs.append(Job("cross_entropy_and_grad", None,
+                        fresh=lambda x=x, t=t: _in_place((x, t), 0)))
+        jobs.append(Job("softmax", None, fresh=lambda x=x: _in_place((x,), 0)))
         # failing calls, interleaved with the others
         jobs.append(Job("cross_entropy", (x, np.full(n, c)), raises=ValueError))
         jobs.append(Job("cross_entropy", (x.astype(np.int32), t), raises=TypeError))
-        jobs.append(Job("softmax", (x,), dict(num_threads=0), raises=ValueError))
+        jobs.append(Job("softmax", (x,), {"num_threads": 0}, raises=ValueError))
     x3 = _readonly(rng.standard_normal((4, 50, 6)).astype(np.float32))
     t3 = _readonly(rng.integers(0, 50, (4, 6)))
-    jobs.append(Job("cross_entropy_and_grad", (x3, t3), dict(axis=1, reduction="none")))
-    jobs.append(Job("logsumexp", (x3,), dict(axis=(0, 2), keepdims=True)))
+    jobs.append(Job("cross_entropy_and_grad", (x3, t3), {"axis": 1, "reduction": "none"}))
+    jobs.append(Job("logsumexp", (x3,), {"axis": (0, 2), "keepdims": True}))
     import inspect
     options = inspect.signature(xentfast.cross_entropy).parameters
     x, t = jobs[0].args
@@ -115,8 +121,8 @@ def _jobs():
         if key in options:
             jobs.append(Job("cross_entropy_and_grad", (x, t), {key: value, "num_threads": 2}))
     if "sample_weight" in options:
-        jobs.append(Job("cross_entropy", (x, t), dict(sample_weight=_readonly(np.linspace(
-            0, 1, len(t))), reduction="sum")))
+        jobs.append(Job("cross_entropy", (x, t), {"sample_weight": _readonly(np.linspace(
+            0, 1, len(t))), "reduction": "sum"}))
     if _has("evaluate"):
         jobs.append(Job("evaluate", (x, t)))
     if _has("perplexity"):
@@ -126,8 +132,8 @@ def _jobs():
     for name in ("binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_and_grad",
                  "mean_squared_error", "mean_squared_error_and_grad"):
         if _has(name):
-            jobs.append(Job(name, (xb, y01), dict(reduction="sum")))
-            jobs.append(Job(name, (xb, y01), dict(reduction="none")))
+            jobs.append(Job(name, (xb, y01), {"reduction": "sum"}))
+            jobs.append(Job(name, (xb, y01), {"reduction": "none"}))
     return jobs
 
 
@@ -205,23 +211,23 @@ def test_gil_is_released_while_the_kernel_runs():
     thread could not execute a single bytecode between the kernel's start and
     end, so it would record no timestamp in the middle third of the call."""
     x, t = _long_call()
-    for attempt in range(3):  # only against extreme starvation by other processes
+
+    def spin(done, stamps):
+        while not done.is_set():
+            stamps.append(time.perf_counter())
+
+    def kernel(done, window):
+        window["start"] = time.perf_counter()
+        xentfast.cross_entropy(x, t, num_threads=1)
+        window["end"] = time.perf_counter()
+        done.set()
+
+    for _attempt in range(3):  # only against extreme starvation by other processes
         stamps = []
         done = threading.Event()
         window = {}
-
-        def spin():
-            while not done.is_set():
-                stamps.append(time.perf_counter())
-
-        def kernel():
-            window["start"] = time.perf_counter()
-            xentfast.cross_entropy(x, t, num_threads=1)
-            window["end"] = time.perf_counter()
-            done.set()
-
-        spinner = threading.Thread(target=spin)
-        worker = threading.Thread(target=kernel)
+        spinner = threading.Thread(target=spin, args=(done, stamps))
+        worker = threading.Thread(target=kernel, args=(done, window))
         spinner.start()
         worker.start()
         worker.join()

@@ -66,8 +66,8 @@ def _problem(shape, axis, dtype, seed=0):
     t.reshape(-1)[rng.random(t.size) < 0.1] = -100
     p = rng.random(shape)
     p /= p.sum(axis=axis, keepdims=True)
-    return dict(X=x, T=t, P=p.astype(dtype), W=rng.uniform(0.2, 2.0, c),
-                S=rng.uniform(0.0, 2.0, lead))
+    return {"X": x, "T": t, "P": p.astype(dtype), "W": rng.uniform(0.2, 2.0, c),
+                "S": rng.uniform(0.0, 2.0, lead)}
 
 
 def _resolve(opts, data):
@@ -125,7 +125,7 @@ def test_building_blocks_deterministic(backend, shape_name):
     x = _problem(shape, axis, np.float32)["X"]
     for name in ("softmax", "log_softmax"):
         fn = getattr(xentfast, name)
-        _check_deterministic(lambda threads: fn(x, axis=axis, num_threads=threads))
+        _check_deterministic(lambda threads, fn=fn: fn(x, axis=axis, num_threads=threads))
     _check_deterministic(lambda threads: xentfast.logsumexp(x, axis=axis, num_threads=threads))
     _check_deterministic(lambda threads: xentfast.logsumexp(x, num_threads=threads))
 

@@ -7,10 +7,21 @@
 #   tools/sanitize.sh [VENV_DIR] [-- PYTEST_ARGS...]
 #
 # VENV_DIR defaults to .venv-sanitize in the repository root; it is reused
-# between runs (only the package is rebuilt).  PYTEST_ARGS default to
-# `tests -q -x -m "not slow and not huge"`.  Environment:
-#   PYTHON            interpreter that creates the venv (default: python3)
-#   SANITIZE_KEEP=1   keep the scratch build tree (its path is printed)
+# between runs (only the package is rebuilt).  Two passes:
+#
+#   1. errors: the whole suite (`tests -q -x -m "not slow and not huge"`)
+#      under ASan + UBSan, without leak detection (fast allocation stacks);
+#   2. leaks:  the tests that call every function many times, succeeding and
+#      failing ($SANITIZE_LEAK_TESTS, default test_leaks, test_errors,
+#      test_core, test_options, test_binary), again, with LeakSanitizer and
+#      full allocation stacks (needed by tools/lsan.supp, and ~40x slower
+#      for Python-heavy tests such as the fuzzer, hence the split).
+#
+# With PYTEST_ARGS, both passes run exactly those arguments.  Environment:
+#   PYTHON                  interpreter that creates the venv (default: python3)
+#   XENTFAST_FUZZ_EXAMPLES  fuzz examples of pass 1 (default here 2000)
+#   SANITIZE_LEAK_TESTS     test files of pass 2 (space-separated)
+#   SANITIZE_KEEP=1         keep the scratch build tree (its path is printed)
 #
 # How it works, and why:
 # * The build happens in a scratch copy of the source tree without build/,
@@ -40,8 +51,10 @@ fi
 if [[ $# -gt 0 && "$1" == "--" ]]; then
     shift
 fi
+CUSTOM_ARGS=0
 if [[ $# -gt 0 ]]; then
     PYTEST_ARGS=("$@")
+    CUSTOM_ARGS=1
 else
     PYTEST_ARGS=(tests -q -x -m "not slow and not huge")
 fi
@@ -105,31 +118,51 @@ echo "ok: $SO links ASan+UBSan; _core.c has bounds checks"
 # --- 4. the test suite under the sanitizers --------------------------------
 SUPP="$ROOT/tools/lsan.supp"
 [[ -f "$SUPP" ]] || die "missing $SUPP"
-# fast_unwind_on_malloc=0: full allocation stacks through CPython and NumPy
-# (built without frame pointers), which the suppressions need; about 3x
-# slower than the fast unwinder.  allocator_may_return_null=1: an impossible
-# allocation makes malloc return NULL (-> MemoryError), as without ASan.
-export ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0:allocator_may_return_null=1:\
-halt_on_error=1:handle_abort=1:exitcode=86"
+# allocator_may_return_null=1: an impossible allocation makes malloc return
+# NULL (-> MemoryError), as without ASan, instead of aborting.
+ASAN_COMMON="allocator_may_return_null=1:halt_on_error=1:handle_abort=1:exitcode=86"
 export LSAN_OPTIONS="suppressions=$SUPP:print_suppressions=0"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:exitcode=88"
 export PYTHONMALLOC=malloc
 export PYTHONFAULTHANDLER=1
-# fewer fuzz examples than the plain run (ASan makes each one ~3x dearer)
 export XENTFAST_FUZZ_EXAMPLES=${XENTFAST_FUZZ_EXAMPLES:-2000}
+
+# run_pass NAME ASAN_OPTIONS PYTEST_ARGS...: exits on any report or failure.
 # --capture=sys: pytest's default capture redirects file descriptor 2 to a
 # file that is lost when a sanitizer kills the process mid-test; the reports
 # must reach the real stderr.  The tests import the venv's installed package.
-say "running: pytest ${PYTEST_ARGS[*]}"
-set +e
-(cd "$ROOT" && LD_PRELOAD="$LIBASAN" "$PY" -m pytest -p no:cacheprovider --capture=sys \
-    "${PYTEST_ARGS[@]}")
-RC=$?
-set -e
-ELAPSED=$((SECONDS - START))
-case $RC in
-    0) say "passed in ${ELAPSED}s: no sanitizer report, no test failure" ;;
-    86) die "AddressSanitizer/LeakSanitizer report (exit $RC) after ${ELAPSED}s: see above" ;;
-    88) die "UndefinedBehaviorSanitizer report (exit $RC) after ${ELAPSED}s: see above" ;;
-    *) die "pytest exited $RC after ${ELAPSED}s (a test failure, or a crash)" ;;
-esac
+run_pass() {
+    local name=$1 options=$2
+    shift 2
+    say "pass $name: pytest $*"
+    local t0=$SECONDS rc=0
+    (cd "$ROOT" && ASAN_OPTIONS="$options" LD_PRELOAD="$LIBASAN" \
+        "$PY" -m pytest -p no:cacheprovider --capture=sys "$@") || rc=$?
+    case $rc in
+        0) say "pass $name: clean in $((SECONDS - t0))s" ;;
+        86) die "AddressSanitizer/LeakSanitizer report in pass $name (exit $rc): see above" ;;
+        88) die "UndefinedBehaviorSanitizer report in pass $name (exit $rc): see above" ;;
+        *) die "pytest exited $rc in pass $name (a test failure, or a crash)" ;;
+    esac
+}
+
+# pass 1: memory errors and undefined behaviour, everywhere, fast stacks
+run_pass errors "detect_leaks=0:$ASAN_COMMON" "${PYTEST_ARGS[@]}"
+
+# pass 2: leaks, with full allocation stacks through CPython and NumPy (built
+# without frame pointers: the fast unwinder would stop at their first frame
+# and no suppression could tell their objects from ours)
+if [[ $CUSTOM_ARGS == 1 ]]; then
+    LEAK_ARGS=("${PYTEST_ARGS[@]}")
+else
+    LEAK_ARGS=()
+    for f in ${SANITIZE_LEAK_TESTS:-tests/test_leaks.py tests/test_errors.py tests/test_core.py \
+             tests/test_options.py tests/test_binary.py}; do
+        if [[ -f "$ROOT/$f" ]]; then LEAK_ARGS+=("$f"); fi
+    done
+    [[ ${#LEAK_ARGS[@]} -gt 0 ]] || die "none of the leak-pass test files exists"
+    LEAK_ARGS+=(-q -x -m "not slow and not huge")
+fi
+run_pass leaks "detect_leaks=1:fast_unwind_on_malloc=0:$ASAN_COMMON" "${LEAK_ARGS[@]}"
+
+say "passed in $((SECONDS - START))s: no sanitizer report, no test failure"

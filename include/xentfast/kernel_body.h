@@ -26,6 +26,10 @@
  * Each logit is read from memory once and each output written once.
  */
 
+/* c * v, where a zero coefficient adds 0 even against a masked class
+ * (0 * inf := 0, as the reference); a NaN row still ends NaN through lse. */
+static inline double XF_FN(times_nz)(double c, double v) { return c == 0 ? 0.0 : c * v; }
+
 /* Max over n elements.  NaN lanes may or may not win here; a NaN in the row
  * still reaches the result through exp(x - m) in the sum. */
 static inline XF_T XF_FN(seg_max)(const XF_T *x, int64_t n) {
@@ -497,7 +501,8 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
             const double w_y = (w && y >= 0) ? (double)w[y] : 1.0;
             const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
             const double zl = lam * lse * lse;
-            if (a->row_loss) a->row_loss[r] = s_r * (w_y * ((M - (double)zy_a[l]) + log_S) + zl);
+            if (a->row_loss)
+                a->row_loss[r] = s_r * (XF_FN(times_nz)(w_y, (M - (double)zy_a[l]) + log_S) + zl);
             if (a->row_z_loss) a->row_z_loss[r] = s_r * zl;
             if (grad) {
                 const double R = a->scale * (a->row_scale ? a->row_scale[r] : 1.0) * s_r;
@@ -608,7 +613,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
             beta = eps / C;
         } else if (y >= 0) {
             const double z_y = general ? XF_FN(transform1)(x[y], &o) : (double)x[y];
-            loss = (eps != 1 ? (1 - eps) * w_y * (lse - z_y) : 0.0) + zl;
+            loss = XF_FN(times_nz)((1 - eps) * w_y, lse - z_y) + zl;
             if (eps != 0) loss += eps / C * (a->weight_total * lse - sums.wz);
             A = (1 - eps) * w_y + eps / C * a->weight_total;
             beta = eps / C;
@@ -690,7 +695,8 @@ static void XF_FN(split_fold)(const xf_rows_args *a, int64_t r, const XF_T *seg_
     const double w_y = (w && y >= 0) ? (double)w[y] : 1.0;
     const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
     const double zl = a->z_loss * lse * lse;
-    if (y >= 0 && a->row_loss) a->row_loss[r] = s_r * (w_y * (lse - (double)x[y]) + zl);
+    if (y >= 0 && a->row_loss)
+        a->row_loss[r] = s_r * (XF_FN(times_nz)(w_y, lse - (double)x[y]) + zl);
     if (a->row_z_loss) a->row_z_loss[r] = s_r * zl;
     /* a row with every class masked has no distribution: NaN, as rows() */
     row[XF_SPLIT_M] = M == -INFINITY ? NAN : M;

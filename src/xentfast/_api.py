@@ -168,7 +168,7 @@ def _class_weight(weight, n_classes, dtype):
     w = _real_array(weight, "weight")
     if w.shape != (n_classes,):
         raise ValueError(f"weight must have shape ({n_classes},) (one weight per class), got {w.shape}")
-    return np.ascontiguousarray(w, dtype=dtype)
+    return _aligned(w, dtype)
 
 
 def _sample_weight(sample_weight, lead_shape):
@@ -178,7 +178,7 @@ def _sample_weight(sample_weight, lead_shape):
     if s.shape != tuple(lead_shape):
         raise ValueError(f"sample_weight must have the loss's shape (one weight per row), "
                          f"{tuple(lead_shape)}, got {s.shape}")
-    return np.ascontiguousarray(s, dtype=np.float64).reshape(-1)
+    return _aligned(s, np.float64).reshape(-1)
 
 
 def _divide(numerator, denominator):
@@ -194,6 +194,12 @@ def _exp(value):
         return math.exp(value)
     except OverflowError:
         return math.inf
+
+
+def _aligned(a, dtype):
+    """`a` as a C-contiguous, aligned array of `dtype` (copied only when
+    needed; np.ascontiguousarray keeps a misaligned array as it is)."""
+    return np.require(a, dtype=dtype, requirements=["C", "A"])
 
 
 def _ignore_index(ignore_index):
@@ -271,7 +277,7 @@ class _Problem:
                 f"got {t.shape}")
         if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
             raise ValueError(f"target holds {t.max()}, outside [0, {n_classes})")
-        t64 = np.ascontiguousarray(t, dtype=np.int64).reshape(-1)
+        t64 = _aligned(t, np.int64).reshape(-1)
         w64 = None if self.weight is None else self.weight.astype(np.float64)
         bad, self.counted, self.weight_sum = _core.check_targets(
             t64, n_classes, self.ignore_index, w64, self.sample_weight)
@@ -294,7 +300,7 @@ class _Problem:
                 raise ValueError(
                     f"grad_output must broadcast to the loss shape {self.lead_shape}, "
                     f"got {g.shape}") from None
-            return 1.0, np.ascontiguousarray(g, dtype=np.float64).reshape(-1)
+            return 1.0, _aligned(g, np.float64).reshape(-1)
         if grad_output is None:
             g = 1.0
         else:
@@ -677,7 +683,7 @@ def _broadcast_rows(value, shape, dtype, name):
                 return rows
     except ValueError:
         pass
-    return np.ascontiguousarray(b).reshape(-1, n_cols)
+    return _aligned(b, b.dtype).reshape(-1, n_cols)
 
 
 class _Elementwise:
@@ -763,7 +769,7 @@ def _bce(logits, target, weight, pos_weight, reduction, label_smoothing, num_thr
         if p.ndim > 1 or p.size not in (1, last):
             raise ValueError(f"pos_weight must be a scalar or have shape ({last},) (one weight "
                              f"per entry of the last axis), got {p.shape}")
-        pw = np.ascontiguousarray(np.broadcast_to(p.reshape(-1), (last,)))
+        pw = _aligned(np.broadcast_to(p.reshape(-1), (last,)), e.dtype)
     if not grad:
         return e.run(_core.OP_BCE, w, pw, eps)
     g = e.grad_buffer(out)

@@ -186,8 +186,8 @@ def check_targets(const int64_t[::1] target, int64_t n_classes, int64_t ignore_i
     sample_weight[n] * weight[target[n]] (each factor 1 when None): the
     ``mean`` reduction's denominator.
     """
-    cdef int64_t n = target.shape[0], i, y, counted = 0, bad = -1
-    cdef double wsum = 0.0, term
+    cdef int64_t n = target.shape[0], counted = 0, bad
+    cdef double wsum = 0.0
     cdef const double[::1] w
     cdef const double[::1] s
     cdef bint weighted = weight is not None, row_weighted = sample_weight is not None
@@ -199,20 +199,37 @@ def check_targets(const int64_t[::1] target, int64_t n_classes, int64_t ignore_i
         s = sample_weight
         if s.shape[0] != n:
             raise ValueError("internal: sample_weight length")
+    cdef const double *wp = &w[0] if weighted and n_classes else NULL
+    cdef const double *sp = &s[0] if row_weighted and n else NULL
     with nogil:
-        for i in range(n):
-            y = target[i]
-            if y == ignore_index:
-                continue
-            if y < 0 or y >= n_classes:
-                bad = i
-                break
-            counted += 1
-            term = w[y] if weighted else 1.0
-            if row_weighted:
-                term = term * s[i]
-            wsum += term
+        bad = _scan_targets(&target[0] if n else NULL, n, n_classes, ignore_index, wp, sp,
+                            &counted, &wsum)
     return bad, counted, wsum
+
+
+cdef int64_t _scan_targets(const int64_t *target, int64_t n, int64_t n_classes,
+                           int64_t ignore_index, const double *weight,
+                           const double *sample_weight, int64_t *counted,
+                           double *weight_sum) noexcept nogil:
+    """Position of the first target outside [0, n_classes) that is not
+    ignore_index (-1 if none); counts the other rows and sums
+    sample_weight[n] * weight[target[n]] over them (factors 1 when NULL)."""
+    cdef int64_t i, y
+    cdef double term
+    counted[0] = 0
+    weight_sum[0] = 0.0
+    for i in range(n):
+        y = target[i]
+        if y == ignore_index:
+            continue
+        if y < 0 or y >= n_classes:
+            return i
+        counted[0] += 1
+        term = weight[y] if weight != NULL else 1.0
+        if sample_weight != NULL:
+            term = term * sample_weight[i]
+        weight_sum[0] += term
+    return -1
 
 
 cdef inline const xf_kernel_table *_table() noexcept nogil:
@@ -621,7 +638,8 @@ def ce_fast(x, target, out, int mode, bint mean, int64_t ignore_index, double gr
         return NotImplemented
     cdef int64_t n_rows = cnp.PyArray_DIM(xa, 0), n_classes = cnp.PyArray_DIM(xa, 1)
     if (n_classes == 0 or cnp.PyArray_NDIM(ta) != 1 or cnp.PyArray_DIM(ta, 0) != n_rows
-            or ta.dtype != np.int64 or not cnp.PyArray_IS_C_CONTIGUOUS(ta)):
+            or ta.dtype != np.int64 or not cnp.PyArray_IS_C_CONTIGUOUS(ta)
+            or not cnp.PyArray_ISALIGNED(ta)):
         return NotImplemented
     cdef char *lo1
     cdef char *hi1
@@ -645,16 +663,11 @@ def ce_fast(x, target, out, int mode, bint mean, int64_t ignore_index, double gr
         if lo1 < hi2 and lo2 < hi1:
             return NotImplemented
     cdef const int64_t *t = <const int64_t *>cnp.PyArray_DATA(ta)
-    cdef int64_t i, y, counted = 0, bad = -1
+    cdef int64_t counted = 0, bad
+    cdef double unused_sum
     with nogil:
-        for i in range(n_rows):
-            y = t[i]
-            if y == ignore_index:
-                continue
-            if y < 0 or y >= n_classes:
-                bad = i
-                break
-            counted += 1
+        bad = _scan_targets(t, n_rows, n_classes, ignore_index, NULL, NULL, &counted,
+                            &unused_sum)
     if bad >= 0:
         raise ValueError(f"target[{bad}] = {t[bad]} is not a class index in [0, {n_classes}) "
                          f"nor ignore_index ({ignore_index})")
