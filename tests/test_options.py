@@ -57,6 +57,19 @@ def test_options_match_oracle(backend, rng, options, c):
         check(x, t, rtol, atol, reduction=reduction, **options)
 
 
+# A cap far above the logits barely changes them: z = c tanh(x/c) ~ x must
+# keep its relative accuracy (1 - 2/(e^{2x/c} + 1) cancelled to 0 there, and
+# a softcap of 1e30 gave the uniform distribution).
+@pytest.mark.parametrize("cap", [1e3, 1e6, 1e30, 3e38])
+def test_large_softcap_keeps_relative_accuracy(backend, rng, cap):
+    x, t = random_problem(rng, 300, 50, scale=4.0)
+    for reduction in REDUCTIONS:
+        check(x, t, 1e-6, 1e-6, reduction=reduction, softcap=cap)
+    if cap >= 1e6:  # c tanh(x/c) = x (1 - x^2/(3 c^2) + ...): below float resolution
+        plain = xentfast.cross_entropy(x, t)
+        np.testing.assert_allclose(xentfast.cross_entropy(x, t, softcap=cap), plain, rtol=1e-6)
+
+
 @pytest.mark.parametrize("options", OPTION_SETS[:3] + OPTION_SETS[-1:], ids=lambda o: ",".join(o))
 def test_options_with_weights_and_ignore_index(backend, rng, options):
     x, t = random_problem(rng, 300, 37, ignore_frac=0.3)

@@ -10,7 +10,9 @@
  *   V_SET1(a) V_LOADU(p) V_STOREU(p,v) V_STREAM(p,v) (aligned, non-temporal)
  *   V_LOAD_TAIL(p,n,fill) V_STORE_TAIL(p,v,n)   lanes [0,n), n < XF_W
  *   V_ZERO_TAIL(v,n)                           lanes [n, XF_W) set to 0
- *   V_ADD V_SUB V_MUL V_DIV V_MAX V_MIN V_FMA(a,b,c)=a*b+c  V_EXP
+ *   V_ADD V_SUB V_MUL V_DIV V_MAX V_MIN V_FMA(a,b,c)=a*b+c  V_FNMA(a,b,c)=c-a*b
+ *   V_EXP   V_EXP_MID (float32: e^x on [-87.3, 88], ~2e-7 relative; NaN passes)
+ *   V_EXPM1_MID (e^x - 1 for |x| <= XF_TANH_2V, ~2e-7 relative; NaN passes)
  *   V_RECIP(v)      1/v to about an ulp (for v in [1, 1e30])
  *   V_HMAX(v) -> XF_T   V_HSUM(v) -> double   V_FIRST(v) -> lane 0   XF_SFENCE()
  *   XF_T_MAX        largest finite XF_T
@@ -46,6 +48,19 @@ static inline XF_T XF_FN(seg_max)(const XF_T *x, int64_t n) {
     return V_HMAX(V_MAX(V_MAX(m0, m1), V_MAX(m2, m3)));
 }
 
+/* Prefetch the cache lines of `vectors` vectors at p, XF_PREFETCH_BYTES
+ * ahead (for the scalar build, once per 64 bytes of x).  Prefetches never
+ * fault, so running past the end of the array is harmless. */
+static XF_ALWAYS_INLINE void XF_FN(prefetch_ahead)(const XF_T *p, int vectors) {
+    const char *a = (const char *)p + XF_PREFETCH_BYTES;
+    const int bytes = vectors * XF_W * (int)sizeof(XF_T);
+    if (bytes < 64) {
+        if (((uintptr_t)a & 63) < (uintptr_t)bytes) XF_PREFETCH(a);
+        return;
+    }
+    for (int b = 0; b < bytes; b += 64) XF_PREFETCH(a + b);
+}
+
 /* Sum of exp(x - m) over n elements, in a fixed lane order; the exps are
  * stored to e when e is not NULL. */
 static inline double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T m, XF_T *e) {
@@ -54,6 +69,7 @@ static inline double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T m, XF_T *e
     int64_t i = 0;
     if (e) {
         for (; i + 2 * XF_W <= n; i += 2 * XF_W) {
+            XF_FN(prefetch_ahead)(x + i, 2);
             XF_V e0 = V_EXP(V_SUB(V_LOADU(x + i), mv));
             XF_V e1 = V_EXP(V_SUB(V_LOADU(x + i + XF_W), mv));
             V_STOREU(e + i, e0);
@@ -73,6 +89,7 @@ static inline double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T m, XF_T *e
         }
     } else {
         for (; i + 2 * XF_W <= n; i += 2 * XF_W) {
+            XF_FN(prefetch_ahead)(x + i, 2);
             s0 = V_ADD(s0, V_EXP(V_SUB(V_LOADU(x + i), mv)));
             s1 = V_ADD(s1, V_EXP(V_SUB(V_LOADU(x + i + XF_W), mv)));
         }
@@ -142,9 +159,10 @@ static inline void XF_FN(row_stats)(const XF_T *x, int64_t C, XF_T *e, XF_T *seg
     *S_out = S;
 }
 
-/* out[i] = ((e[i]*f - w[i]*(alpha*tp[i] + beta)) * chain_scale * chain[i]
+/* out[i] = (e[i]*f - w[i]*(alpha*tp[i] + beta)) * (1 - (z[i]/c)^2)
  * for i in [0, n), every factor optional: e == NULL means 0, w == NULL 1,
- * tp == NULL 0, chain == NULL 1.  Always inlined, so each call site gets
+ * tp == NULL 0, z == NULL 1 (z: the softcapped logits, whose chain factor
+ * dz/du = 1 - tanh^2 is recomputed here rather than stored).  Always inlined, so each call site gets
  * only the arithmetic its constant arguments leave (the plain gradient is
  * e*f).  Streaming (non-temporal) stores when asked: the aligned body
  * bypasses the cache, so a gradient buffer that is not re-read soon costs
@@ -156,45 +174,47 @@ static XF_ALWAYS_INLINE XF_V XF_FN(load)(const XF_T *p, int64_t lanes) {
 
 /* one vector of write_segment's formula from `lanes` elements at offset i */
 static XF_ALWAYS_INLINE XF_V XF_FN(segment_value)(const XF_T *e, const XF_T *w, const XF_T *tp,
-                                                  const XF_T *chain, int64_t i, int64_t lanes,
-                                                  XF_V fv, XF_V av, XF_V bv, XF_V cv, int shift,
-                                                  int scaled) {
+                                                  const XF_T *z, int64_t i, int64_t lanes,
+                                                  XF_V fv, XF_V av, XF_V bv, XF_V icv,
+                                                  int shift) {
     XF_V v = e ? V_MUL(XF_FN(load)(e + i, lanes), fv) : V_SET1(0);
     if (shift) {
         const XF_V b = tp ? V_FMA(XF_FN(load)(tp + i, lanes), av, bv) : bv;
         v = V_SUB(v, w ? V_MUL(b, XF_FN(load)(w + i, lanes)) : b);
     }
-    if (chain) v = V_MUL(v, V_MUL(XF_FN(load)(chain + i, lanes), cv));
-    else if (scaled) v = V_MUL(v, cv);
+    if (z) {
+        const XF_V th = V_MUL(XF_FN(load)(z + i, lanes), icv);
+        v = V_MUL(v, V_FNMA(th, th, V_SET1(1)));
+    }
     return v;
 }
 
 static XF_ALWAYS_INLINE void XF_FN(write_segment)(XF_T *out, const XF_T *e, const XF_T *w,
-                                                  const XF_T *tp, const XF_T *chain, int64_t n,
-                                                  XF_T f, XF_T alpha, XF_T beta,
-                                                  XF_T chain_scale, int stream) {
-    const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta), cv = V_SET1(chain_scale);
-    const int shift = (w != NULL || tp != NULL || beta != 0), scaled = chain_scale != 1;
+                                                  const XF_T *tp, const XF_T *z, int64_t n,
+                                                  XF_T f, XF_T alpha, XF_T beta, XF_T inv_cap,
+                                                  int stream) {
+    const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta), icv = V_SET1(inv_cap);
+    const int shift = (w != NULL || tp != NULL || beta != 0);
     int64_t i = 0;
     if (stream && XF_VBYTES > (int)sizeof(XF_T)) {
         const int64_t mis = (int64_t)(((uintptr_t)out % XF_VBYTES) / sizeof(XF_T));
         if (mis) {
             const int64_t head = (XF_W - mis < n) ? XF_W - mis : n;
-            V_STORE_TAIL(out, XF_FN(segment_value)(e, w, tp, chain, 0, head, fv, av, bv, cv,
-                                                   shift, scaled), head);
+            V_STORE_TAIL(out, XF_FN(segment_value)(e, w, tp, z, 0, head, fv, av, bv, icv,
+                                                   shift), head);
             i = head;
         }
         for (; i + XF_W <= n; i += XF_W)
-            V_STREAM(out + i, XF_FN(segment_value)(e, w, tp, chain, i, XF_W, fv, av, bv, cv,
-                                                   shift, scaled));
+            V_STREAM(out + i, XF_FN(segment_value)(e, w, tp, z, i, XF_W, fv, av, bv, icv,
+                                                   shift));
     } else {
         for (; i + XF_W <= n; i += XF_W)
-            V_STOREU(out + i, XF_FN(segment_value)(e, w, tp, chain, i, XF_W, fv, av, bv, cv,
-                                                   shift, scaled));
+            V_STOREU(out + i, XF_FN(segment_value)(e, w, tp, z, i, XF_W, fv, av, bv, icv,
+                                                   shift));
     }
     if (i < n)
-        V_STORE_TAIL(out + i, XF_FN(segment_value)(e, w, tp, chain, i, n - i, fv, av, bv, cv,
-                                                   shift, scaled), n - i);
+        V_STORE_TAIL(out + i, XF_FN(segment_value)(e, w, tp, z, i, n - i, fv, av, bv, icv,
+                                                   shift), n - i);
 }
 
 /* The factor exp(m_j - lse) that turns segment j's scratch exps into
@@ -205,28 +225,28 @@ static inline double XF_FN(seg_factor)(XF_T m_j, double M, double log_S) {
     return exp(((double)m_j - M) - log_S);
 }
 
-/* out = exp(z - lse) * a - w*(alpha*tp + beta), times the chain factor,
- * segment by segment from the scratch exps. */
+/* out = exp(z - lse) * a - w*(alpha*tp + beta), times the softcap's chain
+ * factor when z is not NULL, segment by segment from the scratch exps. */
 static inline void XF_FN(write_row)(XF_T *out, const XF_T *e, const XF_T *seg_max, const XF_T *w,
-                                    const XF_T *tp, const XF_T *chain, int64_t C, double M,
+                                    const XF_T *tp, const XF_T *z, int64_t C, double M,
                                     double log_S, double a, XF_T alpha, XF_T beta,
-                                    XF_T chain_scale, int stream) {
+                                    XF_T inv_cap, int stream) {
     for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
         const double f = XF_FN(seg_factor)(seg_max[j], M, log_S) * a;
         const XF_T *tp_j = tp ? tp + j0 : NULL, *w_j = w ? w + j0 : NULL;
-        const XF_T *ch_j = chain ? chain + j0 : NULL;
-        if (!w_j && !tp_j && beta == 0 && !ch_j && chain_scale == 1) {
+        const XF_T *z_j = z ? z + j0 : NULL;
+        if (!w_j && !tp_j && beta == 0 && !z_j) {
             /* the plain path never computes a masked segment's exps: write f
              * itself there (0, or NaN when the row has no distribution) */
             if (seg_max[j] != -INFINITY)
-                XF_FN(write_segment)(out + j0, e + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, 1, stream);
+                XF_FN(write_segment)(out + j0, e + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, 0, stream);
             else
-                XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 1, stream);
+                XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 0, stream);
         } else {
             /* the general path stored every exp (0 in a masked segment) */
-            XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, ch_j, n, (XF_T)f, alpha, beta,
-                                 chain_scale, stream);
+            XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, z_j, n, (XF_T)f, alpha, beta,
+                                 inv_cap, stream);
         }
     }
 }
@@ -244,7 +264,7 @@ static inline void XF_FN(write_log_softmax_row)(XF_T *out, const XF_T *x, int64_
 /* ---- the general row: temperature, softcap, smoothing, probabilities, entropy ---- */
 
 typedef struct {
-    XF_T inv_t, cap, inv_cap; /* 1/T; softcap c and 1/c (c == 0: none) */
+    XF_T inv_t, cap, inv_cap, two_v; /* 1/T; softcap c (0: none), 1/c, 2/(T c) */
     const XF_T *w;            /* class weights, or NULL                 */
     int want_wz, want_ez;     /* sums w*z (smoothing) and e*z (entropy) */
 } XF_FN(opts_t);
@@ -254,19 +274,19 @@ typedef struct {
     double wz, wtz, wt; /* sum w z, sum w p z, sum w p (p: probability targets) */
 } XF_FN(sums_t);
 
-/* z = softcap(x / T) for a vector; *d = dz/du = 1 - tanh^2 under softcap.
- * tanh v = 1 - 2/(e^{2v} + 1): exact limits at +-inf, absolute error about
- * an ulp of 1, which is the float32 resolution of z near the cap anyway. */
-static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o, XF_V *d) {
-    XF_V u = V_MUL(x, V_SET1(o->inv_t));
-    if (!o->cap) return V_ROUND_T(u);
-    const XF_V one = V_SET1(1), two = V_SET1(2);
-    XF_V v = V_MUL(u, V_SET1(o->inv_cap));
-    /* e^{2v} capped below +inf (NaN passes), so the reciprocal's Newton step
-     * never meets inf * 0 */
-    const XF_V den = V_ADD(V_MIN(V_SET1((XF_T)1e30), V_EXP(V_ADD(v, v))), one);
-    XF_V th = V_SUB(one, V_MUL(two, V_RECIP(den)));
-    *d = V_SUB(one, V_MUL(th, th));
+/* z = softcap(x / T) = c tanh v, v = x / (T c), for a vector (dz/du =
+ * 1 - tanh^2 is recomputed from z where the gradient needs it).
+ * tanh v = q / (q + 2) with q = expm1(2v): relative accuracy about 3e-7 for
+ * every v (1 - 2/(e^{2v} + 1) would lose it for |v| << 1, and with it any
+ * cap much larger than the logits).  2v is clamped to +-XF_TANH_2V, beyond
+ * which tanh rounds to +-1 in XF_T (NaN passes). */
+#define XF_TANH_2V (sizeof(XF_T) == 4 ? 20.0 : 40.0)
+static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o) {
+    if (!o->cap) return V_ROUND_T(V_MUL(x, V_SET1(o->inv_t)));
+    XF_V v2 = V_MUL(x, V_SET1(o->two_v));
+    v2 = V_MAX(V_SET1(-XF_TANH_2V), V_MIN(V_SET1(XF_TANH_2V), v2));
+    const XF_V q = V_EXPM1_MID(v2);
+    const XF_V th = V_MUL(q, V_RECIP(V_ADD(q, V_SET1(2))));
     return V_ROUND_T(V_MUL(V_SET1(o->cap), th));
 }
 
@@ -274,19 +294,21 @@ static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o, X
  * that z_y and the segment maxima agree bit for bit with the z the exps
  * were taken of: a one-class row then has loss exactly 0. */
 static inline double XF_FN(transform1)(XF_T x, const XF_FN(opts_t) *o) {
-    XF_V d;
-    return (double)V_FIRST(XF_FN(vtransform)(V_SET1(x), o, &d));
+    return (double)V_FIRST(XF_FN(vtransform)(V_SET1(x), o));
 }
 
-/* One vector of a segment: `valid` lanes are real (the rest are zeroed). */
-static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V x, XF_V w, const XF_T *tp,
+/* One vector of a segment, z the transformed logits: `valid` lanes are
+ * real (the rest are zeroed). */
+static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V z, XF_V w, const XF_T *tp,
                                             XF_V tpv, XF_V mv, int64_t valid, XF_V *s, XF_V *ez,
                                             XF_V *wz, XF_V *wtz, XF_V *wt, XF_V *e_out,
-                                            XF_V *d_out) {
-    XF_V d = V_SET1(1);
-    const XF_V z = XF_FN(vtransform)(x, o, &d);
+                                            const int capped) {
     const XF_V zm = V_SUB(z, mv);
-    XF_V e = V_EXP(zm);
+    /* under softcap z itself carries an absolute error of about c * 1e-7,
+     * so e^{z-m} needs no more than V_EXP_MID's accuracy (z - m >= -2c is
+     * finite; below -87.3 the exp is clamped to about FLT_MIN, an absolute
+     * error under 1.2e-38) */
+    XF_V e = (capped && sizeof(XF_T) == 4) ? V_EXP_MID(V_MAX(V_SET1(-87.3), zm)) : V_EXP(zm);
     if (valid < XF_W) e = V_ZERO_TAIL(e, valid);
     *s = V_ADD(*s, e);
     /* entropy from sum e (z - m) <= 0: no cancellation against lse */
@@ -303,42 +325,64 @@ static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V x, XF_V
         *wtz = V_ADD(*wtz, V_ZERO_WHERE_ZERO(V_MUL(wp, z), wp));
     }
     *e_out = e;
-    *d_out = d;
 }
 
-/* Sums of one segment (n elements) relative to its max m (finite); stores
- * the exps to e and the softcap chain factors to chain when not NULL. */
-static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, const XF_T *tp,
-                                               int64_t n, XF_T m, const XF_FN(opts_t) *opts,
-                                               XF_T *e, XF_T *chain) {
-    /* a private copy: the stores to e and chain cannot alias it, so the
-     * options stay in registers instead of being reloaded every vector */
-    const XF_FN(opts_t) local = *opts, *o = &local;
-    const XF_V zero = V_SET1(0), one = V_SET1(1), mv = V_SET1(m);
-    XF_V s = zero, ez = zero, wz = zero, wtz = zero, wt = zero, ev, dv;
+/* The exps and sums of a segment.  pre: x already holds z (softcap);
+ * otherwise z = x / T here. */
+static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T *w,
+                                                      const XF_T *tp, int64_t n, XF_T m,
+                                                      const XF_FN(opts_t) *o, XF_T *e,
+                                                      const int pre) {
+    const XF_V zero = V_SET1(0), one = V_SET1(1), mv = V_SET1(m), inv_t = V_SET1(o->inv_t);
+    XF_V s = zero, ez = zero, wz = zero, wtz = zero, wt = zero, ev;
     int64_t i = 0;
     for (; i + XF_W <= n; i += XF_W) {
-        XF_FN(gen_vec)(o, V_LOADU(x + i), w ? V_LOADU(w + i) : one, tp,
-                       tp ? V_LOADU(tp + i) : zero, mv, XF_W, &s, &ez, &wz, &wtz, &wt, &ev, &dv);
+        if (!pre) XF_FN(prefetch_ahead)(x + i, 1);
+        const XF_V z = pre ? V_LOADU(x + i) : V_ROUND_T(V_MUL(V_LOADU(x + i), inv_t));
+        XF_FN(gen_vec)(o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, mv,
+                       XF_W, &s, &ez, &wz, &wtz, &wt, &ev, pre);
         if (e) V_STOREU(e + i, ev);
-        if (chain) V_STOREU(chain + i, dv);
     }
     if (i < n) {
         const int64_t r = n - i;
-        XF_FN(gen_vec)(o, V_LOAD_TAIL(x + i, r, 0), w ? V_LOAD_TAIL(w + i, r, 0) : one, tp,
-                       tp ? V_LOAD_TAIL(tp + i, r, 0) : zero, mv, r, &s, &ez, &wz, &wtz, &wt, &ev,
-                       &dv);
+        const XF_V xv = V_LOAD_TAIL(x + i, r, 0);
+        XF_FN(gen_vec)(o, pre ? xv : V_ROUND_T(V_MUL(xv, inv_t)),
+                       w ? V_LOAD_TAIL(w + i, r, 0) : one, tp,
+                       tp ? V_LOAD_TAIL(tp + i, r, 0) : zero, mv, r, &s, &ez, &wz, &wtz, &wt,
+                       &ev, pre);
         if (e) V_STORE_TAIL(e + i, ev, r);
-        if (chain) V_STORE_TAIL(chain + i, dv, r);
     }
     XF_FN(sums_t) out = {V_HSUM(s), V_HSUM(ez), V_HSUM(wz), V_HSUM(wtz), V_HSUM(wt)};
     return out;
 }
 
+/* Sums of one segment (n elements) relative to its max m (finite); stores
+ * the exps to e (when not NULL) and, under softcap, z to zs (kept for the
+ * gradient) or else to e (which must then not be NULL). */
+static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, const XF_T *tp,
+                                               int64_t n, XF_T m, const XF_FN(opts_t) *opts,
+                                               XF_T *e, XF_T *zs) {
+    /* a private copy: the stores to e and zs cannot alias it, so the
+     * options stay in registers instead of being reloaded every vector */
+    const XF_FN(opts_t) local = *opts, *o = &local;
+    if (!o->cap) return XF_FN(gen_loop)(x, w, tp, n, m, o, e, 0);
+    /* softcap: z in a loop of its own, then the exps from z.  Each vector's
+     * tanh-then-exp is one long dependent chain; two short loops keep more
+     * vectors in flight. */
+    XF_T *z = zs ? zs : e;
+    int64_t i = 0;
+    for (; i + XF_W <= n; i += XF_W) {
+        XF_FN(prefetch_ahead)(x + i, 1);
+        V_STOREU(z + i, XF_FN(vtransform)(V_LOADU(x + i), o));
+    }
+    if (i < n) V_STORE_TAIL(z + i, XF_FN(vtransform)(V_LOAD_TAIL(x + i, n - i, 0), o), n - i);
+    return XF_FN(gen_loop)(z, w, tp, n, m, o, e, 1);
+}
+
 /* The general row's statistics: M, S (as row_stats), EZ = sum exp(z - M) (z - M),
  * and the plain sums; seg_max[j] holds each segment's max of z. */
 static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64_t C,
-                                           const XF_FN(opts_t) *o, XF_T *e, XF_T *chain,
+                                           const XF_FN(opts_t) *o, XF_T *e, XF_T *zs,
                                            XF_T *seg_max, double *M_out, double *S_out,
                                            XF_FN(sums_t) *tot) {
     double M = -INFINITY, S = 0.0, EZ = 0.0;
@@ -352,7 +396,7 @@ static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64
         const XF_FN(sums_t) g = XF_FN(gen_segment)(x + j0, o->w ? o->w + j0 : NULL,
                                                    tp ? tp + j0 : NULL, n,
                                                    m == -INFINITY ? 0 : m, o,
-                                                   e ? e + j0 : NULL, chain ? chain + j0 : NULL);
+                                                   e ? e + j0 : NULL, zs ? zs + j0 : NULL);
         t.wz += g.wz;
         t.wtz += g.wtz;
         t.wt += g.wt;
@@ -444,6 +488,7 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
     int64_t r0 = begin;
     for (; r0 + XF_W <= end; r0 += XF_W) {
         const XF_T *xb = (const XF_T *)a->x + r0 * C;
+        XF_FN(prefetch_ahead)(xb, (int)C); /* the block's C vectors of logits */
         XF_V xv[XF_NARROW_MAX];
         XF_V m = V_SET1(-INFINITY), s = V_SET1(0);
         for (int64_t k = 0; k < C; k++) {
@@ -545,16 +590,18 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
     XF_FN(opts_t) o;
     o.inv_t = (XF_T)a->inv_temperature;
     o.cap = (XF_T)a->softcap;
+    /* 2/(T c), at most the largest XF_T: a finite factor keeps 0 * it = 0 */
     o.inv_cap = a->softcap ? (XF_T)(1.0 / a->softcap) : 0;
+    o.two_v = a->softcap ? (XF_T)fmin(2.0 * a->inv_temperature / a->softcap, XF_T_MAX) : 0;
     o.w = w;
     o.want_wz = eps != 0;
     o.want_ez = mode == XF_MODE_EVAL;
-    /* scratch: C exps, C chain factors (vector-aligned), one max per segment */
+    /* scratch: C exps, C softcapped logits z (vector-aligned), one max per segment */
     const int64_t c_pad = (C + 15) & ~(int64_t)15;
     XF_T *e = (XF_T *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    XF_T *chain = e + c_pad;
-    XF_T *seg_max = chain + c_pad;
-    const int store_chain = want_out && a->softcap != 0;
+    XF_T *zs = e + c_pad;
+    XF_T *seg_max = zs + c_pad;
+    const int store_z = want_out && a->softcap != 0;
     int stream = a->streaming;
 #ifdef XF_NARROW
     if (!general && C <= XF_NARROW_MAX && a->x_stride == C && a->row_entropy == NULL &&
@@ -586,8 +633,8 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
         double M, S;
         XF_FN(sums_t) sums = {0, 0, 0, 0, 0};
         if (general)
-            XF_FN(row_stats_general)(x, tp, C, &o, want_out ? e : NULL,
-                                     store_chain ? chain : NULL, seg_max, &M, &S, &sums);
+            XF_FN(row_stats_general)(x, tp, C, &o, (want_out || o.cap) ? e : NULL,
+                                     store_z ? zs : NULL, seg_max, &M, &S, &sums);
         else
             XF_FN(row_stats)(x, C, want_out ? e : NULL, want_out ? seg_max : NULL, &M, &S);
         const double log_S = log(S);
@@ -628,9 +675,11 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
         if (M == -INFINITY) M = NAN;
         if (mode == XF_MODE_GRAD) {
             const double R = a->scale * (a->row_scale ? a->row_scale[r] : 1.0) * s_r;
-            XF_FN(write_row)(out, e, seg_max, general ? w : NULL, tp, store_chain ? chain : NULL,
-                             C, M, log_S, R * A, (XF_T)(R * alpha), (XF_T)(R * beta),
-                             (XF_T)o.inv_t, stream);
+            /* dz/dx = (1/T) dz/du: 1/T folded into the row's coefficients */
+            const double it = general ? (double)o.inv_t : 1.0;
+            XF_FN(write_row)(out, e, seg_max, general ? w : NULL, tp, store_z ? zs : NULL,
+                             C, M, log_S, R * A * it, (XF_T)(R * alpha * it),
+                             (XF_T)(R * beta * it), o.inv_cap, stream);
             if (y >= 0) {
                 /* the target's entry, recomputed in double from the scratch exp
                  * rather than read back from a (possibly streamed) store */
@@ -639,12 +688,12 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
                                        ? XF_FN(seg_factor)(seg_max[jy], M, log_S)
                                        : (double)e[y] * XF_FN(seg_factor)(seg_max[jy], M, log_S);
                 const double b_y = general ? w_y * beta : 0.0;
-                const double dz = general ? (double)o.inv_t * (store_chain ? (double)chain[y] : 1.0)
-                                          : 1.0;
+                const double th_y = store_z ? (double)zs[y] * (double)o.inv_cap : 0.0;
+                const double dz = general ? (double)o.inv_t * (1.0 - th_y * th_y) : 1.0;
                 out[y] = (XF_T)(R * (p_y * A - b_y - hit) * dz);
             }
         } else if (mode == XF_MODE_SOFTMAX) {
-            XF_FN(write_row)(out, e, seg_max, NULL, NULL, NULL, C, M, log_S, 1.0, 0, 0, 1, stream);
+            XF_FN(write_row)(out, e, seg_max, NULL, NULL, NULL, C, M, log_S, 1.0, 0, 0, 0, stream);
         } else if (mode == XF_MODE_LOG_SOFTMAX) {
             XF_FN(write_log_softmax_row)(out, x, C, M, log_S);
         }

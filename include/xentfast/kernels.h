@@ -38,6 +38,22 @@ enum xf_mode {
 #define XF_ALWAYS_INLINE inline __attribute__((always_inline))
 #endif
 
+/* Software prefetch of the logits XF_PREFETCH_BYTES ahead of the exp loop.
+ * A row pass alternates between reading a segment (the max) and computing
+ * its exps from L1; without it, memory sits idle during the exps and the
+ * next segment's max waits on DRAM (measured on the AVX-512 path, one
+ * thread, 1024x32000: loss only 2.05 -> 3.7 G elements/s, loss+grad 1.50 ->
+ * 2.4).  16 KiB ahead into L2 (locality 2) measured best among 4-32 KiB. */
+#define XF_PREFETCH_BYTES 16384
+#if defined(__GNUC__) || defined(__clang__)
+#define XF_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 2)
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
+#include <xmmintrin.h>
+#define XF_PREFETCH(p) _mm_prefetch((const char *)(p), _MM_HINT_T1)
+#else
+#define XF_PREFETCH(p) ((void)0)
+#endif
+
 typedef struct xf_rows_args {
     int64_t n_rows;            /* rows in the whole call                       */
     int64_t n_classes;         /* C, elements per row                          */

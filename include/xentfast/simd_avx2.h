@@ -23,16 +23,16 @@
 static inline __m256 xf_exp_ps256(__m256 x) {
     const __m256 lo = _mm256_set1_ps(-110.0f), hi = _mm256_set1_ps(88.8f);
     x = _mm256_max_ps(lo, _mm256_min_ps(hi, x));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    /* n = rint(x log2 e): adding 1.5*2^23 rounds to an integer (one FMA) */
+    const __m256 shifter = _mm256_set1_ps(12582912.0f);
+    const __m256 n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), shifter), shifter);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-6f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    __m256 p = _mm256_set1_ps(1.3814613e-3f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3687101e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1668389e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666521e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.9999994e-1f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
     /* NaN lanes: the int conversion gives garbage exponents, but p is NaN and
@@ -44,6 +44,54 @@ static inline __m256 xf_exp_ps256(__m256 x) {
     __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
     __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+/* e^x for x in [-87.3, 88] (NaN passes through), to about 2.5e-7
+ * relative: for the softcap path, whose z = c tanh(x/c) carries an absolute
+ * error of about c * 1e-7 anyway (tanh v = 1 - 2/(e^{2v} + 1), and then
+ * e^{z - m}).  Cheaper than xf_exp_ps256: n = rint(x log2 e) by adding and
+ * subtracting 1.5*2^23 (one FMA); r = x - n ln2 by one FMA with ln 2
+ * rounded to float (error |n| * 1.9e-9); e^r by a degree-5 polynomial
+ * fitted for minimax relative error on [-ln2/2, ln2/2] (Lawson's
+ * iteration; 9.1e-8, 1.7e-7 after float rounding).  No range clamp: the
+ * caller clamps. */
+static inline __m256 xf_exp_mid_ps256(__m256 x) {
+    const __m256 shifter = _mm256_set1_ps(12582912.0f);
+    const __m256 n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), shifter), shifter);
+    const __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693147182f), x);
+    __m256 p = _mm256_set1_ps(8.290315e-3f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1897930e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6667636e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.9999151e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(9.9999970e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    /* NaN lanes: a garbage scale, but NaN p keeps the product NaN */
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
+                                                         _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* expm1(x) = e^x - 1 for |x| <= 20 (NaN passes through), to about 2e-7
+ * relative everywhere, tiny x included: the softcap's tanh v = q/(q + 2),
+ * q = expm1(2v), then keeps its relative accuracy for small v, where
+ * 1 - 2/(e^{2v} + 1) would cancel.  x = n ln2 + r as in xf_exp_mid (r = x
+ * exactly when n = 0); expm1(r) = r g(r), g of degree 5 fitted for minimax
+ * relative error on [-ln2/2, ln2/2] (Lawson's iteration, 1.3e-8); then
+ * expm1(x) = 2^n expm1(r) + (2^n - 1), where |expm1(x)| >= 0.29 whenever
+ * n != 0, so nothing cancels.  No range clamp: the caller clamps. */
+static inline __m256 xf_expm1_mid_ps256(__m256 x) {
+    const __m256 shifter = _mm256_set1_ps(12582912.0f), one = _mm256_set1_ps(1.0f);
+    const __m256 n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), shifter), shifter);
+    const __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693147182f), x);
+    __m256 g = _mm256_set1_ps(1.3882522e-3f);
+    g = _mm256_fmadd_ps(g, r, _mm256_set1_ps(8.3665140e-3f));
+    g = _mm256_fmadd_ps(g, r, _mm256_set1_ps(4.1667201e-2f));
+    g = _mm256_fmadd_ps(g, r, _mm256_set1_ps(1.6666543e-1f));
+    g = _mm256_fmadd_ps(g, r, _mm256_set1_ps(4.9999997e-1f));
+    g = _mm256_fmadd_ps(g, r, _mm256_set1_ps(1.0f));
+    /* NaN lanes: a garbage 2^n, but NaN g keeps the result NaN */
+    const __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+    return _mm256_fmadd_ps(s, _mm256_mul_ps(g, r), _mm256_sub_ps(s, one));
 }
 
 /* log(s) for s > 0, 8 float32 lanes: the method of xf_log_ps512 (see

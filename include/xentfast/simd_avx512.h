@@ -24,19 +24,63 @@ static inline __m512 xf_exp_ps512(__m512 x) {
     const __m512 lo = _mm512_set1_ps(-110.0f), hi = _mm512_set1_ps(88.8f);
     /* min/max return their second operand when either is NaN: keep x there. */
     x = _mm512_max_ps(lo, _mm512_min_ps(hi, x));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    /* n = rint(x log2 e): adding 1.5*2^23 rounds to an integer (one FMA) */
+    const __m512 shifter = _mm512_set1_ps(12582912.0f);
+    const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), shifter), shifter);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-6f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    __m512 p = _mm512_set1_ps(1.3814613e-3f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3687101e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1668389e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666521e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.9999994e-1f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
     return _mm512_scalef_ps(p, n);
+}
+
+/* e^x for x in [-87.3, 88] (NaN passes through), to about 2.5e-7
+ * relative: for the softcap path, whose z = c tanh(x/c) carries an absolute
+ * error of about c * 1e-7 anyway (tanh v = 1 - 2/(e^{2v} + 1), and then
+ * e^{z - m}).  Cheaper than xf_exp_ps512: n = rint(x log2 e) by adding and
+ * subtracting 1.5*2^23 (one FMA); r = x - n ln2 by one FMA with ln 2
+ * rounded to float (error |n| * 1.9e-9); e^r by a degree-5 polynomial
+ * fitted for minimax relative error on [-ln2/2, ln2/2] (Lawson's
+ * iteration; 9.1e-8, 1.7e-7 after float rounding).  No range clamp: the
+ * caller clamps. */
+static inline __m512 xf_exp_mid_ps512(__m512 x) {
+    const __m512 shifter = _mm512_set1_ps(12582912.0f);
+    const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f), shifter), shifter);
+    const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147182f), x);
+    __m512 p = _mm512_set1_ps(8.290315e-3f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1897930e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6667636e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.9999151e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.9999970e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* expm1(x) = e^x - 1 for |x| <= 20 (NaN passes through), to about 2e-7
+ * relative everywhere, tiny x included: the softcap's tanh v = q/(q + 2),
+ * q = expm1(2v), then keeps its relative accuracy for small v, where
+ * 1 - 2/(e^{2v} + 1) would cancel.  x = n ln2 + r as in xf_exp_mid (r = x
+ * exactly when n = 0); expm1(r) = r g(r), g of degree 5 fitted for minimax
+ * relative error on [-ln2/2, ln2/2] (Lawson's iteration, 1.3e-8); then
+ * expm1(x) = 2^n expm1(r) + (2^n - 1), where |expm1(x)| >= 0.29 whenever
+ * n != 0, so nothing cancels.  No range clamp: the caller clamps. */
+static inline __m512 xf_expm1_mid_ps512(__m512 x) {
+    const __m512 shifter = _mm512_set1_ps(12582912.0f), one = _mm512_set1_ps(1.0f);
+    const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f), shifter), shifter);
+    const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147182f), x);
+    __m512 g = _mm512_set1_ps(1.3882522e-3f);
+    g = _mm512_fmadd_ps(g, r, _mm512_set1_ps(8.3665140e-3f));
+    g = _mm512_fmadd_ps(g, r, _mm512_set1_ps(4.1667201e-2f));
+    g = _mm512_fmadd_ps(g, r, _mm512_set1_ps(1.6666543e-1f));
+    g = _mm512_fmadd_ps(g, r, _mm512_set1_ps(4.9999997e-1f));
+    g = _mm512_fmadd_ps(g, r, _mm512_set1_ps(1.0f));
+    const __m512 s = _mm512_scalef_ps(one, n);
+    return _mm512_fmadd_ps(s, _mm512_mul_ps(g, r), _mm512_sub_ps(s, one));
 }
 
 /* log(s) for s > 0, 16 float32 lanes (the narrow-row kernel's log-sum).

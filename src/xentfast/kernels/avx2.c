@@ -24,6 +24,7 @@
 #define V_MUL _mm256_mul_ps
 #define V_MAX _mm256_max_ps
 #define V_FMA _mm256_fmadd_ps
+#define V_FNMA _mm256_fnmadd_ps
 #define V_DIV _mm256_div_ps
 #define V_ZERO_TAIL(v, n) _mm256_and_ps((v), _mm256_castsi256_ps(xf_mask8(n)))
 #define XF_T_MAX FLT_MAX
@@ -45,6 +46,8 @@ static inline __m256 xf_recip_ps256(__m256 d) {
 #define V_RECIP xf_recip_ps256
 #define V_ZERO_WHERE_ZERO(v, c) _mm256_and_ps((v), _mm256_cmp_ps((c), _mm256_setzero_ps(), _CMP_NEQ_UQ))
 #define V_EXP xf_exp_ps256
+#define V_EXP_MID xf_exp_mid_ps256
+#define V_EXPM1_MID xf_expm1_mid_ps256
 #define V_HMAX xf_hmax_ps256
 #define V_HSUM xf_hsum_ps256
 #define XF_SFENCE() _mm_sfence()

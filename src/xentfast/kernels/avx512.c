@@ -22,6 +22,7 @@
 #define V_MUL _mm512_mul_ps
 #define V_MAX _mm512_max_ps
 #define V_FMA _mm512_fmadd_ps
+#define V_FNMA _mm512_fnmadd_ps
 #define V_DIV _mm512_div_ps
 #define V_ZERO_TAIL(v, n) _mm512_maskz_mov_ps(xf_mask16(n), (v))
 #define XF_T_MAX FLT_MAX
@@ -43,6 +44,8 @@ static inline __m512 xf_recip_ps512(__m512 d) {
 #define V_RECIP xf_recip_ps512
 #define V_ZERO_WHERE_ZERO(v, c) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((c), _mm512_setzero_ps(), _CMP_NEQ_UQ), (v))
 #define V_EXP xf_exp_ps512
+#define V_EXP_MID xf_exp_mid_ps512
+#define V_EXPM1_MID xf_expm1_mid_ps512
 #define V_HMAX _mm512_reduce_max_ps
 #define V_HSUM xf_hsum_ps512
 #define XF_SFENCE() _mm_sfence()

@@ -19,6 +19,7 @@
 #define V_MAX(a, b) ((a) > (b) ? (a) : (b))
 #define V_ZERO_WHERE_ZERO(v, c) ((c) != 0 ? (v) : 0)
 #define V_FMA(a, b, c) ((a) * (b) + (c))
+#define V_FNMA(a, b, c) ((c) - (a) * (b))
 #define V_DIV(a, b) ((a) / (b))
 #define V_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define V_RECIP(v) (1 / (v))
@@ -38,6 +39,8 @@
 #define V_ROUND_T(v) ((double)(float)(v))
 #define XF_FN(name) xf_##name##_f32_scalar
 #define V_EXP(v) ((double)expf((float)(v)))
+#define V_EXP_MID V_EXP
+#define V_EXPM1_MID expm1
 #include "xentfast/kernel_body.h"
 #include "xentfast/elementwise_body.h"
 #undef XF_T
@@ -46,6 +49,8 @@
 #undef V_ROUND_T
 #undef XF_FN
 #undef V_EXP
+#undef V_EXP_MID
+#undef V_EXPM1_MID
 
 #define XF_T double
 #define XF_V double
@@ -54,6 +59,8 @@
 #define V_ROUND_T(v) (v)
 #define XF_FN(name) xf_##name##_f64
 #define V_EXP exp
+#define V_EXP_MID exp
+#define V_EXPM1_MID expm1
 #include "xentfast/kernel_body.h"
 #include "xentfast/elementwise_body.h"
 
