@@ -478,19 +478,38 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
     const XF_T *w = (const XF_T *)a->class_weight;
     const double lam = a->z_loss;
     int32_t lane_offset[XF_W];
-    for (int l = 0; l < XF_W; l++) lane_offset[l] = (int32_t)(l * C);
+    XF_T lane_f[XF_W];
+    for (int l = 0; l < XF_W; l++) {
+        lane_offset[l] = (int32_t)(l * C);
+        lane_f[l] = (XF_T)l;
+    }
     const XF_VI offsets = VI_LOAD(lane_offset);
+    const XF_V iota = V_LOADU(lane_f);
     if (grad) /* element j of a block of XF_W rows belongs to row j / C */
         for (int64_t j = 0; j < C * XF_W; j++) row_index[j] = (int32_t)(j / C);
-    XF_T m_a[XF_W], ls_a[XF_W], zy_a[XF_W], py_a[XF_W], coef_a[XF_W], fix_a[XF_W];
-    int32_t y_off[XF_W];
+    XF_T m_a[XF_W], ls_a[XF_W], zy_a[XF_W], py_a[XF_W], coef_a[XF_W], tsub_a[XF_W];
     const int plain = !w && !a->row_weight && lam == 0 && !a->row_scale && !a->row_z_loss;
+#ifdef XF_COLUMNS
+    XF_COLUMNS columns;
+    const int permuted = C <= XF_COLUMNS_MAX;
+    if (permuted) V_COLUMNS_SETUP(&columns, C);
+#endif
     int64_t r0 = begin;
     for (; r0 + XF_W <= end; r0 += XF_W) {
         const XF_T *xb = (const XF_T *)a->x + r0 * C;
         XF_FN(prefetch_ahead)(xb, (int)C); /* the block's C vectors of logits */
         XF_V xv[XF_NARROW_MAX];
         XF_V m = V_SET1(-INFINITY), s = V_SET1(0);
+#ifdef XF_COLUMNS
+        if (permuted) {
+            XF_V flat[XF_COLUMNS_MAX];
+            for (int64_t k = 0; k < C; k++) flat[k] = V_LOADU(xb + k * XF_W);
+            for (int64_t k = 0; k < C; k++) {
+                xv[k] = V_COLUMN(&columns, flat, C, k);
+                m = V_MAX(m, xv[k]);
+            }
+        } else
+#endif
         for (int64_t k = 0; k < C; k++) {
             xv[k] = V_GATHER(xb + k, offsets);
             m = V_MAX(m, xv[k]);
@@ -500,30 +519,38 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
         m = V_MAX(V_SET1(-XF_T_MAX), m);
         for (int64_t k = 0; k < C; k++) s = V_ADD(s, V_EXP(V_SUB(xv[k], m)));
         const XF_V ls = V_LOG(s);
-        int any_ignored = 0;
-        for (int l = 0; l < XF_W; l++) {
-            const int64_t y = a->target ? a->target[r0 + l] : 0;
-            const int ignored = a->target && y == a->ignore_index;
-            any_ignored |= ignored;
-            y_off[l] = (int32_t)(l * C + (ignored ? 0 : y));
-        }
-        const XF_V zy = V_GATHER(xb, VI_LOAD(y_off));
+        /* the targets, vectorised: flat offsets of z_y, keep = 0 for ignored rows */
+        XF_V keep;
+        const XF_VI y_off = V_TARGET_OFFSETS(a->target ? a->target + r0 : NULL, a->ignore_index,
+                                             offsets, &keep);
+        const int any_ignored = V_ANY_ZERO(keep);
+        XF_V zy;
+#ifdef XF_COLUMNS
+        if (permuted) { /* z_y picked from the columns: no gather */
+            const XF_V y = V_SUB(VI_TO_V(y_off), VI_TO_V(offsets));
+            zy = V_SET1(0);
+            for (int64_t k = 0; k < C; k++)
+                zy = V_ADD(zy, V_SELECT_EQ(y, V_SET1((XF_T)k), xv[k]));
+        } else
+#endif
+        zy = V_GATHER(xb, y_off);
+        /* per row: the gradient's scale coef and what its target entry
+         * subtracts, tsub: out_y = e_y coef - tsub (zero for ignored rows) */
+        XF_V coef, tsub;
         if (plain) {
-            /* no weights, z-loss or per-row scales: the loss (m - z_y) + log S
-             * and the gradient's scale are the same for every row */
-            V_STOREU(zy_a, V_ADD(V_SUB(m, zy), ls));
-            if (grad) V_STOREU(fix_a, V_MUL(V_SUB(V_EXP(V_SUB(V_SUB(zy, m), ls)), V_SET1(1)),
-                                           V_SET1((XF_T)a->scale)));
-            for (int l = 0; l < XF_W; l++) {
-                const int ignored = a->target && a->target[r0 + l] == a->ignore_index;
-                if (a->row_loss) a->row_loss[r0 + l] = ignored ? 0.0 : (double)zy_a[l];
-                coef_a[l] = ignored ? 0 : (XF_T)a->scale;
-            }
+            /* no weights, z-loss or per-row scales: the loss (m - z_y) + log S,
+             * and the gradient's scale is the same for every counted row */
+            if (a->row_loss)
+                V_STORE_F64(a->row_loss + r0, V_ZERO_WHERE_ZERO(V_ADD(V_SUB(m, zy), ls), keep));
+            coef = tsub = V_MUL(keep, V_SET1((XF_T)a->scale));
             if (a->row_lse) {
                 V_STOREU(m_a, m);
                 V_STOREU(ls_a, V_ADD(m, ls));
                 for (int l = 0; l < XF_W; l++)
-                    a->row_lse[r0 + l] = XF_FN(narrow_lse)(xb + l * C, C, m_a[l], (double)ls_a[l]);
+                    a->row_lse[r0 + l] = a->target && a->target[r0 + l] == a->ignore_index
+                                             ? NAN
+                                             : XF_FN(narrow_lse)(xb + l * C, C, m_a[l],
+                                                                 (double)ls_a[l]);
             }
         } else {
         V_STOREU(m_a, m);
@@ -534,11 +561,11 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
         for (int l = 0; l < XF_W; l++) {
             const int64_t r = r0 + l;
             const int64_t y = a->target ? a->target[r] : -1;
+            coef_a[l] = tsub_a[l] = 0;
             if (a->target && y == a->ignore_index) {
                 if (a->row_loss) a->row_loss[r] = 0.0;
                 if (a->row_z_loss) a->row_z_loss[r] = 0.0;
                 if (a->row_lse) a->row_lse[r] = NAN;
-                coef_a[l] = 0;
                 continue;
             }
             const double M = (double)m_a[l], log_S = (double)ls_a[l], lse = M + log_S;
@@ -551,27 +578,28 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
             if (a->row_z_loss) a->row_z_loss[r] = s_r * zl;
             if (grad) {
                 const double R = a->scale * (a->row_scale ? a->row_scale[r] : 1.0) * s_r;
-                const double A = w_y + (lam != 0 ? 2 * lam * lse : 0.0);
-                coef_a[l] = (XF_T)(R * A);
-                fix_a[l] = (XF_T)(R * ((double)py_a[l] * A - w_y));
+                coef_a[l] = (XF_T)(R * (w_y + (lam != 0 ? 2 * lam * lse : 0.0)));
+                tsub_a[l] = (XF_T)(R * w_y);
             }
         }
+        coef = V_LOADU(coef_a);
+        tsub = V_LOADU(tsub_a);
         }
         if (!grad) continue;
+        /* the gradient in flat row-major order: each element fetches its
+         * row's max, log-sum and coefficients by a permute, and the target
+         * entry (flat index l*C + y) subtracts tsub within the same FMA */
         XF_T *ob = (XF_T *)a->out + r0 * C;
-        const XF_V coef = V_LOADU(coef_a);
+        const XF_V y_flat = VI_TO_V(y_off);
         for (int64_t j = 0; j < C; j++) {
             const XF_VI idx = VI_LOAD(row_index + j * XF_W);
             const XF_V z = V_SUB(V_SUB(V_LOADU(xb + j * XF_W), V_PERMUTE(m, idx)), V_PERMUTE(ls, idx));
-            V_STOREU(ob + j * XF_W, V_MUL(V_EXP(z), V_PERMUTE(coef, idx)));
-        }
-        for (int l = 0; l < XF_W; l++) {
-            const int64_t y = a->target ? a->target[r0 + l] : -1;
-            if (any_ignored && y == a->ignore_index) {
-                for (int64_t k = 0; k < C; k++) ob[l * C + k] = 0; /* even for NaN logits */
-            } else if (y >= 0) {
-                ob[l * C + y] = fix_a[l];
-            }
+            const XF_V at_target = V_SELECT_EQ(V_ADD(iota, V_SET1((XF_T)(j * XF_W))),
+                                               V_PERMUTE(y_flat, idx), V_PERMUTE(tsub, idx));
+            XF_V g = V_FMS(V_EXP(z), V_PERMUTE(coef, idx), at_target);
+            /* an ignored row is exactly 0, even for NaN logits */
+            if (any_ignored) g = V_ZERO_WHERE_ZERO(g, V_PERMUTE(keep, idx));
+            V_STOREU(ob + j * XF_W, g);
         }
     }
     return r0;

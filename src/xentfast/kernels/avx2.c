@@ -37,6 +37,40 @@
 #define V_GATHER(base, idx) _mm256_i32gather_ps((base), (idx), 4)
 #define V_PERMUTE(v, idx) _mm256_permutevar8x32_ps((v), (idx))
 #define V_LOG xf_log_ps256
+/* Narrow rows: the flat offsets l*C + y of the targets of 8 rows (l*C for
+ * a row whose target is ignore_index, or for no targets), and keep = 1.0 for
+ * a counted row, 0.0 for an ignored one. */
+static inline __m256i xf_target_offsets8(const int64_t *t, int64_t ignore, __m256i lane_c,
+                                         __m256 *keep) {
+    if (!t) {
+        *keep = _mm256_set1_ps(1.0f);
+        return lane_c;
+    }
+    const __m256i ig = _mm256_set1_epi64x(ignore);
+    const __m256i t0 = _mm256_loadu_si256((const __m256i *)t);
+    const __m256i t1 = _mm256_loadu_si256((const __m256i *)(t + 4));
+    const __m256i i0 = _mm256_cmpeq_epi64(t0, ig), i1 = _mm256_cmpeq_epi64(t1, ig);
+    /* the low 32 bits of the 8 int64 lanes, in order (targets are < C) */
+    const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m256i lo0 = _mm256_permutevar8x32_epi32(_mm256_andnot_si256(i0, t0), order);
+    const __m256i lo1 = _mm256_permutevar8x32_epi32(_mm256_andnot_si256(i1, t1), order);
+    const __m256i y = _mm256_permute2x128_si256(lo0, lo1, 0x20);
+    const __m256i ign = _mm256_permute2x128_si256(_mm256_permutevar8x32_epi32(i0, order),
+                                                  _mm256_permutevar8x32_epi32(i1, order), 0x20);
+    *keep = _mm256_andnot_ps(_mm256_castsi256_ps(ign), _mm256_set1_ps(1.0f));
+    return _mm256_add_epi32(lane_c, y);
+}
+#define V_TARGET_OFFSETS xf_target_offsets8
+/* 8 float lanes stored as 8 doubles */
+static inline void xf_store_f64_8(double *p, __m256 v) {
+    _mm256_storeu_pd(p, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    _mm256_storeu_pd(p + 4, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+}
+#define V_STORE_F64 xf_store_f64_8
+#define VI_TO_V _mm256_cvtepi32_ps
+#define V_SELECT_EQ(a, b, v) _mm256_and_ps(_mm256_cmp_ps((a), (b), _CMP_EQ_OQ), (v))
+#define V_FMS _mm256_fmsub_ps
+#define V_ANY_ZERO(v) (_mm256_movemask_ps(_mm256_cmp_ps((v), _mm256_setzero_ps(), _CMP_EQ_OQ)) != 0)
 #define V_MIN _mm256_min_ps
 /* 1/d: 12-bit estimate and one Newton step, r (2 - d r): ~1-2 ulp, no divide */
 static inline __m256 xf_recip_ps256(__m256 d) {
