@@ -736,21 +736,30 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
  * smoothing or probability targets). */
 
 /* Phase 1: (m_j, s_j) of segments [j_begin, j_end) of row r. */
+static XF_T *XF_FN(split_out_row)(const xf_rows_args *a, int64_t r) {
+    const int writes = a->out && (a->mode == XF_MODE_GRAD || a->mode == XF_MODE_SOFTMAX);
+    return writes ? (XF_T *)a->out + r * a->out_stride : NULL;
+}
+
+/* Phase 1: (m_j, s_j) of segments [j_begin, j_end) of row r; when the row
+ * has an output, the exps exp(x - m_j) go there (as rows() keeps them in
+ * scratch), for phase 2 to scale in place: one exp per element. */
 static void XF_FN(split_stats)(const xf_rows_args *a, int64_t r, int64_t j_begin, int64_t j_end,
                                XF_T *seg_max, double *seg_sum) {
     const XF_T *x = (const XF_T *)a->x + r * a->x_stride;
+    XF_T *e = XF_FN(split_out_row)(a, r);
     for (int64_t j = j_begin; j < j_end; j++)
-        seg_sum[j] = XF_FN(seg_stats)(x, a->n_classes, j, NULL, &seg_max[j]);
+        seg_sum[j] = XF_FN(seg_stats)(x, a->n_classes, j, e, &seg_max[j]);
 }
 
 /* Between the phases, on one thread: fold the segments of row r, write its
  * loss and lse.  Leaves in row[] what phase 2 and split_fix need: M, log S,
  * the gradient's scale R*A (0 for an ignored row) and the target's output
- * entry, computed here because phase 2 may overwrite the logits (out=x). */
+ * entry, computed here from the target's exp before phase 2 scales it. */
 static void XF_FN(split_fold)(const xf_rows_args *a, int64_t r, const XF_T *seg_max,
                               const double *seg_sum, double *row) {
     const int64_t C = a->n_classes, n_seg = (C + XF_SEGMENT - 1) / XF_SEGMENT;
-    const XF_T *x = (const XF_T *)a->x + r * a->x_stride;
+    const XF_T *e = XF_FN(split_out_row)(a, r);
     const XF_T *w = (const XF_T *)a->class_weight;
     double M = -INFINITY, S = 0.0;
     for (int64_t j = 0; j < n_seg; j++) XF_FN(combine)(&M, &S, seg_max[j], seg_sum[j]);
@@ -773,7 +782,7 @@ static void XF_FN(split_fold)(const xf_rows_args *a, int64_t r, const XF_T *seg_
     const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
     const double zl = a->z_loss * lse * lse;
     if (y >= 0 && a->row_loss)
-        a->row_loss[r] = s_r * (XF_FN(times_nz)(w_y, lse - (double)x[y]) + zl);
+        a->row_loss[r] = s_r * (XF_FN(times_nz)(w_y, lse - row[XF_SPLIT_ZY]) + zl);
     if (a->row_z_loss) a->row_z_loss[r] = s_r * zl;
     /* a row with every class masked has no distribution: NaN, as rows() */
     row[XF_SPLIT_M] = M == -INFINITY ? NAN : M;
@@ -782,23 +791,21 @@ static void XF_FN(split_fold)(const xf_rows_args *a, int64_t r, const XF_T *seg_
     const double A = w_y + (a->z_loss != 0 ? 2 * a->z_loss * lse : 0.0);
     row[XF_SPLIT_G] = a->mode == XF_MODE_SOFTMAX ? 1.0 : R * A;
     row[XF_SPLIT_TARGET_OUT] = 0.0;
-    if (y >= 0) {
+    if (y >= 0 && a->mode == XF_MODE_GRAD && e) {
         /* the arithmetic of rows()'s target entry, operand for operand */
         const int64_t jy = y / XF_SEGMENT;
         double p_y = XF_FN(seg_factor)(seg_max[jy], row[XF_SPLIT_M], log_S);
-        if (seg_max[jy] != -INFINITY)
-            p_y = (double)(XF_T)V_FIRST(V_EXP(V_SUB(V_SET1(x[y]), V_SET1(seg_max[jy])))) * p_y;
+        if (seg_max[jy] != -INFINITY) p_y = (double)e[y] * p_y;
         row[XF_SPLIT_TARGET_OUT] = R * (p_y * A - 0.0 - w_y) * 1.0;
     }
 }
 
-/* Phase 2: segments [j_begin, j_end) of row r's output, the exps taken
- * again by the same vector code (so equal to the stored ones of rows()). */
+/* Phase 2: segments [j_begin, j_end) of row r's output: the exps phase 1
+ * left there, times the segment's factor (the arithmetic of rows()). */
 static void XF_FN(split_write)(const xf_rows_args *a, int64_t r, int64_t j_begin, int64_t j_end,
                                const XF_T *seg_max, const double *row) {
     const double M = row[XF_SPLIT_M], log_S = row[XF_SPLIT_LOG_S], g = row[XF_SPLIT_G];
     const int64_t C = a->n_classes;
-    const XF_T *x = (const XF_T *)a->x + r * a->x_stride;
     XF_T *out = (XF_T *)a->out + r * a->out_stride;
     const int ignored = a->target && a->target[r] == a->ignore_index;
     for (int64_t j = j_begin; j < j_end; j++) {
@@ -806,20 +813,12 @@ static void XF_FN(split_write)(const xf_rows_args *a, int64_t r, int64_t j_begin
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
         const double f = ignored ? 0.0 : XF_FN(seg_factor)(seg_max[j], M, log_S) * g;
         if (ignored || seg_max[j] == -INFINITY) {
-            XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 1,
+            XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 0,
                                  a->streaming);
             continue;
         }
-        const XF_V mv = V_SET1(seg_max[j]), fv = V_SET1((XF_T)f);
-        int64_t i = 0;
-        for (; i + XF_W <= n; i += XF_W)
-            V_STOREU(out + j0 + i,
-                     V_MUL(V_ROUND_T(V_EXP(V_SUB(V_LOADU(x + j0 + i), mv))), fv));
-        if (i < n)
-            V_STORE_TAIL(out + j0 + i,
-                         V_MUL(V_ROUND_T(V_EXP(V_SUB(V_LOAD_TAIL(x + j0 + i, n - i, -INFINITY),
-                                                     mv))), fv),
-                         n - i);
+        XF_FN(write_segment)(out + j0, out + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, 0,
+                             a->streaming);
     }
 }
 

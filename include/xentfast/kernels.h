@@ -126,7 +126,11 @@ typedef void (*xf_rows_fn)(const xf_rows_args *args, int64_t begin,
 /* One row split over threads (few rows, many classes): see kernel_body.h.
  * seg_max points to n_segments values of the row's dtype. */
 /* per-row state between the phases (doubles): */
-enum { XF_SPLIT_M, XF_SPLIT_LOG_S, XF_SPLIT_G, XF_SPLIT_TARGET_OUT, XF_SPLIT_ROW_DOUBLES };
+/* per-row state of the split path; XF_SPLIT_ZY (the target's logit) is
+ * filled by the caller before phase 1, which may overwrite the logits when
+ * out == x */
+enum { XF_SPLIT_M, XF_SPLIT_LOG_S, XF_SPLIT_G, XF_SPLIT_TARGET_OUT, XF_SPLIT_ZY,
+       XF_SPLIT_ROW_DOUBLES };
 typedef struct xf_split_fns {
     void (*stats)(const xf_rows_args *, int64_t row, int64_t j_begin, int64_t j_end,
                   void *seg_max, double *seg_sum);

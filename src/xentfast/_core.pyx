@@ -94,7 +94,7 @@ cdef extern from "xentfast/kernels.h" nogil:
         void (*write)(const xf_rows_args *, int64_t, int64_t, int64_t, const void *,
                       const double *) noexcept nogil
         void (*fix)(const xf_rows_args *, int64_t, const void *, const double *) noexcept nogil
-    int XF_SEGMENT, XF_SPLIT_ROW_DOUBLES
+    int XF_SEGMENT, XF_SPLIT_ROW_DOUBLES, XF_SPLIT_ZY
     ctypedef struct xf_kernel_table:
         const char *name
         xf_rows_fn rows_f32
@@ -417,7 +417,19 @@ cdef int _run_split(const xf_rows_args *a, bint is_f32, int num_threads) except 
         free(seg_sum)
         free(state)
         raise MemoryError()
+    cdef int64_t y
     with nogil:
+        # the target logits, read before phase 1 may overwrite them (out=x)
+        for r in range(n_rows):
+            y = a.target[r] if a.target != NULL else -1
+            if y < 0 or y >= a.n_classes:  # ignored (or no target)
+                state[r * XF_SPLIT_ROW_DOUBLES + XF_SPLIT_ZY] = 0.0
+            elif is_f32:
+                state[r * XF_SPLIT_ROW_DOUBLES + XF_SPLIT_ZY] = (<const float *>a.x)[
+                    r * a.x_stride + y]
+            else:
+                state[r * XF_SPLIT_ROW_DOUBLES + XF_SPLIT_ZY] = (<const double *>a.x)[
+                    r * a.x_stride + y]
         for u in prange(n_units, schedule="static", num_threads=num_threads):
             r = u // chunks
             j0 = (u % chunks) * per_chunk
