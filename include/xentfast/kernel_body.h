@@ -18,6 +18,9 @@
  *   XF_T_MAX        largest finite XF_T
  *   V_ZERO_WHERE_ZERO(v, c)   v, with lanes where c == 0 set to 0
  *   V_ROUND_T(v)    lanes rounded to XF_T (identity unless lanes are wider)
+ * and, for the narrow-row path (XF_NARROW): XF_VI VI_LOAD V_GATHER V_PERMUTE
+ *   V_LOG V_TARGET_OFFSETS V_STORE_F64 VI_TO_V V_SELECT_EQ V_FMS V_ANY_ZERO,
+ *   optionally XF_COLUMNS V_COLUMNS_SETUP V_COLUMN (columns by permutes).
  *
  * Per row: one online (max, sum-exp) pass over fixed segments of
  * XF_SEGMENT elements (max of the segment from memory, then exp(x - m) of
@@ -455,9 +458,11 @@ static inline int64_t XF_FN(row_argmax)(const XF_T *x, int64_t C) {
  *
  * A row of a few classes would leave most lanes idle and pay a log and
  * two exps per row.  Here the lanes are rows: the classes of XF_W rows are
- * gathered (one vector per class) for the max, sum-exp and log, then the
- * gradient is written in flat row-major order, each element fetching its
- * row's max, log-sum and scale by a permute.  Needs x (and out) rows
+ * transposed into one vector per class (by two-source permutes of the
+ * block's flat vectors when the ISA offers them and C <= XF_COLUMNS_MAX,
+ * else by gathers, which are slow on some CPUs) for the max, sum-exp and
+ * log, then the gradient is written in flat row-major order, each element
+ * fetching its row's max, log-sum and coefficients by a permute.  Needs x (and out) rows
  * exactly C apart.  Processes whole groups of XF_W rows from `begin`
  * (callers start blocks at multiples of 16, so the grouping, and every
  * bit of the result, is the same for any thread count); returns where it

@@ -301,7 +301,8 @@ class Method:
     setup : callable
         ``setup(problem) -> Prepared``; allocates, compiles, imports what it
         needs; may raise :class:`Unavailable`.
-    kind : {"bound", "xentfast", "peer"}
+    kind : {"bound", "xentfast", "adapter", "peer"}
+        ("adapter": xentfast inside another framework, not a peer)
     requires : tuple of str
         Modules that must import for the row to run (see :meth:`check`).
     note : str
@@ -588,7 +589,7 @@ def _torch_eager(p: Problem) -> Prepared:
 
 
 @_register("torch-xentfast", "PyTorch + xentfast (xentfast.torch.cross_entropy + backward)",
-           requires=["torch"])
+           kind="adapter", requires=["torch"])
 def _torch_xentfast(p: Problem) -> Prepared:
     """The gain inside PyTorch code: the adapter in place of F.cross_entropy."""
     import xentfast.torch
@@ -775,6 +776,9 @@ def measure(m: Method, problem: Problem, repeat: int, ref_loss=None, ref_grad=No
         for name in m.inputs:
             problem.extra(name)
         prepared = m.setup(problem)
+        # let the idle worker threads of the previous method (PyTorch's
+        # OpenMP, XLA's pool) stop spinning: on 2 cores they steal a core
+        time.sleep(0.2)
         seconds, value = _timed(prepared)  # warm-up (and compilation)
         for _ in range(prepared.warmup - 1):
             if seconds >= 0.1:
