@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import xentfast
+from xentfast import reference
 
 X = np.zeros((4, 5), dtype=np.float32)
 T = np.array([0, 1, 2, 3])
@@ -113,3 +114,35 @@ def test_errors_leave_out_untouched():
     with pytest.raises(ValueError):
         xentfast.cross_entropy_and_grad(work, np.array([0, 1, 2, 9]), out=work)
     assert np.all(work == 1.0)
+
+
+# The target scan runs in fixed chunks of 65536 targets, in parallel: the
+# first bad target is still the one reported, and the mean's denominator is
+# the same for any thread count.
+@pytest.mark.parametrize("bad_at", [0, 65535, 65536, 2 * 65536 + 7, 3 * 65536 + 4])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_first_bad_target_is_reported_across_scan_chunks(bad_at, threads):
+    n = 3 * 65536 + 5
+    x = np.zeros((n, 3), np.float32)
+    t = np.ones(n, np.int64)
+    t[bad_at] = 3
+    t[-1] = 7  # a later bad target must not be the one named
+    if bad_at == n - 1:
+        t[-1] = 3
+    with pytest.raises(ValueError, match=rf"target\[{bad_at}\] = 3 is not a class index"):
+        xentfast.cross_entropy(x, t, num_threads=threads)
+    with pytest.raises(ValueError, match=rf"target\[{bad_at}\] = 3 is not a class index"):
+        xentfast.cross_entropy(x, t, weight=np.ones(3), num_threads=threads)
+
+
+def test_mean_denominator_is_thread_independent_across_scan_chunks():
+    rng = np.random.default_rng(3)
+    n = 3 * 65536 + 5
+    x = rng.standard_normal((n, 3)).astype(np.float32)
+    t = rng.integers(0, 3, n)
+    t[rng.random(n) < 0.1] = -100
+    kw = {"weight": rng.random(3) + 0.5, "sample_weight": rng.random(n)}
+    losses = {th: xentfast.cross_entropy(x, t, num_threads=th, **kw) for th in (1, 2, 3)}
+    assert losses[1] == losses[2] == losses[3]
+    want = reference.cross_entropy(x.astype(np.float64), t, **kw)
+    np.testing.assert_allclose(losses[1], want, rtol=1e-6)

@@ -280,7 +280,7 @@ class _Problem:
         t64 = _aligned(t, np.int64).reshape(-1)
         w64 = None if self.weight is None else self.weight.astype(np.float64)
         bad, self.counted, self.weight_sum = _core.check_targets(
-            t64, n_classes, self.ignore_index, w64, self.sample_weight)
+            t64, n_classes, self.ignore_index, w64, self.sample_weight, self.threads)
         if bad >= 0:
             where = np.unravel_index(bad, lead) if lead else ()
             raise ValueError(

@@ -18,7 +18,7 @@ The layers of xentfast, from the user down:
 Every row's result is computed by one thread with a fixed order of
 operations, so results are bitwise identical for any thread count.
 """
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from cython.parallel cimport prange, parallel
@@ -178,7 +178,7 @@ def select_backend(name):
 
 
 def check_targets(const int64_t[::1] target, int64_t n_classes, int64_t ignore_index,
-                  weight, sample_weight):
+                  weight, sample_weight, int num_threads=1):
     """Check every target is in [0, n_classes) or ignore_index.
 
     Returns ``(first_bad_position, n_counted, weight_sum)``; the position is
@@ -203,32 +203,110 @@ def check_targets(const int64_t[::1] target, int64_t n_classes, int64_t ignore_i
     cdef const double *sp = &s[0] if row_weighted and n else NULL
     with nogil:
         bad = _scan_targets(&target[0] if n else NULL, n, n_classes, ignore_index, wp, sp,
-                            &counted, &wsum)
+                            &counted, &wsum, num_threads)
     return bad, counted, wsum
+
+
+cdef enum:
+    SCAN_CHUNK = 65536  # targets per chunk of the target scan (fixed: see _scan_targets)
+
+
+cdef int64_t _scan_chunk(const int64_t *target, int64_t n, uint64_t n_classes,
+                         int64_t ignore_index, const double *weight,
+                         const double *sample_weight, int64_t *counted,
+                         double *weight_sum) noexcept nogil:
+    """_scan_targets on one chunk: first bad position in it (-1 if none),
+    its count and its weight sum (in order).  The check runs in blocks
+    without an early exit or stores through the output pointers (a loop the
+    compiler vectorises; the branchy loop took 1.5 ms for 1e6 targets)."""
+    cdef int64_t i, y, b0 = 0, b1, cnt = 0, bad
+    cdef double wsum = 0.0, term
+    while b0 < n:
+        b1 = min(b0 + 4096, n)
+        bad = 0
+        for i in range(b0, b1):
+            y = target[i]
+            bad |= (y != ignore_index) & (<uint64_t>y >= n_classes)
+            cnt += (y != ignore_index)
+        if bad:
+            for i in range(b0, b1):
+                y = target[i]
+                if y != ignore_index and <uint64_t>y >= n_classes:
+                    return i
+        b0 = b1
+    if weight == NULL and sample_weight == NULL:
+        wsum = <double>cnt
+    else:
+        for i in range(n):
+            y = target[i]
+            if y == ignore_index:
+                continue
+            term = weight[y] if weight != NULL else 1.0
+            if sample_weight != NULL:
+                term = term * sample_weight[i]
+            wsum += term
+    counted[0] = cnt
+    weight_sum[0] = wsum
+    return -1
 
 
 cdef int64_t _scan_targets(const int64_t *target, int64_t n, int64_t n_classes,
                            int64_t ignore_index, const double *weight,
                            const double *sample_weight, int64_t *counted,
-                           double *weight_sum) noexcept nogil:
+                           double *weight_sum, int num_threads=1) noexcept nogil:
     """Position of the first target outside [0, n_classes) that is not
     ignore_index (-1 if none); counts the other rows and sums
-    sample_weight[n] * weight[target[n]] over them (factors 1 when NULL)."""
-    cdef int64_t i, y
-    cdef double term
+    sample_weight[n] * weight[target[n]] over them (factors 1 when NULL).
+
+    Fixed chunks of SCAN_CHUNK targets, their sums added in chunk order: the
+    same result for any number of threads (chunks run in parallel for
+    num_threads > 1)."""
+    cdef int64_t n_chunks = (n + SCAN_CHUNK - 1) // SCAN_CHUNK, k, c0, first = -1
+    cdef int64_t cnt = 0
+    cdef double wsum = 0.0
+    cdef int64_t *bad_at = NULL
+    cdef int64_t *cnt_at = NULL
+    cdef double *sum_at = NULL
     counted[0] = 0
     weight_sum[0] = 0.0
-    for i in range(n):
-        y = target[i]
-        if y == ignore_index:
-            continue
-        if y < 0 or y >= n_classes:
-            return i
-        counted[0] += 1
-        term = weight[y] if weight != NULL else 1.0
-        if sample_weight != NULL:
-            term = term * sample_weight[i]
-        weight_sum[0] += term
+    if n_chunks > 1 and num_threads > 1:
+        bad_at = <int64_t *>malloc(n_chunks * sizeof(int64_t))
+        cnt_at = <int64_t *>malloc(n_chunks * sizeof(int64_t))
+        sum_at = <double *>malloc(n_chunks * sizeof(double))
+    if bad_at != NULL and cnt_at != NULL and sum_at != NULL:
+        for k in prange(n_chunks, schedule="static", num_threads=num_threads):
+            c0 = k * SCAN_CHUNK
+            bad_at[k] = _scan_chunk(target + c0, min(SCAN_CHUNK, n - c0), <uint64_t>n_classes,
+                                    ignore_index, weight,
+                                    sample_weight + c0 if sample_weight != NULL else NULL,
+                                    &cnt_at[k], &sum_at[k])
+        for k in range(n_chunks):
+            if bad_at[k] >= 0:
+                first = k * SCAN_CHUNK + bad_at[k]
+                break
+            cnt += cnt_at[k]
+            wsum += sum_at[k]
+    else:  # serially (or when the small arrays could not be allocated)
+        for k in range(n_chunks):
+            c0 = k * SCAN_CHUNK
+            first = _scan_chunk(target + c0, min(SCAN_CHUNK, n - c0), <uint64_t>n_classes,
+                                ignore_index, weight,
+                                sample_weight + c0 if sample_weight != NULL else NULL,
+                                counted, weight_sum)
+            if first >= 0:
+                first += c0
+                break
+            cnt += counted[0]
+            wsum += weight_sum[0]
+    free(bad_at)
+    free(cnt_at)
+    free(sum_at)
+    if first >= 0:
+        counted[0] = 0
+        weight_sum[0] = 0.0
+        return first
+    counted[0] = cnt
+    weight_sum[0] = wsum
     return -1
 
 
@@ -679,7 +757,7 @@ def ce_fast(x, target, out, int mode, bint mean, int64_t ignore_index, double gr
     cdef double unused_sum
     with nogil:
         bad = _scan_targets(t, n_rows, n_classes, ignore_index, NULL, NULL, &counted,
-                            &unused_sum)
+                            &unused_sum, num_threads)
     if bad >= 0:
         raise ValueError(f"target[{bad}] = {t[bad]} is not a class index in [0, {n_classes}) "
                          f"nor ignore_index ({ignore_index})")
