@@ -1,0 +1,79 @@
+/* Times one row kernel alone, on one thread, without Python or OpenMP: the
+ * tool behind the cycles-per-element and callgrind figures in the issue
+ * notes.  Built by tools/kernel_bench.sh against one ISA file:
+ *
+ *   kernel_bench N C MODE [SOFTCAP [REPS [STREAM]]]
+ *
+ * MODE 0 = loss only, 1 = loss+grad.  Prints the best of REPS calls, in ms,
+ * G elements/s and cycles per element at a nominal 2.6 GHz (this machine's
+ * TSC rate; only ratios between runs matter). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include XF_KERNEL_FILE
+
+/* the scalar float64 kernels the ISA file's table refers to: not timed here */
+void xf_rows_f64_scalar(const xf_rows_args *a, int64_t b, int64_t e, void *s) {
+    (void)a; (void)b; (void)e; (void)s;
+}
+void xf_elem_f64_scalar(const xf_elem_args *a, int64_t b, int64_t e) { (void)a; (void)b; (void)e; }
+const xf_split_fns xf_split_f64_scalar;
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s N C MODE [SOFTCAP [REPS [STREAM]]]\n", argv[0]);
+        return 2;
+    }
+    const int64_t n = atoll(argv[1]), C = atoll(argv[2]);
+    const int mode = atoi(argv[3]);
+    const double cap = argc > 4 ? atof(argv[4]) : 0.0;
+    const int reps = argc > 5 ? atoi(argv[5]) : 10;
+    const int stream = argc > 6 ? atoi(argv[6]) : 0;
+    float *x = aligned_alloc(64, (size_t)(n * C * 4 + 64));
+    float *out = aligned_alloc(64, (size_t)(n * C * 4 + 64));
+    int64_t *t = malloc((size_t)n * 8);
+    double *loss = malloc((size_t)n * 8);
+    void *scratch = aligned_alloc(64, xf_scratch_bytes(C) + 64);
+    if (!x || !out || !t || !loss || !scratch) return 1;
+    srand(1);
+    for (int64_t i = 0; i < n * C; i++) x[i] = (float)((rand() % 20000) - 10000) * 3e-4f;
+    for (int64_t i = 0; i < n; i++) t[i] = rand() % C;
+    memset(out, 0, (size_t)(n * C * 4));
+    xf_rows_args a;
+    memset(&a, 0, sizeof a);
+    a.n_rows = n;
+    a.n_classes = C;
+    a.x = x;
+    a.x_stride = C;
+    a.out = mode == XF_MODE_GRAD ? out : NULL;
+    a.out_stride = C;
+    a.target = t;
+    a.ignore_index = -100;
+    a.scale = 1.0 / (double)n;
+    a.row_loss = loss;
+    a.mode = mode;
+    a.streaming = stream;
+    a.inv_temperature = 1.0;
+    a.softcap = cap;
+    a.weight_total = (double)C;
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        const double t0 = now();
+        XF_ROWS(&a, 0, n, scratch);
+        const double dt = now() - t0;
+        if (dt < best) best = dt;
+    }
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += loss[i];
+    printf("N=%lld C=%lld mode=%d softcap=%g: %.3f ms  %.2f G el/s  %.2f cycles/el at 2.6 GHz"
+           "  (mean loss %.6f)\n", (long long)n, (long long)C, mode, cap, best * 1e3,
+           (double)(n * C) / best / 1e9, best * 2.6e9 / (double)(n * C), s / (double)n);
+    return 0;
+}
