@@ -219,7 +219,7 @@ cdef int64_t _scan_chunk(const int64_t *target, int64_t n, uint64_t n_classes,
     its count and its weight sum (in order).  The check runs in blocks with
     no early exit, no branch per target and no stores through the output
     pointers (1e6 targets, one thread: 1.5 ms with the branchy loop, 0.9 ms
-    this way); only a block holding a bad target is searched again.
+    this way); only a block holding a bad target is searched again."""
     cdef int64_t i, y, b0 = 0, b1, cnt = 0, bad
     cdef double wsum = 0.0, term
     while b0 < n:
