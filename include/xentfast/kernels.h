@@ -41,9 +41,10 @@ enum xf_mode {
 /* Software prefetch of the logits XF_PREFETCH_BYTES ahead of the exp loop.
  * A row pass alternates between reading a segment (the max) and computing
  * its exps from L1; without it, memory sits idle during the exps and the
- * next segment's max waits on DRAM (measured on the AVX-512 path, one
- * thread, 1024x32000: loss only 2.05 -> 3.7 G elements/s, loss+grad 1.50 ->
- * 2.4).  16 KiB ahead into L2 (locality 2) measured best among 4-32 KiB. */
+ * next segment's max waits on DRAM (AVX-512 path, one thread, 1024x32000,
+ * `tools/kernel_bench.sh avx512 1024 32000 MODE 0 5 1`: loss only (MODE 0)
+ * 2.05 -> 3.7 G elements/s, loss+grad (MODE 1) 1.50 -> 2.4).  16 KiB ahead
+ * into L2 (locality 2) measured best among 4-32 KiB. */
 #define XF_PREFETCH_BYTES 16384
 #if defined(__GNUC__) || defined(__clang__)
 #define XF_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 2)

@@ -46,54 +46,6 @@ static inline __m256 xf_exp_ps256(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
-/* e^x for x in [-87.3, 88] (NaN passes through), to about 2.5e-7
- * relative: for the softcap path, whose z = c tanh(x/c) carries an absolute
- * error of about c * 1e-7 anyway (tanh v = 1 - 2/(e^{2v} + 1), and then
- * e^{z - m}).  Cheaper than xf_exp_ps256: n = rint(x log2 e) by adding and
- * subtracting 1.5*2^23 (one FMA); r = x - n ln2 by one FMA with ln 2
- * rounded to float (error |n| * 1.9e-9); e^r by a degree-5 polynomial
- * fitted for minimax relative error on [-ln2/2, ln2/2] (Lawson's
- * iteration; 9.1e-8, 1.7e-7 after float rounding).  No range clamp: the
- * caller clamps. */
-static inline __m256 xf_exp_mid_ps256(__m256 x) {
-    const __m256 shifter = _mm256_set1_ps(12582912.0f);
-    const __m256 n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), shifter), shifter);
-    const __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693147182f), x);
-    __m256 p = _mm256_set1_ps(8.290315e-3f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1897930e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6667636e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.9999151e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(9.9999970e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-    /* NaN lanes: a garbage scale, but NaN p keeps the product NaN */
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
-                                                         _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
-/* expm1(x) = e^x - 1 for |x| <= 20 (NaN passes through), to about 2e-7
- * relative everywhere, tiny x included: the softcap's tanh v = q/(q + 2),
- * q = expm1(2v), then keeps its relative accuracy for small v, where
- * 1 - 2/(e^{2v} + 1) would cancel.  x = n ln2 + r as in xf_exp_mid (r = x
- * exactly when n = 0); expm1(r) = r g(r), g of degree 5 fitted for minimax
- * relative error on [-ln2/2, ln2/2] (Lawson's iteration, 1.3e-8); then
- * expm1(x) = 2^n expm1(r) + (2^n - 1), where |expm1(x)| >= 0.29 whenever
- * n != 0, so nothing cancels.  No range clamp: the caller clamps. */
-static inline __m256 xf_expm1_mid_ps256(__m256 x) {
-    const __m256 shifter = _mm256_set1_ps(12582912.0f), one = _mm256_set1_ps(1.0f);
-    const __m256 n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), shifter), shifter);
-    const __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693147182f), x);
-    __m256 g = _mm256_set1_ps(1.3882522e-3f);
-    g = _mm256_fmadd_ps(g, r, _mm256_set1_ps(8.3665140e-3f));
-    g = _mm256_fmadd_ps(g, r, _mm256_set1_ps(4.1667201e-2f));
-    g = _mm256_fmadd_ps(g, r, _mm256_set1_ps(1.6666543e-1f));
-    g = _mm256_fmadd_ps(g, r, _mm256_set1_ps(4.9999997e-1f));
-    g = _mm256_fmadd_ps(g, r, _mm256_set1_ps(1.0f));
-    /* NaN lanes: a garbage 2^n, but NaN g keeps the result NaN */
-    const __m256 s = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
-    return _mm256_fmadd_ps(s, _mm256_mul_ps(g, r), _mm256_sub_ps(s, one));
-}
-
 /* log(s) for s > 0, 8 float32 lanes: the method of xf_log_ps512 (see
  * simd_avx512.h), with k and f taken from the bits (s = 2^k f, f in
  * [sqrt(1/2), sqrt(2))).  Positive normal s only; NaN and +inf pass through.

@@ -40,50 +40,6 @@ static inline __m512 xf_exp_ps512(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
-/* e^x for x in [-87.3, 88] (NaN passes through), to about 2.5e-7
- * relative: for the softcap path, whose z = c tanh(x/c) carries an absolute
- * error of about c * 1e-7 anyway (tanh v = 1 - 2/(e^{2v} + 1), and then
- * e^{z - m}).  Cheaper than xf_exp_ps512: n = rint(x log2 e) by adding and
- * subtracting 1.5*2^23 (one FMA); r = x - n ln2 by one FMA with ln 2
- * rounded to float (error |n| * 1.9e-9); e^r by a degree-5 polynomial
- * fitted for minimax relative error on [-ln2/2, ln2/2] (Lawson's
- * iteration; 9.1e-8, 1.7e-7 after float rounding).  No range clamp: the
- * caller clamps. */
-static inline __m512 xf_exp_mid_ps512(__m512 x) {
-    const __m512 shifter = _mm512_set1_ps(12582912.0f);
-    const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f), shifter), shifter);
-    const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147182f), x);
-    __m512 p = _mm512_set1_ps(8.290315e-3f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1897930e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6667636e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.9999151e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(9.9999970e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
-/* expm1(x) = e^x - 1 for |x| <= 20 (NaN passes through), to about 2e-7
- * relative everywhere, tiny x included: the softcap's tanh v = q/(q + 2),
- * q = expm1(2v), then keeps its relative accuracy for small v, where
- * 1 - 2/(e^{2v} + 1) would cancel.  x = n ln2 + r as in xf_exp_mid (r = x
- * exactly when n = 0); expm1(r) = r g(r), g of degree 5 fitted for minimax
- * relative error on [-ln2/2, ln2/2] (Lawson's iteration, 1.3e-8); then
- * expm1(x) = 2^n expm1(r) + (2^n - 1), where |expm1(x)| >= 0.29 whenever
- * n != 0, so nothing cancels.  No range clamp: the caller clamps. */
-static inline __m512 xf_expm1_mid_ps512(__m512 x) {
-    const __m512 shifter = _mm512_set1_ps(12582912.0f), one = _mm512_set1_ps(1.0f);
-    const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f), shifter), shifter);
-    const __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693147182f), x);
-    __m512 g = _mm512_set1_ps(1.3882522e-3f);
-    g = _mm512_fmadd_ps(g, r, _mm512_set1_ps(8.3665140e-3f));
-    g = _mm512_fmadd_ps(g, r, _mm512_set1_ps(4.1667201e-2f));
-    g = _mm512_fmadd_ps(g, r, _mm512_set1_ps(1.6666543e-1f));
-    g = _mm512_fmadd_ps(g, r, _mm512_set1_ps(4.9999997e-1f));
-    g = _mm512_fmadd_ps(g, r, _mm512_set1_ps(1.0f));
-    const __m512 s = _mm512_scalef_ps(one, n);
-    return _mm512_fmadd_ps(s, _mm512_mul_ps(g, r), _mm512_sub_ps(s, one));
-}
-
 /* log(s) for s > 0, 16 float32 lanes (the narrow-row kernel's log-sum).
  * Method: s = 2^k f with f in [sqrt(1/2), sqrt(2)) (VGETEXPPS/VGETMANTPS),
  * log f = 2 atanh(u), u = (f - 1)/(f + 1) in [-0.172, 0.172] (f - 1 exact),

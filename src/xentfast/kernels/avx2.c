@@ -80,8 +80,14 @@ static inline __m256 xf_recip_ps256(__m256 d) {
 #define V_RECIP xf_recip_ps256
 #define V_ZERO_WHERE_ZERO(v, c) _mm256_and_ps((v), _mm256_cmp_ps((c), _mm256_setzero_ps(), _CMP_NEQ_UQ))
 #define V_EXP xf_exp_ps256
-#define V_EXP_MID xf_exp_mid_ps256
-#define V_EXPM1_MID xf_expm1_mid_ps256
+/* p * 2^n for integral n in [-126, 127], 2^n built from the bits (a NaN n
+ * gives a garbage scale, but a NaN p stays NaN) */
+static inline __m256 xf_ldexp_ps256(__m256 p, __m256 n) {
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
+                                                         _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+#define V_LDEXP xf_ldexp_ps256
 #define V_HMAX xf_hmax_ps256
 #define V_HSUM xf_hsum_ps256
 #define XF_SFENCE() _mm_sfence()
