@@ -37,3 +37,13 @@ def random_problem(rng, n, c, *, scale=3.0, dtype=np.float32, ignore_frac=0.1):
     if ignore_frac and n:
         t[rng.random(n) < ignore_frac] = -100
     return x, t
+
+
+def under_sanitizer():
+    """Is this process running the ASan+UBSan build of tools/sanitize.sh?
+    (ASan also keeps freed memory in quarantine: RSS means nothing there.)"""
+    try:
+        with open("/proc/self/maps") as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False

@@ -37,6 +37,8 @@ from hypothesis import strategies as st
 import xentfast
 from xentfast import reference
 
+from helpers import under_sanitizer
+
 TOTAL_EXAMPLES = int(os.environ.get("XENTFAST_FUZZ_EXAMPLES", "10000"))
 SLOW_EXAMPLES = 10 ** 6
 
@@ -53,16 +55,7 @@ INT_DTYPES = (np.int64, np.int64, np.int32, np.int16, np.int8, np.uint8, np.uint
               np.uint64, np.intp)
 
 
-
-def _under_sanitizer():
-    try:
-        with open("/proc/self/maps") as f:
-            return "libasan" in f.read()
-    except OSError:
-        return False
-
-
-UNDER_SANITIZER = _under_sanitizer()  # the ASan+UBSan build of tools/sanitize.sh
+UNDER_SANITIZER = under_sanitizer()  # the ASan+UBSan build of tools/sanitize.sh
 LAYOUTS = ("contiguous", "contiguous", "fortran", "reversed", "sliced", "transposed",
            "broadcast", "readonly", "unaligned", "list")
 
@@ -899,15 +892,26 @@ def check_building_block(data, name):
     _call(case, lambda: fn(x, **fast_kw), oracle, compare, [x])
 
 
+def _draw_row_problem(draw, case, options_for):
+    """(shape, axis, C, logits, dtype, lead shape, options) of a call with a
+    class axis (None for a 0-d draw): the common start of the checks of
+    evaluate and perplexity."""
+    shape, axis, c = _draw_shape(draw, case)
+    if not shape:
+        return None
+    logits, dtype, _ = _draw_logits(draw, case, shape)
+    lead = tuple(n for i, n in enumerate(shape) if i != axis % len(shape))
+    kw = _draw_ce_options(draw, case, options_for, shape, axis, c, lead)
+    return shape, axis, c, logits, dtype, lead, kw
+
+
 def check_evaluate(data):
     draw = data.draw
     case = Case()
-    shape, axis, c = _draw_shape(draw, case)
-    if not shape:
+    drawn = _draw_row_problem(draw, case, "evaluate")
+    if drawn is None:
         return
-    logits, dtype, _ = _draw_logits(draw, case, shape)
-    lead = tuple(n for i, n in enumerate(shape) if i != axis % len(shape))
-    kw = _draw_ce_options(draw, case, "evaluate", shape, axis, c, lead)
+    shape, axis, c, logits, dtype, lead, kw = drawn
     target = _draw_target(draw, case, shape, axis, c, kw.get("ignore_index", -100))
     _known_issues(case, logits, target, lead)
     before = np.array(logits, copy=True)
@@ -960,12 +964,10 @@ def check_evaluate(data):
 def check_perplexity(data):
     draw = data.draw
     case = Case()
-    shape, axis, c = _draw_shape(draw, case)
-    if not shape:
+    drawn = _draw_row_problem(draw, case, "cross_entropy")
+    if drawn is None:
         return
-    logits, dtype, _ = _draw_logits(draw, case, shape)
-    lead = tuple(n for i, n in enumerate(shape) if i != axis % len(shape))
-    kw = _draw_ce_options(draw, case, "cross_entropy", shape, axis, c, lead)
+    shape, axis, c, logits, dtype, lead, kw = drawn
     kw.pop("reduction", None)
     if case.invalid == ["reduction unknown"]:
         case.invalid.clear()

@@ -29,19 +29,12 @@ import pytest
 
 import xentfast
 
+from helpers import under_sanitizer
+
 DEFAULT_CALLS = int(os.environ.get("XENTFAST_LEAK_CALLS", "10000"))
 SLOW_CALLS = 10 ** 5
 RSS_LIMIT = 1 << 20  # bytes
 TRACED_PER_CALL = 8  # bytes
-
-
-def _under_asan():
-    """ASan keeps freed memory in quarantine: RSS is meaningless under it."""
-    try:
-        with open("/proc/self/maps") as f:
-            return "libasan" in f.read()
-    except OSError:
-        return False
 
 
 def _rss():
@@ -187,7 +180,7 @@ def _run(calls, n):
 
 def _check_rss(name, n):
     calls = _calls(name)
-    if _under_asan():
+    if under_sanitizer():
         pytest.skip("RSS is meaningless under AddressSanitizer (quarantine)")
     libc = _glibc()
     if libc is not None:
@@ -221,7 +214,7 @@ def test_python_allocations_flat(name):
     ~400 KiB after some 10**4 reads of ``__array_interface__``) do not, so a
     leak must show in each of three consecutive windows."""
     calls = _calls(name)
-    if _under_asan():
+    if under_sanitizer():
         pytest.skip("tracemalloc under AddressSanitizer: ~50x slower, and LeakSanitizer "
                     "checks the same allocations there")
     n = 3000
@@ -273,7 +266,7 @@ def test_the_leak_checks_can_fail():
     keep.append(X)
     assert sys.getrefcount(X) == count + 1
     libc = _glibc()
-    if libc is not None and not _under_asan():
+    if libc is not None and not under_sanitizer():
         # and a C leak of 512 bytes per "call" over 10^4 calls is above the
         # RSS bound (freed right after).  Smaller leaks can hide for a while
         # in free heap memory that is still resident (128 bytes per call
