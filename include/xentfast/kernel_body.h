@@ -332,7 +332,7 @@ static XF_ALWAYS_INLINE XF_V XF_FN(expm1_mid)(XF_V x) {
 
 /* z = softcap(x / T) = c tanh v, v = x / (T c), for a vector (dz/du =
  * 1 - tanh^2 is recomputed from z where the gradient needs it).
- * tanh v = q / (q + 2) with q = expm1(2v): relative accuracy about 3e-7 for
+ * tanh v = q / (q + 2) with q = expm1(2v): relative accuracy about 2e-7 for
  * every v (1 - 2/(e^{2v} + 1) would lose it for |v| << 1, and with it any
  * cap much larger than the logits).  2v is clamped to +-XF_TANH_2V, beyond
  * which tanh rounds to +-1 in XF_T (NaN passes). */
