@@ -11,9 +11,9 @@
  *   V_LOAD_TAIL(p,n,fill) V_STORE_TAIL(p,v,n)   lanes [0,n), n < XF_W
  *   V_ZERO_TAIL(v,n)                           lanes [n, XF_W) set to 0
  *   V_ADD V_SUB V_MUL V_DIV V_MAX V_MIN V_FMA(a,b,c)=a*b+c  V_FNMA(a,b,c)=c-a*b
- *   V_EXP   and either V_LDEXP(p, n) = p * 2^n (float32 vector ISAs: the
- *           cheaper exp and expm1 below are built on it) or V_EXP_MID and
- *           V_EXPM1_MID themselves (the scalar build: libm)
+ *   V_EXP   and either V_LDEXP(p, n) = p * 2^n (AVX2: the cheaper exp and
+ *           expm1 below are built on it) or V_EXP_MID and V_EXPM1_MID
+ *           themselves (AVX-512: by a table; the scalar build: libm)
  *   V_RECIP(v)      1/v to about an ulp (for v in [1, 1e30])
  *   V_HMAX(v) -> XF_T   V_HSUM(v) -> double   V_FIRST(v) -> lane 0   XF_SFENCE()
  *   XF_T_MAX        largest finite XF_T
@@ -284,8 +284,9 @@ typedef struct {
  * of V_EXP.  Both start from x = n ln2 + r: n = rint(x log2 e) by adding and
  * subtracting 1.5*2^23 (one FMA), r = x - n ln2 by one FMA with ln 2 rounded
  * to float (error |n| * 1.9e-9; r = x exactly when n = 0).  No range
- * clamp: the callers clamp x to [-87.3, 88]. */
-#ifdef V_LDEXP
+ * clamp: the callers clamp x to [-87.3, 88].  AVX-512 brings its own,
+ * table-driven and two FMAs shorter each (simd_avx512.h). */
+#if defined(V_LDEXP) && !defined(V_EXP_MID)
 static XF_ALWAYS_INLINE XF_V XF_FN(reduce_mid)(XF_V x, XF_V *n) {
     const XF_V shifter = V_SET1(12582912.0f);
     *n = V_SUB(V_FMA(x, V_SET1(1.44269504f), shifter), shifter);
