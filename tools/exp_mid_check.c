@@ -1,59 +1,64 @@
-/* Accuracy and speed of the AVX-512 softcap exp and expm1 (simd_avx512.h):
- * max relative error against libm in double over 4e6 points of [-87.3, 88]
- * (exp) and [-20, 20] plus 1e5 tiny arguments (expm1), and cycles per
- * 16-lane vector at a nominal 2.6 GHz, data in L1.
+/* Accuracy and speed of the softcap's arithmetic in one ISA's kernels: the
+ * cheaper exp and expm1 (XF_EXP_MID, XF_EXPM1_MID) and tanh as the kernel
+ * computes it (vtransform with c = 1: z = q/(q + 2), q = expm1(2v)).  Max
+ * relative error against libm in double over 4e6 points (exp: [-87.3, 88];
+ * expm1 and tanh: [-20, 20] and [-10, 10]) plus 1e5 tiny arguments, and
+ * cycles per vector at a nominal 2.6 GHz, data in L1.  Built by
  *
- *   gcc -O2 -mavx512f -mavx512dq -mavx2 -mfma -Iinclude tools/exp_mid_check.c -lm \
- *       -o /tmp/exp_mid_check && /tmp/exp_mid_check
+ *   TOOL=exp_mid_check tools/kernel_bench.sh [avx512|avx2]
  */
 #include <math.h>
 #include <stdio.h>
-#include <time.h>
-#include "xentfast/simd_avx512.h"
+#include "kernel_tool.h"
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#define FN_TANH XF_FN(tanh_check)
+static const XF_FN(opts_t) tanh_opts = {1.0f, 1.0f, 1.0f, 2.0f, NULL, 0, 0};
+static inline XF_V FN_TANH(XF_V v) { return XF_FN(vtransform)(v, &tanh_opts); }
 
 static float in[4096], out[4096];
 
 /* a macro, so that f is inlined into the timed loop */
-#define CYCLES_PER_VECTOR(f, result)                                                        \
-    do {                                                                                    \
-        double best = 1e30;                                                                 \
-        for (int rep = 0; rep < 300; rep++) {                                               \
-            const double t0 = now();                                                        \
-            for (int i = 0; i < 4096; i += 16)                                              \
-                _mm512_storeu_ps(out + i, f(_mm512_loadu_ps(in + i)));                      \
-            const double dt = now() - t0;                                                   \
-            if (dt < best) best = dt;                                                       \
-        }                                                                                   \
-        (result) = best * 2.6e9 / 256;                                                      \
+#define CYCLES_PER_VECTOR(f, result)                                            \
+    do {                                                                        \
+        double best = 1e30;                                                     \
+        for (int rep = 0; rep < 300; rep++) {                                   \
+            const double t0 = now();                                            \
+            for (int i = 0; i < 4096; i += XF_W)                                \
+                V_STOREU(out + i, f(V_LOADU(in + i)));                          \
+            const double dt = now() - t0;                                       \
+            if (dt < best) best = dt;                                           \
+        }                                                                       \
+        (result) = best * 2.6e9 / (4096 / XF_W);                                \
     } while (0)
 
-static double rel_err(__m512 (*f)(__m512), double (*ref)(double), float x) {
-    float o[16];
-    _mm512_storeu_ps(o, f(_mm512_set1_ps(x)));
-    const double r = ref((double)x);
-    return r == 0 ? fabs((double)o[0]) : fabs((double)o[0] - r) / fabs(r);
-}
+#define REL_ERR(f, ref, x)                                                      \
+    ({                                                                          \
+        float o_[XF_W];                                                         \
+        V_STOREU(o_, f(V_SET1(x)));                                             \
+        const double r_ = ref((double)(x));                                     \
+        r_ == 0 ? fabs((double)o_[0]) : fabs((double)o_[0] - r_) / fabs(r_);    \
+    })
 
 int main(void) {
     for (int i = 0; i < 4096; i++) in[i] = -20.0f + 40.0f * (float)i / 4096.0f;
-    double e_exp = 0, e_expm1 = 0;
+    double e_exp = 0, e_expm1 = 0, e_tanh = 0;
     for (long i = 0; i <= 4000000; i++) {
-        const float x = -87.3f + 175.3f * (float)i / 4e6f;
-        e_exp = fmax(e_exp, rel_err(xf_exp_mid_ps512, exp, x));
-        if (fabsf(x) <= 20) e_expm1 = fmax(e_expm1, rel_err(xf_expm1_mid_ps512, expm1, x));
+        const float x = -87.3f + 175.3f * (float)i / 4e6f, y = -20.0f + 40.0f * (float)i / 4e6f;
+        e_exp = fmax(e_exp, REL_ERR(XF_EXP_MID, exp, x));
+        e_expm1 = fmax(e_expm1, REL_ERR(XF_EXPM1_MID, expm1, y));
+        e_tanh = fmax(e_tanh, REL_ERR(FN_TANH, tanh, 0.5f * y));
     }
-    for (int i = 1; i < 100000; i++)
-        e_expm1 = fmax(e_expm1, rel_err(xf_expm1_mid_ps512, expm1, (float)(i % 2 ? i : -i) * 1e-7f));
-    double c_exp, c_expm1;
-    CYCLES_PER_VECTOR(xf_exp_mid_ps512, c_exp);
-    CYCLES_PER_VECTOR(xf_expm1_mid_ps512, c_expm1);
-    printf("exp_mid:   max rel error %.3g, %.2f cycles/vector\n", e_exp, c_exp);
+    for (int i = 1; i < 100000; i++) {
+        const float x = (float)(i % 2 ? i : -i) * 1e-7f;
+        e_expm1 = fmax(e_expm1, REL_ERR(XF_EXPM1_MID, expm1, x));
+        e_tanh = fmax(e_tanh, REL_ERR(FN_TANH, tanh, x));
+    }
+    double c_exp, c_expm1, c_tanh;
+    CYCLES_PER_VECTOR(XF_EXP_MID, c_exp);
+    CYCLES_PER_VECTOR(XF_EXPM1_MID, c_expm1);
+    CYCLES_PER_VECTOR(FN_TANH, c_tanh);
+    printf("exp_mid:   max rel error %.3g, %.2f cycles/vector of %d\n", e_exp, c_exp, XF_W);
     printf("expm1_mid: max rel error %.3g, %.2f cycles/vector\n", e_expm1, c_expm1);
+    printf("tanh:      max rel error %.3g, %.2f cycles/vector\n", e_tanh, c_tanh);
     return 0;
 }

@@ -10,21 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include XF_KERNEL_FILE
-
-/* the scalar float64 kernels the ISA file's table refers to: not timed here */
-void xf_rows_f64_scalar(const xf_rows_args *a, int64_t b, int64_t e, void *s) {
-    (void)a; (void)b; (void)e; (void)s;
-}
-void xf_elem_f64_scalar(const xf_elem_args *a, int64_t b, int64_t e) { (void)a; (void)b; (void)e; }
-const xf_split_fns xf_split_f64_scalar;
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "kernel_tool.h"
 
 int main(int argc, char **argv) {
     if (argc < 4) {

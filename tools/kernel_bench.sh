@@ -9,6 +9,11 @@
 # (valgrind 3.19 has no AVX-512: use avx2 there).  Examples of the figures
 # in the issue notes: `tools/kernel_bench.sh avx512 4 2000 1 30 20000` (rows
 # in L1, softcap), `tools/kernel_bench.sh avx512 1024 32000 0 0 5 1` (DRAM).
+#
+#   TOOL=exp_mid_check tools/kernel_bench.sh [avx512|avx2]
+#
+# builds and runs tools/exp_mid_check.c instead (the softcap's tanh and exps:
+# accuracy and speed).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ISA=${1:-avx512}
@@ -23,7 +28,7 @@ trap 'rm -f "$BIN"' EXIT
 # shellcheck disable=SC2086
 gcc -O3 $FLAGS -I"$ROOT/include" \
     -DXF_KERNEL_FILE="\"$ROOT/src/xentfast/kernels/$ISA.c\"" -DXF_ROWS="xf_rows_f32_$ISA" \
-    "$ROOT/tools/kernel_bench.c" -o "$BIN" -lm
+    "$ROOT/tools/${TOOL:-kernel_bench}.c" -o "$BIN" -lm
 if [[ "${CALLGRIND:-0}" == 1 ]]; then
     valgrind --tool=callgrind --toggle-collect="xf_rows_f32_$ISA" --callgrind-out-file=/dev/null \
         "$BIN" "$@" 2>&1 | grep -E "Collected|N=" | sed 's/==[0-9]*== //'
