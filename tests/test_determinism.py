@@ -67,7 +67,7 @@ def _problem(shape, axis, dtype, seed=0):
     p = rng.random(shape)
     p /= p.sum(axis=axis, keepdims=True)
     return {"X": x, "T": t, "P": p.astype(dtype), "W": rng.uniform(0.2, 2.0, c),
-                "S": rng.uniform(0.0, 2.0, lead)}
+            "S": rng.uniform(0.0, 2.0, lead)}
 
 
 def _resolve(opts, data):

@@ -103,9 +103,7 @@ def _rows(a):
     layout allows, else one contiguous copy."""
     rows = _rows_view(a)
     if rows is None:
-        # a real (aligned) copy: ascontiguousarray would hand back an input
-        # that is contiguous but misaligned, and the kernels need alignment
-        rows = np.array(a, order="C").reshape(-1, a.shape[-1])
+        rows = _aligned(a, a.dtype).reshape(-1, a.shape[-1])
     return rows
 
 

@@ -218,8 +218,11 @@ cdef int64_t _scan_chunk(const int64_t *target, int64_t n, uint64_t n_classes,
     """_scan_targets on one chunk: first bad position in it (-1 if none),
     its count and its weight sum (in order).  The check runs in blocks with
     no early exit, no branch per target and no stores through the output
-    pointers (1e6 targets, one thread: 1.5 ms with the branchy loop, 0.9 ms
-    this way); only a block holding a bad target is searched again."""
+    pointers; only a block holding a bad target is searched again.  1e6
+    targets: 1.0 ms on one thread (the branchy loop it replaced: 1.5 ms),
+    0.57 ms on two: ``python -m timeit -s "import numpy as np; from xentfast
+    import _core; t = np.random.default_rng(0).integers(0, 32000, 10**6)"
+    "_core.check_targets(t, 32000, -100, None, None, 1)"`` (or ``..., 2)``)."""
     cdef int64_t i, y, b0 = 0, b1, cnt = 0, bad
     cdef double wsum = 0.0, term
     while b0 < n:
