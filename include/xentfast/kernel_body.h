@@ -268,7 +268,9 @@ static inline void XF_FN(write_log_softmax_row)(XF_T *out, const XF_T *x, int64_
 /* ---- the general row: temperature, softcap, smoothing, probabilities, entropy ---- */
 
 typedef struct {
-    XF_T inv_t, cap, inv_cap, two_v; /* 1/T; softcap c (0: none), 1/c, 2/(T c) */
+    XF_T inv_t, cap, inv_cap; /* 1/T; softcap c (0: none), 1/c */
+    XF_T u_scale;             /* 1/(T c) (rational tanh) or 2/(T c) (by expm1) */
+    XF_T cap_p[6];            /* c times the rational tanh's numerator */
     const XF_T *w;            /* class weights, or NULL                 */
     int want_wz, want_ez;     /* sums w*z (smoothing) and e*z (entropy) */
 } XF_FN(opts_t);
@@ -332,20 +334,69 @@ static XF_ALWAYS_INLINE XF_V XF_FN(expm1_mid)(XF_V x) {
 #define XF_EXPM1_MID V_EXPM1_MID
 #endif
 
+#ifdef XF_TANH_RATIONAL
+/* z = softcap(x / T) = c tanh u, u = x / (T c), for a vector of float32
+ * (dz/du = 1 - tanh^2 is recomputed from z where the gradient needs it).
+ * tanh u = u P(u^2) / Q(u^2) on |u| <= XF_TANH_U, beyond which tanh rounds
+ * to +-1 in float (1 - tanh u < 2^-25 for u > 9.01); P of degree 5 with
+ * P(0) = 1 (z tends to x / T for a cap much larger than the logits), Q of
+ * degree 3 with Q(0) = 1, fitted for minimax relative error on [0, 9.02]
+ * (Loeb's linearisation, a linear program per step; 1.5e-7 before float
+ * rounding), c folded into P by opts_set.  Nothing cancels (for |u| << 1 it
+ * is u (1 + O(u^2)), unlike 1 - 2/(e^{2u} + 1)) and there is no range
+ * reduction: 15 multiply-class operations per vector against 17 for tanh
+ * by expm1, which is what the softcap pass is bound by.  Accuracy 4.5e-7
+ * relative for every u (TOOL=exp_mid_check tools/kernel_bench.sh
+ * avx512|avx2).  NaN passes the clamp. */
+#define XF_TANH_U 9.02f
+static const double xf_tanh_p[6] = {1.0, 0.1296948, 0.0029735093, 9.719833e-06,
+                                    -1.401629e-08, 2.1090726e-11};
+static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o) {
+    if (!o->cap) return V_ROUND_T(V_MUL(x, V_SET1(o->inv_t)));
+    XF_V u = V_MUL(x, V_SET1(o->u_scale));
+    u = V_MAX(V_SET1(-XF_TANH_U), V_MIN(V_SET1(XF_TANH_U), u));
+    const XF_V t = V_MUL(u, u);
+    XF_V p = V_FMA(V_SET1(o->cap_p[5]), t, V_SET1(o->cap_p[4]));
+    p = V_FMA(p, t, V_SET1(o->cap_p[3]));
+    p = V_FMA(p, t, V_SET1(o->cap_p[2]));
+    p = V_FMA(p, t, V_SET1(o->cap_p[1]));
+    p = V_FMA(p, t, V_SET1(o->cap_p[0]));
+    XF_V q = V_FMA(V_SET1(0.00023520176f), t, V_SET1(0.023982681f));
+    q = V_FMA(q, t, V_SET1(0.4630285f));
+    q = V_FMA(q, t, V_SET1(1.0f));
+    return V_MUL(V_MUL(u, p), V_RECIP(q));
+}
+#else
 /* z = softcap(x / T) = c tanh v, v = x / (T c), for a vector (dz/du =
  * 1 - tanh^2 is recomputed from z where the gradient needs it).
- * tanh v = q / (q + 2) with q = expm1(2v): relative accuracy 3.1e-7 for
- * every v (measured as exp_mid's) (1 - 2/(e^{2v} + 1) would lose it for |v| << 1, and with it any
- * cap much larger than the logits).  2v is clamped to +-XF_TANH_2V, beyond
- * which tanh rounds to +-1 in XF_T (NaN passes). */
+ * tanh v = q / (q + 2) with q = expm1(2v): relative accuracy of expm1's
+ * (1 - 2/(e^{2v} + 1) would lose it for |v| << 1, and with it any cap much
+ * larger than the logits).  2v is clamped to +-XF_TANH_2V, beyond which
+ * tanh rounds to +-1 in XF_T (NaN passes). */
 #define XF_TANH_2V (sizeof(XF_T) == 4 ? 20.0 : 40.0)
 static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o) {
     if (!o->cap) return V_ROUND_T(V_MUL(x, V_SET1(o->inv_t)));
-    XF_V v2 = V_MUL(x, V_SET1(o->two_v));
+    XF_V v2 = V_MUL(x, V_SET1(o->u_scale));
     v2 = V_MAX(V_SET1(-XF_TANH_2V), V_MIN(V_SET1(XF_TANH_2V), v2));
     const XF_V q = XF_EXPM1_MID(v2);
     const XF_V th = V_MUL(q, V_RECIP(V_ADD(q, V_SET1(2))));
     return V_ROUND_T(V_MUL(V_SET1(o->cap), th));
+}
+#endif
+
+/* The transform's constants for softcap c (0: none) and 1/T.  Scales are
+ * kept at most the largest XF_T: a finite factor keeps 0 * it = 0. */
+static inline void XF_FN(opts_set)(XF_FN(opts_t) *o, double softcap, double inv_temperature) {
+    o->inv_t = (XF_T)inv_temperature;
+    o->cap = (XF_T)softcap;
+    o->inv_cap = softcap ? (XF_T)(1.0 / softcap) : 0;
+#ifdef XF_TANH_RATIONAL
+    o->u_scale = softcap ? (XF_T)fmin(inv_temperature / softcap, XF_T_MAX) : 0;
+    for (int k = 0; k < 6; k++) o->cap_p[k] = (XF_T)(softcap * xf_tanh_p[k]);
+#else
+    o->u_scale = softcap ? (XF_T)fmin(2.0 * inv_temperature / softcap, XF_T_MAX) : 0;
+    for (int k = 0; k < 6; k++) o->cap_p[k] = 0;
+#endif
 }
 
 /* z of one logit by the very vector code of the row pass (lane 0), so
@@ -676,11 +727,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
     const int general = eps != 0 || prob || a->inv_temperature != 1 || a->softcap != 0 ||
                         mode == XF_MODE_EVAL;
     XF_FN(opts_t) o;
-    o.inv_t = (XF_T)a->inv_temperature;
-    o.cap = (XF_T)a->softcap;
-    o.inv_cap = a->softcap ? (XF_T)(1.0 / a->softcap) : 0;
-    /* 2/(T c), at most the largest XF_T: a finite factor keeps 0 * it = 0 */
-    o.two_v = a->softcap ? (XF_T)fmin(2.0 * a->inv_temperature / a->softcap, XF_T_MAX) : 0;
+    XF_FN(opts_set)(&o, a->softcap, a->inv_temperature);
     o.w = w;
     o.want_wz = eps != 0;
     o.want_ez = mode == XF_MODE_EVAL;

@@ -91,6 +91,8 @@ static inline __m256 xf_ldexp_ps256(__m256 p, __m256 n) {
 #define V_HMAX xf_hmax_ps256
 #define V_HSUM xf_hsum_ps256
 #define XF_SFENCE() _mm_sfence()
+/* the softcap's tanh by a rational function (kernel_body.h) */
+#define XF_TANH_RATIONAL 1
 #include "xentfast/kernel_body.h"
 #include "xentfast/elementwise_body.h"
 

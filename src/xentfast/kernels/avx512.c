@@ -117,6 +117,8 @@ static inline __m512 xf_recip_ps512(__m512 d) {
 #define V_HMAX _mm512_reduce_max_ps
 #define V_HSUM xf_hsum_ps512
 #define XF_SFENCE() _mm_sfence()
+/* the softcap's tanh by a rational function (kernel_body.h) */
+#define XF_TANH_RATIONAL 1
 #include "xentfast/kernel_body.h"
 #include "xentfast/elementwise_body.h"
 
