@@ -280,6 +280,25 @@ typedef struct {
     double wz, wtz, wt; /* sum w z, sum w p z, sum w p (p: probability targets) */
 } XF_FN(sums_t);
 
+/* A softcapped row's gradient whose write is deferred into the next row's
+ * tanh loop (see rows()): what write_row needs, from the row's own scratch
+ * buffers, and its target's entry, stored last.  out == NULL: none. */
+typedef struct {
+    XF_T *out;
+    const XF_T *e, *zs, *seg_max, *w, *tp;
+    double M, log_S, a;
+    XF_T alpha, beta, inv_cap;
+    int64_t y; /* < 0: no target entry */
+    XF_T out_y;
+} XF_FN(pending_t);
+
+/* Writes a gradient row whole, its target's entry last. */
+static inline void XF_FN(write_pending)(const XF_FN(pending_t) *p, int64_t C, int stream) {
+    XF_FN(write_row)(p->out, p->e, p->seg_max, p->w, p->tp, p->zs, C, p->M, p->log_S, p->a,
+                     p->alpha, p->beta, p->inv_cap, stream);
+    if (p->y >= 0) p->out[p->y] = p->out_y;
+}
+
 /* ---- the softcap's cheaper exp and expm1 (float32 lanes) ----
  * z = c tanh(x/c) carries an absolute error of about c * 1e-7 in float32,
  * so neither its tanh nor the exps of the softmax over z need the 0.9 ulp
@@ -465,12 +484,53 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
     return out;
 }
 
+/* The softcap's z loop over a segment (z = vtransform(x)), which, when
+ * `write` is set, also writes one vector of a deferred gradient segment
+ * (po, from pe, pw, ptp, pz as write_segment, n elements) per vector of z:
+ * the stores then drain to memory while the tanh keeps the cores busy,
+ * instead of stalling a write pass of their own.  Always inlined, so each
+ * (write, shift, stream) gets a loop without branches on them. */
+static XF_ALWAYS_INLINE void XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
+                                              const XF_FN(opts_t) *o, const int write,
+                                              XF_T *po, const XF_T *pe, const XF_T *pw,
+                                              const XF_T *ptp, const XF_T *pz, XF_T f,
+                                              XF_T alpha, XF_T beta, XF_T inv_cap,
+                                              const int shift, const int stream) {
+    const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta), icv = V_SET1(inv_cap);
+    int64_t i = 0, k = 0; /* k: the write's cursor */
+    if (write && stream && XF_VBYTES > (int)sizeof(XF_T)) {
+        const int64_t mis = (int64_t)(((uintptr_t)po % XF_VBYTES) / sizeof(XF_T));
+        if (mis) { /* a head up to the first aligned vector, as write_segment */
+            k = (XF_W - mis < n) ? XF_W - mis : n;
+            V_STORE_TAIL(po, XF_FN(segment_value)(pe, pw, ptp, pz, 0, k, fv, av, bv, icv, shift),
+                         k);
+        }
+    }
+    for (; i + XF_W <= n; i += XF_W) {
+        XF_FN(prefetch_ahead)(x + i, 1);
+        V_STOREU(z + i, XF_FN(vtransform)(V_LOADU(x + i), o));
+        if (write && k + XF_W <= n) {
+            const XF_V g = XF_FN(segment_value)(pe, pw, ptp, pz, k, XF_W, fv, av, bv, icv, shift);
+            if (stream) V_STREAM(po + k, g);
+            else V_STOREU(po + k, g);
+            k += XF_W;
+        }
+    }
+    if (i < n) V_STORE_TAIL(z + i, XF_FN(vtransform)(V_LOAD_TAIL(x + i, n - i, 0), o), n - i);
+    if (write && k < n)
+        XF_FN(write_segment)(po + k, pe + k, pw ? pw + k : NULL, ptp ? ptp + k : NULL, pz + k,
+                             n - k, f, alpha, beta, inv_cap, stream);
+}
+
 /* Sums of one segment (n elements) relative to its max m (finite); stores
  * the exps to e (when not NULL) and, under softcap, z to zs (kept for the
- * gradient) or else to e (which must then not be NULL). */
+ * gradient) or else to e (which must then not be NULL).  Under softcap,
+ * segment j (at j0) of the deferred gradient row pend (when not NULL) is
+ * written too. */
 static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, const XF_T *tp,
                                                int64_t n, XF_T m, const XF_FN(opts_t) *opts,
-                                               XF_T *e, XF_T *zs) {
+                                               XF_T *e, XF_T *zs, const XF_FN(pending_t) *pend,
+                                               int64_t j0, int64_t j, int stream) {
     /* a private copy: the stores to e and zs cannot alias it, so the
      * options stay in registers instead of being reloaded every vector */
     const XF_FN(opts_t) local = *opts, *o = &local;
@@ -479,21 +539,38 @@ static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, con
      * tanh-then-exp is one long dependent chain; two short loops keep more
      * vectors in flight. */
     XF_T *z = zs ? zs : e;
-    int64_t i = 0;
-    for (; i + XF_W <= n; i += XF_W) {
-        XF_FN(prefetch_ahead)(x + i, 1);
-        V_STOREU(z + i, XF_FN(vtransform)(V_LOADU(x + i), o));
+    if (!pend) {
+        XF_FN(tanh_loop)(x, z, n, o, 0, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0);
+    } else {
+        /* the arithmetic of write_row, bit for bit */
+        XF_T *po = pend->out + j0;
+        const XF_T f = (XF_T)(XF_FN(seg_factor)(pend->seg_max[j], pend->M, pend->log_S) * pend->a);
+        const XF_T *pe = pend->e + j0, *pz = pend->zs + j0;
+        const XF_T *pw = pend->w ? pend->w + j0 : NULL, *ptp = pend->tp ? pend->tp + j0 : NULL;
+        const XF_T al = pend->alpha, be = pend->beta, ic = pend->inv_cap;
+        if (pw || ptp || be != 0) {
+            if (stream)
+                XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, pw, ptp, pz, f, al, be, ic, 1, 1);
+            else
+                XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, pw, ptp, pz, f, al, be, ic, 1, 0);
+        } else if (stream) {
+            XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, NULL, NULL, pz, f, 0, 0, ic, 0, 1);
+        } else {
+            XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, NULL, NULL, pz, f, 0, 0, ic, 0, 0);
+        }
     }
-    if (i < n) V_STORE_TAIL(z + i, XF_FN(vtransform)(V_LOAD_TAIL(x + i, n - i, 0), o), n - i);
     return XF_FN(gen_loop)(z, w, tp, n, m, o, e, 1);
 }
 
 /* The general row's statistics: M, S (as row_stats), EZ = sum exp(z - M) (z - M),
- * and the plain sums; seg_max[j] holds each segment's max of z. */
+ * and the plain sums; seg_max[j] holds each segment's max of z.  A deferred
+ * softcap gradient row pend (or NULL) is written meanwhile, but for its
+ * target's entry. */
 static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64_t C,
                                            const XF_FN(opts_t) *o, XF_T *e, XF_T *zs,
                                            XF_T *seg_max, double *M_out, double *S_out,
-                                           XF_FN(sums_t) *tot) {
+                                           XF_FN(sums_t) *tot, const XF_FN(pending_t) *pend,
+                                           int stream) {
     double M = -INFINITY, S = 0.0, EZ = 0.0;
     XF_FN(sums_t) t = {0, 0, 0, 0, 0};
     for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
@@ -505,7 +582,8 @@ static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64
         const XF_FN(sums_t) g = XF_FN(gen_segment)(x + j0, o->w ? o->w + j0 : NULL,
                                                    tp ? tp + j0 : NULL, n,
                                                    m == -INFINITY ? 0 : m, o,
-                                                   e ? e + j0 : NULL, zs ? zs + j0 : NULL);
+                                                   e ? e + j0 : NULL, zs ? zs + j0 : NULL,
+                                                   pend, j0, j, stream);
         t.wz += g.wz;
         t.wtz += g.wtz;
         t.wt += g.wt;
@@ -738,6 +816,16 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
     XF_T *seg_max = zs + c_pad;
     const int store_z = want_out && a->softcap != 0;
     int stream = a->streaming;
+    /* A softcapped float32 gradient is compute-bound while the row's stats
+     * are taken and store-bound while it is written; one after the other,
+     * the cores idle on the stores.  So each row's write is deferred into
+     * the next row's tanh loops (gen_segment), which then takes a second
+     * set of scratch buffers (for float32 they fit in xf_scratch_bytes). */
+    const int defer = store_z && mode == XF_MODE_GRAD && sizeof(XF_T) == 4;
+    const int64_t n_seg_pad = ((C + XF_SEGMENT - 1) / XF_SEGMENT + 15) & ~(int64_t)15;
+    XF_T *e_alt = seg_max + n_seg_pad, *zs_alt = e_alt + c_pad, *seg_max_alt = zs_alt + c_pad;
+    XF_FN(pending_t) pend;
+    pend.out = NULL;
 #ifdef XF_NARROW
     if (!general && C <= XF_NARROW_MAX && a->x_stride == C && a->row_entropy == NULL &&
         (mode == XF_MODE_LOSS || mode == XF_MODE_LSE ||
@@ -767,11 +855,17 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
         }
         double M, S;
         XF_FN(sums_t) sums = {0, 0, 0, 0, 0};
-        if (general)
+        if (general) {
             XF_FN(row_stats_general)(x, tp, C, &o, (want_out || o.cap) ? e : NULL,
-                                     store_z ? zs : NULL, seg_max, &M, &S, &sums);
-        else
+                                     store_z ? zs : NULL, seg_max, &M, &S, &sums,
+                                     pend.out ? &pend : NULL, stream);
+            if (pend.out) { /* the deferred row is written: its target's entry last */
+                if (pend.y >= 0) pend.out[pend.y] = pend.out_y;
+                pend.out = NULL;
+            }
+        } else {
             XF_FN(row_stats)(x, C, want_out ? e : NULL, want_out ? seg_max : NULL, &M, &S);
+        }
         const double log_S = log(S);
         const double lse = M + log_S;
         /* a +inf logit: lse +inf (the loss and gradient are NaN, as PyTorch) */
@@ -812,9 +906,9 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
             const double R = a->scale * (a->row_scale ? a->row_scale[r] : 1.0) * s_r;
             /* dz/dx = (1/T) dz/du: 1/T folded into the row's coefficients */
             const double it = general ? (double)o.inv_t : 1.0;
-            XF_FN(write_row)(out, e, seg_max, general ? w : NULL, tp, store_z ? zs : NULL,
-                             C, M, log_S, R * A * it, (XF_T)(R * alpha * it),
-                             (XF_T)(R * beta * it), o.inv_cap, stream);
+            XF_FN(pending_t) row = {out, e, store_z ? zs : NULL, seg_max, general ? w : NULL,
+                                    tp, M, log_S, R * A * it, (XF_T)(R * alpha * it),
+                                    (XF_T)(R * beta * it), o.inv_cap, y, 0};
             if (y >= 0) {
                 /* the target's entry, recomputed in double from the scratch exp
                  * rather than read back from a (possibly streamed) store */
@@ -825,7 +919,18 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
                 const double b_y = general ? w_y * beta : 0.0;
                 const double th_y = store_z ? (double)zs[y] * (double)o.inv_cap : 0.0;
                 const double dz = general ? (double)o.inv_t * (1.0 - th_y * th_y) : 1.0;
-                out[y] = (XF_T)(R * (p_y * A - b_y - hit) * dz);
+                row.out_y = (XF_T)(R * (p_y * A - b_y - hit) * dz);
+            }
+            if (defer) {
+                /* written during the next row's stats (or after the last
+                 * row); the next row takes the other scratch buffers */
+                pend = row;
+                XF_T *t = e;
+                e = e_alt, e_alt = t;
+                t = zs, zs = zs_alt, zs_alt = t;
+                t = seg_max, seg_max = seg_max_alt, seg_max_alt = t;
+            } else {
+                XF_FN(write_pending)(&row, C, stream);
             }
         } else if (mode == XF_MODE_SOFTMAX) {
             XF_FN(write_row)(out, e, seg_max, NULL, NULL, NULL, C, M, log_S, 1.0, 0, 0, 0, stream);
@@ -833,6 +938,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
             XF_FN(write_log_softmax_row)(out, x, C, M, log_S);
         }
     }
+    if (pend.out) XF_FN(write_pending)(&pend, C, stream);
     if (stream) XF_SFENCE();
 }
 

@@ -165,7 +165,8 @@ typedef struct xf_kernel_table {
 
 /* Bytes of per-thread scratch a row of n_classes needs (any dtype). */
 static inline size_t xf_scratch_bytes(int64_t n_classes) {
-    /* exps and chain factors (2 x C) plus one max per segment, in the widest dtype */
+    /* exps and softcapped logits (2 x C) plus one max per segment, in the widest
+     * dtype: for float32, two such sets (kernel_body.h's deferred softcap write) */
     int64_t n_seg = (n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
     /* (also the narrow-row kernel's row index table: 16 x C int32, C <= 32) */
     return (size_t)(2 * n_classes + 256) * sizeof(double) + (size_t)(n_seg + 1) * sizeof(double) + 64;
