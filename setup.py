@@ -54,7 +54,12 @@ class BuildExt(build_ext):
     def _base_flags(self):
         if self._is_msvc():
             return ["/O2"]
-        flags = ["-O3", "-Wall", "-Wno-unused-function"]
+        # -ffp-contract=off: every FMA in the kernels is written out; the
+        # compiler fusing a multiply and an add on its own would do so
+        # differently in different inlined copies of the same formula (a
+        # deferred softcap row and a row written at once would then differ
+        # in the last bit, and results would depend on the thread count)
+        flags = ["-O3", "-ffp-contract=off", "-Wall", "-Wno-unused-function"]
         if SANITIZE:
             flags += ["-O1", "-g", "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
                       "-fno-sanitize-recover=undefined"]

@@ -26,7 +26,7 @@ esac
 BIN=$(mktemp "${TMPDIR:-/tmp}/kernel_bench.XXXXXX")
 trap 'rm -f "$BIN"' EXIT
 # shellcheck disable=SC2086
-gcc -O3 $FLAGS -I"$ROOT/include" \
+gcc -O3 -ffp-contract=off $FLAGS -I"$ROOT/include" \
     -DXF_KERNEL_FILE="\"$ROOT/src/xentfast/kernels/$ISA.c\"" -DXF_ROWS="xf_rows_f32_$ISA" \
     "$ROOT/tools/${TOOL:-kernel_bench}.c" -o "$BIN" -lm
 if [[ "${CALLGRIND:-0}" == 1 ]]; then

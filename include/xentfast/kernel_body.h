@@ -383,7 +383,7 @@ static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o) {
     XF_V q = V_FMA(V_SET1(0.00023520176f), t, V_SET1(0.023982681f));
     q = V_FMA(q, t, V_SET1(0.4630285f));
     q = V_FMA(q, t, V_SET1(1.0f));
-    return V_MUL(V_MUL(u, p), V_RECIP(q));
+    return V_DIV(V_MUL(u, p), q);
 }
 #else
 /* z = softcap(x / T) = c tanh v, v = x / (T c), for a vector (dz/du =
