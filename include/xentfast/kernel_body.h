@@ -466,6 +466,7 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
     int64_t i = 0;
     for (; i + XF_W <= n; i += XF_W) {
         if (!pre) XF_FN(prefetch_ahead)(x + i, 1);
+        if (tp) XF_FN(prefetch_ahead)(tp + i, 1);
         const XF_V z = pre ? V_LOADU(x + i) : V_ROUND_T(V_MUL(V_LOADU(x + i), inv_t));
         XF_FN(gen_vec)(o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, mv,
                        XF_W, &s, &ez, &wz, &wtz, &wt, &ev, pre);
