@@ -430,7 +430,8 @@ cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
     # blocks start at multiples of 16 rows: the narrow-row kernels group
     # rows by 8 or 16 from a block's start, identically for any thread count
     cdef int64_t block = ((max(BLOCK_ELEMENTS // a.n_classes, 1) + 15) // 16) * 16
-    cdef int64_t n_blocks, b, begin, end
+    cdef int64_t n_blocks, begin, end
+    cdef int t
     cdef size_t scratch_bytes = xf_scratch_bytes(a.n_classes)
     cdef void *scratch
     cdef int failed = 0
@@ -452,14 +453,18 @@ cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
     with nogil, parallel(num_threads=num_threads):
         scratch = malloc(scratch_bytes)
         # every thread must reach the work-sharing loop, even one whose
-        # malloc failed: it only flags the failure for its blocks
-        for b in prange(n_blocks, schedule="static"):
-            begin = b * block
-            end = begin + block
+        # malloc failed: it only flags the failure for its blocks.  Each
+        # thread takes one contiguous run of whole blocks in one call, so
+        # that a softcapped row's deferred write (kernel_body.h) overlaps
+        # the next row's arithmetic across block boundaries too.
+        for t in prange(num_threads, schedule="static"):
+            begin = (t * n_blocks // num_threads) * block
+            end = ((t + 1) * n_blocks // num_threads) * block
             if end > n_rows:
                 end = n_rows
             if scratch != NULL:
-                fn(a, begin, end, scratch)
+                if begin < end:
+                    fn(a, begin, end, scratch)
             else:
                 failed_ptr[0] = 1
         free(scratch)
