@@ -11,9 +11,10 @@
  *   V_LOAD_TAIL(p,n,fill) V_STORE_TAIL(p,v,n)   lanes [0,n), n < XF_W
  *   V_ZERO_TAIL(v,n)                           lanes [n, XF_W) set to 0
  *   V_ADD V_SUB V_MUL V_DIV V_MAX V_MIN V_FMA(a,b,c)=a*b+c  V_FNMA(a,b,c)=c-a*b
- *   V_EXP   and either V_LDEXP(p, n) = p * 2^n (AVX2: the cheaper exp and
- *           expm1 below are built on it) or V_EXP_MID and V_EXPM1_MID
- *           themselves (AVX-512: by a table; the scalar build: libm)
+ *   V_EXP   and either V_LDEXP(p, n) = p * 2^n (AVX2: the cheaper exp
+ *           below is built on it) or V_EXP_MID itself (AVX-512: by a table;
+ *           the scalar build: libm)
+ *   XF_TANH_RATIONAL (float32 SIMD) or V_EXPM1_MID: the softcap's tanh
  *   V_RECIP(v)      1/v to about an ulp (for v in [1, 1e30])
  *   V_HMAX(v) -> XF_T   V_HSUM(v) -> double   V_FIRST(v) -> lane 0   XF_SFENCE()
  *   XF_T_MAX        largest finite XF_T
@@ -271,6 +272,9 @@ typedef struct {
     XF_T inv_t, cap, inv_cap; /* 1/T; softcap c (0: none), 1/c */
     XF_T u_scale;             /* 1/(T c) (rational tanh) or 2/(T c) (by expm1) */
     XF_T cap_p[6];            /* c times the rational tanh's numerator */
+    int fold;                 /* rational tanh with 1/(T c) folded in: */
+    XF_T x_bound, fold_p[6], fold_q[4]; /* |x| clamp and coefficients in x^2 */
+    int exp_clamp;            /* the exps of z - m need their clamp (c > 43) */
     const XF_T *w;            /* class weights, or NULL                 */
     int want_wz, want_ez;     /* sums w*z (smoothing) and e*z (entropy) */
 } XF_FN(opts_t);
@@ -299,28 +303,23 @@ static inline void XF_FN(write_pending)(const XF_FN(pending_t) *p, int64_t C, in
     if (p->y >= 0) p->out[p->y] = p->out_y;
 }
 
-/* ---- the softcap's cheaper exp and expm1 (float32 lanes) ----
+/* ---- the softcap's cheaper exp (float32 lanes) ----
  * z = c tanh(x/c) carries an absolute error of about c * 1e-7 in float32,
- * so neither its tanh nor the exps of the softmax over z need the 0.9 ulp
- * of V_EXP.  Both start from x = n ln2 + r: n = rint(x log2 e) by adding and
+ * so the exps of the softmax over z need no more than about that, not the
+ * 0.9 ulp of V_EXP.  x = n ln2 + r: n = rint(x log2 e) by adding and
  * subtracting 1.5*2^23 (one FMA), r = x - n ln2 by one FMA with ln 2 rounded
  * to float (error |n| * 1.9e-9; r = x exactly when n = 0).  No range
- * clamp: the callers clamp x to [-87.3, 88].  AVX-512 brings its own,
- * table-driven and two FMAs shorter each (simd_avx512.h). */
+ * clamp: the callers keep x in [-87.3, 88].  AVX-512 brings its own,
+ * table-driven and two FMAs shorter (simd_avx512.h). */
 #if defined(V_LDEXP) && !defined(V_EXP_MID)
-static XF_ALWAYS_INLINE XF_V XF_FN(reduce_mid)(XF_V x, XF_V *n) {
-    const XF_V shifter = V_SET1(12582912.0f);
-    *n = V_SUB(V_FMA(x, V_SET1(1.44269504f), shifter), shifter);
-    return V_FNMA(*n, V_SET1(0.693147182f), x);
-}
-
 /* e^x to 3.9e-7 relative on [-87.3, 88] (AVX2, measured by TOOL=exp_mid_check
  * tools/kernel_bench.sh avx2; most of it the reduction's error at |x| near
  * 88): e^r by a degree-5 polynomial fitted for minimax relative error on
  * [-ln2/2, ln2/2] (Lawson's iteration; 9.1e-8 before float rounding). */
 static XF_ALWAYS_INLINE XF_V XF_FN(exp_mid)(XF_V x) {
-    XF_V n;
-    const XF_V r = XF_FN(reduce_mid)(x, &n);
+    const XF_V shifter = V_SET1(12582912.0f);
+    const XF_V n = V_SUB(V_FMA(x, V_SET1(1.44269504f), shifter), shifter);
+    const XF_V r = V_FNMA(n, V_SET1(0.693147182f), x);
     XF_V p = V_SET1(8.290315e-3f);
     p = V_FMA(p, r, V_SET1(4.1897930e-2f));
     p = V_FMA(p, r, V_SET1(1.6667636e-1f));
@@ -329,28 +328,9 @@ static XF_ALWAYS_INLINE XF_V XF_FN(exp_mid)(XF_V x) {
     p = V_FMA(p, r, V_SET1(1.0f));
     return V_LDEXP(p, n);
 }
-
-/* expm1(x) = e^x - 1 to 1.4e-7 relative on [-20, 20], tiny x included
- * (measured as exp_mid): expm1(r) = r g(r), g of degree 5 fitted for minimax relative error on
- * [-ln2/2, ln2/2] (Lawson's iteration, 1.3e-8); then expm1(x) = 2^n expm1(r)
- * + (2^n - 1), where |expm1(x)| >= 0.29 whenever n != 0: nothing cancels. */
-static XF_ALWAYS_INLINE XF_V XF_FN(expm1_mid)(XF_V x) {
-    XF_V n;
-    const XF_V r = XF_FN(reduce_mid)(x, &n), one = V_SET1(1.0f);
-    XF_V g = V_SET1(1.3882522e-3f);
-    g = V_FMA(g, r, V_SET1(8.3665140e-3f));
-    g = V_FMA(g, r, V_SET1(4.1667201e-2f));
-    g = V_FMA(g, r, V_SET1(1.6666543e-1f));
-    g = V_FMA(g, r, V_SET1(4.9999997e-1f));
-    g = V_FMA(g, r, one);
-    const XF_V s = V_LDEXP(one, n);
-    return V_FMA(s, V_MUL(g, r), V_SUB(s, one));
-}
 #define XF_EXP_MID XF_FN(exp_mid)
-#define XF_EXPM1_MID XF_FN(expm1_mid)
 #else
 #define XF_EXP_MID V_EXP_MID
-#define XF_EXPM1_MID V_EXPM1_MID
 #endif
 
 #ifdef XF_TANH_RATIONAL
@@ -361,28 +341,48 @@ static XF_ALWAYS_INLINE XF_V XF_FN(expm1_mid)(XF_V x) {
  * P(0) = 1 (z tends to x / T for a cap much larger than the logits), Q of
  * degree 3 with Q(0) = 1, fitted for minimax relative error on [0, 9.02]
  * (Loeb's linearisation, a linear program per step; 1.5e-7 before float
- * rounding), c folded into P by opts_set.  Nothing cancels (for |u| << 1 it
- * is u (1 + O(u^2)), unlike 1 - 2/(e^{2u} + 1)) and there is no range
- * reduction: 15 multiply-class operations per vector against 17 for tanh
- * by expm1, which is what the softcap pass is bound by.  Accuracy 4.5e-7
- * relative for every u (TOOL=exp_mid_check tools/kernel_bench.sh
- * avx512|avx2).  NaN passes the clamp. */
+ * rounding), c folded into P.  Nothing cancels (for |u| << 1 it is
+ * u (1 + O(u^2)), unlike 1 - 2/(e^{2u} + 1)) and there is no range
+ * reduction: 10 multiply-class operations and a division per vector,
+ * against 17 for tanh by expm1; the softcap pass is bound by those.
+ * Accuracy 3.9e-7 relative for tanh, 4.1e-7 for 30 tanh(x/30) (measured by
+ * TOOL=exp_mid_check tools/kernel_bench.sh avx512|avx2).  NaN passes the
+ * clamp. */
 #define XF_TANH_U 9.02f
 static const double xf_tanh_p[6] = {1.0, 0.1296948, 0.0029735093, 9.719833e-06,
                                     -1.401629e-08, 2.1090726e-11};
-static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o) {
+static const double xf_tanh_q[4] = {1.0, 0.4630285, 0.023982681, 0.00023520176};
+/* folded: z = x P~(x^2) / Q~(x^2) with P~_k = p_k s^2k / T, Q~_k = q_k s^2k
+ * (s = 1/(T c), so c s = 1/T) and |x| clamped to U/s: one multiply fewer
+ * (u = s x) where the coefficients are comfortably inside float's range
+ * (opts_set decides). */
+static XF_ALWAYS_INLINE XF_V XF_FN(vtransform_impl)(XF_V x, const XF_FN(opts_t) *o,
+                                                    const int folded) {
     if (!o->cap) return V_ROUND_T(V_MUL(x, V_SET1(o->inv_t)));
-    XF_V u = V_MUL(x, V_SET1(o->u_scale));
-    u = V_MAX(V_SET1(-XF_TANH_U), V_MIN(V_SET1(XF_TANH_U), u));
+    const XF_T *pc = folded ? o->fold_p : o->cap_p;
+    XF_V u, q;
+    if (folded) {
+        u = V_MAX(V_SET1(-o->x_bound), V_MIN(V_SET1(o->x_bound), x));
+    } else {
+        u = V_MUL(x, V_SET1(o->u_scale));
+        u = V_MAX(V_SET1(-XF_TANH_U), V_MIN(V_SET1(XF_TANH_U), u));
+    }
     const XF_V t = V_MUL(u, u);
-    XF_V p = V_FMA(V_SET1(o->cap_p[5]), t, V_SET1(o->cap_p[4]));
-    p = V_FMA(p, t, V_SET1(o->cap_p[3]));
-    p = V_FMA(p, t, V_SET1(o->cap_p[2]));
-    p = V_FMA(p, t, V_SET1(o->cap_p[1]));
-    p = V_FMA(p, t, V_SET1(o->cap_p[0]));
-    XF_V q = V_FMA(V_SET1(0.00023520176f), t, V_SET1(0.023982681f));
-    q = V_FMA(q, t, V_SET1(0.4630285f));
+    XF_V p = V_FMA(V_SET1(pc[5]), t, V_SET1(pc[4]));
+    p = V_FMA(p, t, V_SET1(pc[3]));
+    p = V_FMA(p, t, V_SET1(pc[2]));
+    p = V_FMA(p, t, V_SET1(pc[1]));
+    p = V_FMA(p, t, V_SET1(pc[0]));
+    if (folded) {
+        q = V_FMA(V_SET1(o->fold_q[3]), t, V_SET1(o->fold_q[2]));
+        q = V_FMA(q, t, V_SET1(o->fold_q[1]));
+    } else {
+        q = V_FMA(V_SET1((XF_T)xf_tanh_q[3]), t, V_SET1((XF_T)xf_tanh_q[2]));
+        q = V_FMA(q, t, V_SET1((XF_T)xf_tanh_q[1]));
+    }
     q = V_FMA(q, t, V_SET1(1.0f));
+    /* a true division: on Zen 4 VDIVPS takes fewer FMA-pipe slots than
+     * VRCP14PS plus a Newton step plus the product, and is exact */
     return V_DIV(V_MUL(u, p), q);
 }
 #else
@@ -393,11 +393,13 @@ static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o) {
  * larger than the logits).  2v is clamped to +-XF_TANH_2V, beyond which
  * tanh rounds to +-1 in XF_T (NaN passes). */
 #define XF_TANH_2V (sizeof(XF_T) == 4 ? 20.0 : 40.0)
-static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o) {
+static XF_ALWAYS_INLINE XF_V XF_FN(vtransform_impl)(XF_V x, const XF_FN(opts_t) *o,
+                                                    const int folded) {
+    (void)folded; /* never set: opts_set folds only the rational form */
     if (!o->cap) return V_ROUND_T(V_MUL(x, V_SET1(o->inv_t)));
     XF_V v2 = V_MUL(x, V_SET1(o->u_scale));
     v2 = V_MAX(V_SET1(-XF_TANH_2V), V_MIN(V_SET1(XF_TANH_2V), v2));
-    const XF_V q = XF_EXPM1_MID(v2);
+    const XF_V q = V_EXPM1_MID(v2);
     const XF_V th = V_MUL(q, V_RECIP(V_ADD(q, V_SET1(2))));
     return V_ROUND_T(V_MUL(V_SET1(o->cap), th));
 }
@@ -409,13 +411,40 @@ static inline void XF_FN(opts_set)(XF_FN(opts_t) *o, double softcap, double inv_
     o->inv_t = (XF_T)inv_temperature;
     o->cap = (XF_T)softcap;
     o->inv_cap = softcap ? (XF_T)(1.0 / softcap) : 0;
+    o->fold = 0;
+    o->x_bound = 0;
+    for (int k = 0; k < 6; k++) o->cap_p[k] = o->fold_p[k] = 0;
+    for (int k = 0; k < 4; k++) o->fold_q[k] = 0;
+    /* z - m >= -2c (1 + 5e-7): no exp below -87.3 for c <= 43 */
+    o->exp_clamp = !(softcap <= 43.0);
 #ifdef XF_TANH_RATIONAL
-    o->u_scale = softcap ? (XF_T)fmin(inv_temperature / softcap, XF_T_MAX) : 0;
+    const double s = inv_temperature / softcap;
+    o->u_scale = softcap ? (XF_T)fmin(s, XF_T_MAX) : 0;
     for (int k = 0; k < 6; k++) o->cap_p[k] = (XF_T)(softcap * xf_tanh_p[k]);
+    if (softcap) {
+        /* fold when every coefficient and the clamp's square stay within
+         * [2^-100, 2^100]: far from overflow and from subnormal precision */
+        const double lo = 0x1p-100, hi = 0x1p100, s2 = s * s, bound = XF_TANH_U / s;
+        int ok = bound * bound < hi;
+        double sk = 1.0;
+        for (int k = 0; k < 6; k++, sk *= s2) {
+            const double pk = fabs(xf_tanh_p[k] * sk * inv_temperature);
+            const double qk = k < 4 ? xf_tanh_q[k] * sk : 1.0;
+            ok = ok && pk >= lo && pk <= hi && qk >= lo && qk <= hi;
+            o->fold_p[k] = (XF_T)(xf_tanh_p[k] * sk * inv_temperature);
+            if (k < 4) o->fold_q[k] = (XF_T)qk;
+        }
+        o->fold = ok;
+        o->x_bound = ok ? (XF_T)bound : 0;
+    }
 #else
     o->u_scale = softcap ? (XF_T)fmin(2.0 * inv_temperature / softcap, XF_T_MAX) : 0;
-    for (int k = 0; k < 6; k++) o->cap_p[k] = 0;
 #endif
+}
+
+/* vtransform with the folding chosen at run time (per call, not per vector) */
+static inline XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o) {
+    return o->fold ? XF_FN(vtransform_impl)(x, o, 1) : XF_FN(vtransform_impl)(x, o, 0);
 }
 
 /* z of one logit by the very vector code of the row pass (lane 0), so
@@ -430,13 +459,15 @@ static inline double XF_FN(transform1)(XF_T x, const XF_FN(opts_t) *o) {
 static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V z, XF_V w, const XF_T *tp,
                                             XF_V tpv, XF_V mv, int64_t valid, XF_V *s, XF_V *ez,
                                             XF_V *wz, XF_V *wtz, XF_V *wt, XF_V *e_out,
-                                            const int capped) {
+                                            const int capped, const int clamp) {
     const XF_V zm = V_SUB(z, mv);
     /* under softcap z itself carries an absolute error of about c * 1e-7,
      * so e^{z-m} needs no more than XF_EXP_MID's accuracy (z - m >= -2c is
      * finite; below -87.3 the exp is clamped to about FLT_MIN, an absolute
      * error under 1.2e-38) */
-    XF_V e = (capped && sizeof(XF_T) == 4) ? XF_EXP_MID(V_MAX(V_SET1(-87.3), zm)) : V_EXP(zm);
+    XF_V e = (capped && sizeof(XF_T) == 4)
+                 ? XF_EXP_MID(clamp ? V_MAX(V_SET1(-87.3), zm) : zm)
+                 : V_EXP(zm);
     if (valid < XF_W) e = V_ZERO_TAIL(e, valid);
     *s = V_ADD(*s, e);
     /* entropy from sum e (z - m) <= 0: no cancellation against lse */
@@ -460,7 +491,7 @@ static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V z, XF_V
 static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T *w,
                                                       const XF_T *tp, int64_t n, XF_T m,
                                                       const XF_FN(opts_t) *o, XF_T *e,
-                                                      const int pre) {
+                                                      const int pre, const int clamp) {
     const XF_V zero = V_SET1(0), one = V_SET1(1), mv = V_SET1(m), inv_t = V_SET1(o->inv_t);
     XF_V s = zero, ez = zero, wz = zero, wtz = zero, wt = zero, ev;
     int64_t i = 0;
@@ -469,7 +500,7 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
         if (tp) XF_FN(prefetch_ahead)(tp + i, 1);
         const XF_V z = pre ? V_LOADU(x + i) : V_ROUND_T(V_MUL(V_LOADU(x + i), inv_t));
         XF_FN(gen_vec)(o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, mv,
-                       XF_W, &s, &ez, &wz, &wtz, &wt, &ev, pre);
+                       XF_W, &s, &ez, &wz, &wtz, &wt, &ev, pre, clamp);
         if (e) V_STOREU(e + i, ev);
     }
     if (i < n) {
@@ -478,7 +509,7 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
         XF_FN(gen_vec)(o, pre ? xv : V_ROUND_T(V_MUL(xv, inv_t)),
                        w ? V_LOAD_TAIL(w + i, r, 0) : one, tp,
                        tp ? V_LOAD_TAIL(tp + i, r, 0) : zero, mv, r, &s, &ez, &wz, &wtz, &wt,
-                       &ev, pre);
+                       &ev, pre, clamp);
         if (e) V_STORE_TAIL(e + i, ev, r);
     }
     XF_FN(sums_t) out = {V_HSUM(s), V_HSUM(ez), V_HSUM(wz), V_HSUM(wtz), V_HSUM(wt)};
@@ -496,7 +527,8 @@ static XF_ALWAYS_INLINE void XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
                                               XF_T *po, const XF_T *pe, const XF_T *pw,
                                               const XF_T *ptp, const XF_T *pz, XF_T f,
                                               XF_T alpha, XF_T beta, XF_T inv_cap,
-                                              const int shift, const int stream) {
+                                              const int shift, const int stream,
+                                              const int folded) {
     const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta), icv = V_SET1(inv_cap);
     int64_t i = 0, k = 0; /* k: the write's cursor */
     if (write && stream && XF_VBYTES > (int)sizeof(XF_T)) {
@@ -509,7 +541,7 @@ static XF_ALWAYS_INLINE void XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
     }
     for (; i + XF_W <= n; i += XF_W) {
         XF_FN(prefetch_ahead)(x + i, 1);
-        V_STOREU(z + i, XF_FN(vtransform)(V_LOADU(x + i), o));
+        V_STOREU(z + i, XF_FN(vtransform_impl)(V_LOADU(x + i), o, folded));
         if (write && k + XF_W <= n) {
             const XF_V g = XF_FN(segment_value)(pe, pw, ptp, pz, k, XF_W, fv, av, bv, icv, shift);
             if (stream) V_STREAM(po + k, g);
@@ -517,10 +549,40 @@ static XF_ALWAYS_INLINE void XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
             k += XF_W;
         }
     }
-    if (i < n) V_STORE_TAIL(z + i, XF_FN(vtransform)(V_LOAD_TAIL(x + i, n - i, 0), o), n - i);
+    if (i < n)
+        V_STORE_TAIL(z + i, XF_FN(vtransform_impl)(V_LOAD_TAIL(x + i, n - i, 0), o, folded),
+                     n - i);
     if (write && k < n)
         XF_FN(write_segment)(po + k, pe + k, pw ? pw + k : NULL, ptp ? ptp + k : NULL, pz + k,
                              n - k, f, alpha, beta, inv_cap, stream);
+}
+
+/* A segment's z loop, with segment j of the deferred row pend (or NULL)
+ * written in it: one specialised loop per (write, shift, stream, folded). */
+static XF_ALWAYS_INLINE void XF_FN(tanh_segment)(const XF_T *x, XF_T *z, int64_t n,
+                                                 const XF_FN(opts_t) *o,
+                                                 const XF_FN(pending_t) *pend, int64_t j0,
+                                                 int64_t j, int stream, const int folded) {
+    if (!pend) {
+        XF_FN(tanh_loop)(x, z, n, o, 0, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, folded);
+        return;
+    }
+    /* the arithmetic of write_row, bit for bit */
+    XF_T *po = pend->out + j0;
+    const XF_T f = (XF_T)(XF_FN(seg_factor)(pend->seg_max[j], pend->M, pend->log_S) * pend->a);
+    const XF_T *pe = pend->e + j0, *pz = pend->zs + j0;
+    const XF_T *pw = pend->w ? pend->w + j0 : NULL, *ptp = pend->tp ? pend->tp + j0 : NULL;
+    const XF_T al = pend->alpha, be = pend->beta, ic = pend->inv_cap;
+    if (pw || ptp || be != 0) {
+        if (stream)
+            XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, pw, ptp, pz, f, al, be, ic, 1, 1, folded);
+        else
+            XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, pw, ptp, pz, f, al, be, ic, 1, 0, folded);
+    } else if (stream) {
+        XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, NULL, NULL, pz, f, 0, 0, ic, 0, 1, folded);
+    } else {
+        XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, NULL, NULL, pz, f, 0, 0, ic, 0, 0, folded);
+    }
 }
 
 /* Sums of one segment (n elements) relative to its max m (finite); stores
@@ -535,32 +597,17 @@ static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, con
     /* a private copy: the stores to e and zs cannot alias it, so the
      * options stay in registers instead of being reloaded every vector */
     const XF_FN(opts_t) local = *opts, *o = &local;
-    if (!o->cap) return XF_FN(gen_loop)(x, w, tp, n, m, o, e, 0);
+    if (!o->cap) return XF_FN(gen_loop)(x, w, tp, n, m, o, e, 0, 0);
     /* softcap: z in a loop of its own, then the exps from z.  Each vector's
      * tanh-then-exp is one long dependent chain; two short loops keep more
      * vectors in flight. */
     XF_T *z = zs ? zs : e;
-    if (!pend) {
-        XF_FN(tanh_loop)(x, z, n, o, 0, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0);
-    } else {
-        /* the arithmetic of write_row, bit for bit */
-        XF_T *po = pend->out + j0;
-        const XF_T f = (XF_T)(XF_FN(seg_factor)(pend->seg_max[j], pend->M, pend->log_S) * pend->a);
-        const XF_T *pe = pend->e + j0, *pz = pend->zs + j0;
-        const XF_T *pw = pend->w ? pend->w + j0 : NULL, *ptp = pend->tp ? pend->tp + j0 : NULL;
-        const XF_T al = pend->alpha, be = pend->beta, ic = pend->inv_cap;
-        if (pw || ptp || be != 0) {
-            if (stream)
-                XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, pw, ptp, pz, f, al, be, ic, 1, 1);
-            else
-                XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, pw, ptp, pz, f, al, be, ic, 1, 0);
-        } else if (stream) {
-            XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, NULL, NULL, pz, f, 0, 0, ic, 0, 1);
-        } else {
-            XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, NULL, NULL, pz, f, 0, 0, ic, 0, 0);
-        }
-    }
-    return XF_FN(gen_loop)(z, w, tp, n, m, o, e, 1);
+    if (o->fold)
+        XF_FN(tanh_segment)(x, z, n, o, pend, j0, j, stream, 1);
+    else
+        XF_FN(tanh_segment)(x, z, n, o, pend, j0, j, stream, 0);
+    return o->exp_clamp ? XF_FN(gen_loop)(z, w, tp, n, m, o, e, 1, 1)
+                        : XF_FN(gen_loop)(z, w, tp, n, m, o, e, 1, 0);
 }
 
 /* The general row's statistics: M, S (as row_stats), EZ = sum exp(z - M) (z - M),

@@ -66,7 +66,7 @@ static inline __m512 xf_log_ps512(__m512 s) {
     return _mm512_fmadd_ps(k, _mm512_set1_ps(1.428606765330187e-6f), hi);
 }
 
-/* ---- the softcap's cheaper exp and expm1 (see kernel_body.h), by a table ----
+/* ---- the softcap's cheaper exp (see kernel_body.h), by a table ----
  * x = (k/32) ln2 + r with k = rint(32 x log2 e): adding 1.5*2^18 rounds
  * x log2 e to a multiple of 1/32 (one FMA), and the sum's low 5 mantissa
  * bits are k mod 32, the index VPERMT2PS takes straight from the bits.
@@ -74,24 +74,16 @@ static inline __m512 xf_log_ps512(__m512 s) {
  * (error |k/32| * 1.9e-9, as kernel_body.h's reduction).  The fraction
  * j = k mod 32 is taken in [-16, 15], so n = (k - j)/32 = floor(k/32 + 1/2),
  * which VSCALEFPS (it floors its exponent) gets as k/32 + 1/2, exactly.
- * Against the polynomial-only versions this saves two FMA-class operations
- * of each function for a permute: the softcap pass is bound by those. */
+ * Against the polynomial-only version this saves two FMA-class operations
+ * for a permute: the softcap pass is bound by those. */
 #define XF_TAB32_SHIFTER 393216.0f /* 1.5 * 2^18 */
-/* 2^(j/32) and 2^(j/32) - 1 rounded to float, at index j mod 32 */
+/* 2^(j/32) rounded to float, at index j mod 32 */
 static const float xf_exp2_frac32[32] = {
     1.0f, 1.0218972f, 1.04427373f, 1.06714046f, 1.09050775f, 1.1143868f, 1.13878858f,
     1.1637249f, 1.18920708f, 1.21524739f, 1.24185777f, 1.26905096f, 1.29683959f, 1.32523668f,
     1.35425556f, 1.38390994f, 0.707106769f, 0.722590387f, 0.738413095f, 0.754582226f,
     0.771105409f, 0.787990451f, 0.805245161f, 0.822877765f, 0.840896428f, 0.859309673f,
     0.878126085f, 0.897354543f, 0.917004049f, 0.93708384f, 0.957603276f, 0.978572071f};
-static const float xf_exp2m1_frac32[32] = {
-    0.0f, 0.0218971483f, 0.0442737825f, 0.0671404004f, 0.0905077308f, 0.114386745f,
-    0.13878864f, 0.163724855f, 0.189207122f, 0.215247363f, 0.241857812f, 0.269050956f,
-    0.296839565f, 0.325236648f, 0.354255557f, 0.383909881f, -0.292893231f, -0.277409583f,
-    -0.261586934f, -0.245417789f, -0.228894591f, -0.212009579f, -0.194754839f, -0.177122265f,
-    -0.159103587f, -0.140690356f, -0.121873923f, -0.102645464f, -0.0829959586f, -0.062916182f,
-    -0.0423967205f, -0.0214279387f};
-
 static inline __m512 xf_reduce32_ps512(__m512 x, __m512i *index, __m512 *scale_exp) {
     const __m512 sum = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f),
                                        _mm512_set1_ps(XF_TAB32_SHIFTER));
@@ -116,28 +108,6 @@ static inline __m512 xf_exp_mid_ps512(__m512 x) {
     const __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(0.500000179f), r,
                                      _mm512_set1_ps(1.00001466f));
     return _mm512_scalef_ps(_mm512_fmadd_ps(_mm512_mul_ps(t, r), u, t), scale_exp);
-}
-
-/* expm1(x) to 1.6e-7 relative (measured as exp's) for x in [-20, 20], tiny
- * x included: with
- * t = 2^(j/32), Q = t e^r - 1 = (t - 1) + (t r) g(r), g = 1 + d1 r + d2 r^2
- * fitted for minimax relative error to (e^r - 1)/r on |r| <= ln2/64
- * (Lawson's iteration; 1.3e-8), and t - 1 from its own table (for j = 0 it
- * is 0 and Q = r g: no cancellation; otherwise |t - 1| >= 0.021 >= 1.4|t r|
- * cancels one bit at most).  Then expm1(x) = 2^n Q + (2^n - 1), where
- * |expm1(x)| >= 0.29 whenever n != 0. */
-static inline __m512 xf_expm1_mid_ps512(__m512 x) {
-    __m512i index;
-    __m512 scale_exp;
-    const __m512 r = xf_reduce32_ps512(x, &index, &scale_exp), one = _mm512_set1_ps(1.0f);
-    const __m512 tm1 = _mm512_permutex2var_ps(_mm512_loadu_ps(xf_exp2m1_frac32), index,
-                                              _mm512_loadu_ps(xf_exp2m1_frac32 + 16));
-    const __m512 t = _mm512_add_ps(tm1, one);
-    const __m512 g = _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0.166667119f), r,
-                                                     _mm512_set1_ps(0.500003636f)), r, one);
-    const __m512 q = _mm512_fmadd_ps(_mm512_mul_ps(t, r), g, tm1);
-    const __m512 s = _mm512_scalef_ps(one, scale_exp);
-    return _mm512_fmadd_ps(s, q, _mm512_sub_ps(s, one));
 }
 
 static inline __mmask16 xf_mask16(int64_t n) { return (__mmask16)((1u << n) - 1u); }

@@ -111,9 +111,8 @@ static inline __m512 xf_recip_ps512(__m512 d) {
 #define V_RECIP xf_recip_ps512
 #define V_ZERO_WHERE_ZERO(v, c) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((c), _mm512_setzero_ps(), _CMP_NEQ_UQ), (v))
 #define V_EXP xf_exp_ps512
-/* the softcap's cheaper exp and expm1, by a 32-entry table */
+/* the softcap's cheaper exp, by a 32-entry table */
 #define V_EXP_MID xf_exp_mid_ps512
-#define V_EXPM1_MID xf_expm1_mid_ps512
 #define V_HMAX _mm512_reduce_max_ps
 #define V_HSUM xf_hsum_ps512
 #define XF_SFENCE() _mm_sfence()
