@@ -516,12 +516,18 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
     return out;
 }
 
+/* The deferred write trails the z loop by this many vectors: at the same
+ * index, loading the previous row's scratch right after storing this row's
+ * z a multiple of 4 KiB away (C a multiple of 1024) stalls on 4K aliasing
+ * (8192 x 32768 softcap gradient, 2 threads: about 1.5x slower) */
+#define XF_WRITE_LAG 4
+
 /* The softcap's z loop over a segment (z = vtransform(x)), which, when
  * `write` is set, also writes one vector of a deferred gradient segment
  * (po, from pe, pw, ptp, pz as write_segment, n elements) per vector of z:
  * the stores then drain to memory while the tanh keeps the cores busy,
  * instead of stalling a write pass of their own.  Always inlined, so each
- * (write, shift, stream) gets a loop without branches on them. */
+ * (write, shift, stream, folded) gets a loop without branches on them. */
 static XF_ALWAYS_INLINE void XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
                                               const XF_FN(opts_t) *o, const int write,
                                               XF_T *po, const XF_T *pe, const XF_T *pw,
@@ -542,7 +548,7 @@ static XF_ALWAYS_INLINE void XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
     for (; i + XF_W <= n; i += XF_W) {
         XF_FN(prefetch_ahead)(x + i, 1);
         V_STOREU(z + i, XF_FN(vtransform_impl)(V_LOADU(x + i), o, folded));
-        if (write && k + XF_W <= n) {
+        if (write && i >= XF_WRITE_LAG * XF_W && k + XF_W <= n) {
             const XF_V g = XF_FN(segment_value)(pe, pw, ptp, pz, k, XF_W, fv, av, bv, icv, shift);
             if (stream) V_STREAM(po + k, g);
             else V_STOREU(po + k, g);
