@@ -166,6 +166,43 @@ def test_options_bitwise_identical_across_threads(rng, threads):
             assert a[0] == b[0] and np.array_equal(a[1], b[1]), options
 
 
+@pytest.mark.parametrize("options", [
+    dict(softcap=30.0), dict(softcap=50.0, temperature=0.8), dict(softcap=15.0, label_smoothing=0.1),
+    dict(softcap=30.0, weight="W"), dict(softcap=30.0, _target="P"),
+], ids=["softcap", "softcap,temperature", "softcap,smoothing", "softcap,weight",
+        "softcap,probabilities"])
+def test_deferred_softcap_rows_equal_rows_written_alone(backend, rng, options):
+    """A softcapped gradient row is written during the next row's tanh loop
+    (kernel_body.h), with streaming stores for a large output; each row must
+    equal, bit for bit, the same row computed alone (written at once, not
+    streamed), also across ignored rows, unaligned output rows and segment
+    tails (C = 7001: three whole segments and a tail)."""
+    n, c = 300, 7001  # 8.4 MB of output: streamed
+    x, t = random_problem(rng, n, c)
+    x *= 8
+    t[5::7] = -100
+    options = dict(options)
+    kw = {"reduction": "sum"}
+    if options.pop("weight", None):
+        kw["weight"] = rng.uniform(0.5, 2.0, c).astype(np.float32)
+    target = t
+    if options.pop("_target", None):
+        target = rng.dirichlet(np.ones(c), size=n).astype(np.float32)
+    kw.update(options)
+    flat = np.empty(n * c + 1, np.float32)
+    out = flat[1:].reshape(n, c)  # rows 4 bytes off any vector alignment
+    for threads in (1, 2):
+        loss, grad = xentfast.cross_entropy_and_grad(x, target, out=out, num_threads=threads,
+                                                     **kw)
+        assert grad is out
+        for i in range(n):
+            _, gi = xentfast.cross_entropy_and_grad(x[i:i + 1], target[i:i + 1], **kw)
+            assert np.array_equal(gi[0], grad[i]), (threads, i)
+        ref = reference.cross_entropy_and_grad(x.astype(np.float64), target, **kw)
+        assert_loss_close(loss, ref[0], CAPPED_TOL["loss"])
+        assert_grad_close(grad, ref[1], CAPPED_TOL["grad"])
+
+
 # ---------------------------------------------------------------- low precision
 
 
