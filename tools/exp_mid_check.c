@@ -49,7 +49,7 @@ int main(void) {
     XF_FN(opts_set)(&tanh_opts, 1.0, 1.0);
     XF_FN(opts_set)(&cap30, 30.0, 1.0);
     XF_FN(opts_set)(&cap30u, 30.0, 1.0);
-    cap30u.fold = 0;
+    XF_FN(tanh_set)(&cap30u, 30.0, 1.0, 0);
     for (int i = 0; i < 4096; i++) in[i] = -20.0f + 40.0f * (float)i / 4096.0f;
     double e_exp = 0, e_tanh = 0, e_c30 = 0, e_c30u = 0;
     for (long i = 0; i <= 4000000; i++) {

@@ -15,7 +15,6 @@
  *           below is built on it) or V_EXP_MID itself (AVX-512: by a table;
  *           the scalar build: libm)
  *   XF_TANH_RATIONAL (float32 SIMD) or V_EXPM1_MID: the softcap's tanh
- *   V_RECIP(v)      1/v to about an ulp (for v in [1, 1e30])
  *   V_HMAX(v) -> XF_T   V_HSUM(v) -> double   V_FIRST(v) -> lane 0   XF_SFENCE()
  *   XF_T_MAX        largest finite XF_T
  *   V_ZERO_WHERE_ZERO(v, c)   v, with lanes where c == 0 set to 0
@@ -271,9 +270,9 @@ static inline void XF_FN(write_log_softmax_row)(XF_T *out, const XF_T *x, int64_
 typedef struct {
     XF_T inv_t, cap, inv_cap; /* 1/T; softcap c (0: none), 1/c */
     XF_T u_scale;             /* 1/(T c) (rational tanh) or 2/(T c) (by expm1) */
-    XF_T cap_p[6];            /* c times the rational tanh's numerator */
-    int fold;                 /* rational tanh with 1/(T c) folded in: */
-    XF_T x_bound, fold_p[6], fold_q[4]; /* |x| clamp and coefficients in x^2 */
+    int fold;                 /* rational tanh: 1/(T c) folded into tanh_p/q */
+    XF_T bound;               /* its clamp on u (on x when folded) */
+    XF_T tanh_p[6], tanh_q[4]; /* its coefficients in u^2 (x^2 folded); q0 = 1 */
     int exp_clamp;            /* the exps of z - m need their clamp (c > 43) */
     const XF_T *w;            /* class weights, or NULL                 */
     int want_wz, want_ez;     /* sums w*z (smoothing) and e*z (entropy) */
@@ -355,34 +354,24 @@ static const double xf_tanh_q[4] = {1.0, 0.4630285, 0.023982681, 0.00023520176};
 /* folded: z = x P~(x^2) / Q~(x^2) with P~_k = p_k s^2k / T, Q~_k = q_k s^2k
  * (s = 1/(T c), so c s = 1/T) and |x| clamped to U/s: one multiply fewer
  * (u = s x) where the coefficients are comfortably inside float's range
- * (opts_set decides). */
+ * (opts_set decides and fills tanh_p, tanh_q and bound either way). */
 static XF_ALWAYS_INLINE XF_V XF_FN(vtransform_impl)(XF_V x, const XF_FN(opts_t) *o,
                                                     const int folded) {
     if (!o->cap) return V_ROUND_T(V_MUL(x, V_SET1(o->inv_t)));
-    const XF_T *pc = folded ? o->fold_p : o->cap_p;
-    XF_V u, q;
-    if (folded) {
-        u = V_MAX(V_SET1(-o->x_bound), V_MIN(V_SET1(o->x_bound), x));
-    } else {
-        u = V_MUL(x, V_SET1(o->u_scale));
-        u = V_MAX(V_SET1(-XF_TANH_U), V_MIN(V_SET1(XF_TANH_U), u));
-    }
+    const XF_V u = V_MAX(V_SET1(-o->bound),
+                         V_MIN(V_SET1(o->bound), folded ? x : V_MUL(x, V_SET1(o->u_scale))));
     const XF_V t = V_MUL(u, u);
-    XF_V p = V_FMA(V_SET1(pc[5]), t, V_SET1(pc[4]));
-    p = V_FMA(p, t, V_SET1(pc[3]));
-    p = V_FMA(p, t, V_SET1(pc[2]));
-    p = V_FMA(p, t, V_SET1(pc[1]));
-    p = V_FMA(p, t, V_SET1(pc[0]));
-    if (folded) {
-        q = V_FMA(V_SET1(o->fold_q[3]), t, V_SET1(o->fold_q[2]));
-        q = V_FMA(q, t, V_SET1(o->fold_q[1]));
-    } else {
-        q = V_FMA(V_SET1((XF_T)xf_tanh_q[3]), t, V_SET1((XF_T)xf_tanh_q[2]));
-        q = V_FMA(q, t, V_SET1((XF_T)xf_tanh_q[1]));
-    }
-    q = V_FMA(q, t, V_SET1(1.0f));
-    /* a true division: on Zen 4 VDIVPS takes fewer FMA-pipe slots than
-     * VRCP14PS plus a Newton step plus the product, and is exact */
+    XF_V p = V_FMA(V_SET1(o->tanh_p[5]), t, V_SET1(o->tanh_p[4]));
+    p = V_FMA(p, t, V_SET1(o->tanh_p[3]));
+    p = V_FMA(p, t, V_SET1(o->tanh_p[2]));
+    p = V_FMA(p, t, V_SET1(o->tanh_p[1]));
+    p = V_FMA(p, t, V_SET1(o->tanh_p[0]));
+    XF_V q = V_FMA(V_SET1(o->tanh_q[3]), t, V_SET1(o->tanh_q[2]));
+    q = V_FMA(q, t, V_SET1(o->tanh_q[1]));
+    q = V_FMA(q, t, V_SET1(1.0f)); /* Q(0) = 1, folded or not */
+    /* a true division: exact, and on Zen 4 cheaper than VRCP14PS plus a
+     * Newton step plus the product (the tanh alone, `TOOL=exp_mid_check
+     * tools/kernel_bench.sh avx512`: 11.2 -> 9.9 cycles/vector) */
     return V_DIV(V_MUL(u, p), q);
 }
 #else
@@ -400,8 +389,25 @@ static XF_ALWAYS_INLINE XF_V XF_FN(vtransform_impl)(XF_V x, const XF_FN(opts_t) 
     XF_V v2 = V_MUL(x, V_SET1(o->u_scale));
     v2 = V_MAX(V_SET1(-XF_TANH_2V), V_MIN(V_SET1(XF_TANH_2V), v2));
     const XF_V q = V_EXPM1_MID(v2);
-    const XF_V th = V_MUL(q, V_RECIP(V_ADD(q, V_SET1(2))));
+    const XF_V th = V_DIV(q, V_ADD(q, V_SET1(2)));
     return V_ROUND_T(V_MUL(V_SET1(o->cap), th));
+}
+#endif
+
+#ifdef XF_TANH_RATIONAL
+/* The rational tanh's clamp and coefficients for softcap c and 1/T, with
+ * s = 1/(T c) folded in (fold) or not. */
+static inline void XF_FN(tanh_set)(XF_FN(opts_t) *o, double softcap, double inv_temperature,
+                                   int fold) {
+    const double s = inv_temperature / softcap, s2 = s * s;
+    o->fold = fold;
+    o->bound = fold ? (XF_T)(XF_TANH_U / s) : XF_TANH_U;
+    double sk = 1.0; /* s^2k */
+    for (int k = 0; k < 6; k++, sk *= s2) {
+        o->tanh_p[k] = (XF_T)(fold ? xf_tanh_p[k] * sk * inv_temperature
+                                   : softcap * xf_tanh_p[k]);
+        if (k < 4) o->tanh_q[k] = (XF_T)(fold ? xf_tanh_q[k] * sk : xf_tanh_q[k]);
+    }
 }
 #endif
 
@@ -412,31 +418,26 @@ static inline void XF_FN(opts_set)(XF_FN(opts_t) *o, double softcap, double inv_
     o->cap = (XF_T)softcap;
     o->inv_cap = softcap ? (XF_T)(1.0 / softcap) : 0;
     o->fold = 0;
-    o->x_bound = 0;
-    for (int k = 0; k < 6; k++) o->cap_p[k] = o->fold_p[k] = 0;
-    for (int k = 0; k < 4; k++) o->fold_q[k] = 0;
+    o->bound = 0;
+    for (int k = 0; k < 6; k++) o->tanh_p[k] = 0;
+    for (int k = 0; k < 4; k++) o->tanh_q[k] = 0;
     /* z - m >= -2c (1 + 5e-7): no exp below -87.3 for c <= 43 */
     o->exp_clamp = !(softcap <= 43.0);
 #ifdef XF_TANH_RATIONAL
     const double s = inv_temperature / softcap;
     o->u_scale = softcap ? (XF_T)fmin(s, XF_T_MAX) : 0;
-    for (int k = 0; k < 6; k++) o->cap_p[k] = (XF_T)(softcap * xf_tanh_p[k]);
-    if (softcap) {
-        /* fold when every coefficient and the clamp's square stay within
-         * [2^-100, 2^100]: far from overflow and from subnormal precision */
-        const double lo = 0x1p-100, hi = 0x1p100, s2 = s * s, bound = XF_TANH_U / s;
-        int ok = bound * bound < hi;
-        double sk = 1.0;
-        for (int k = 0; k < 6; k++, sk *= s2) {
-            const double pk = fabs(xf_tanh_p[k] * sk * inv_temperature);
-            const double qk = k < 4 ? xf_tanh_q[k] * sk : 1.0;
-            ok = ok && pk >= lo && pk <= hi && qk >= lo && qk <= hi;
-            o->fold_p[k] = (XF_T)(xf_tanh_p[k] * sk * inv_temperature);
-            if (k < 4) o->fold_q[k] = (XF_T)qk;
-        }
-        o->fold = ok;
-        o->x_bound = ok ? (XF_T)bound : 0;
+    if (!softcap) return;
+    /* fold when every coefficient and the clamp's square stay within
+     * [2^-100, 2^100]: far from overflow and from subnormal precision */
+    const double lo = 0x1p-100, hi = 0x1p100, s2 = s * s, x_bound = XF_TANH_U / s;
+    int fold = x_bound * x_bound < hi;
+    double sk = 1.0;
+    for (int k = 0; k < 6; k++, sk *= s2) {
+        const double pk = fabs(xf_tanh_p[k] * sk * inv_temperature);
+        const double qk = k < 4 ? xf_tanh_q[k] * sk : 1.0;
+        fold = fold && pk >= lo && pk <= hi && qk >= lo && qk <= hi;
     }
+    XF_FN(tanh_set)(o, softcap, inv_temperature, fold);
 #else
     o->u_scale = softcap ? (XF_T)fmin(2.0 * inv_temperature / softcap, XF_T_MAX) : 0;
 #endif
@@ -463,8 +464,8 @@ static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V z, XF_V
     const XF_V zm = V_SUB(z, mv);
     /* under softcap z itself carries an absolute error of about c * 1e-7,
      * so e^{z-m} needs no more than XF_EXP_MID's accuracy (z - m >= -2c is
-     * finite; below -87.3 the exp is clamped to about FLT_MIN, an absolute
-     * error under 1.2e-38) */
+     * finite; for c > 43 it is clamped at -87.3, where the exp is about
+     * FLT_MIN: an absolute error under 1.2e-38) */
     XF_V e = (capped && sizeof(XF_T) == 4)
                  ? XF_EXP_MID(clamp ? V_MAX(V_SET1(-87.3), zm) : zm)
                  : V_EXP(zm);
@@ -519,7 +520,8 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
 /* The deferred write trails the z loop by this many vectors: at the same
  * index, loading the previous row's scratch right after storing this row's
  * z a multiple of 4 KiB away (C a multiple of 1024) stalls on 4K aliasing
- * (8192 x 32768 softcap gradient, 2 threads: about 1.5x slower) */
+ * (`python -m xentfast.bench --options --shape 8192 32768`, 2 threads, the
+ * softcap row: 141-176 ms with no lag, 79-82 ms with this one) */
 #define XF_WRITE_LAG 4
 
 /* The softcap's z loop over a segment (z = vtransform(x)), which, when

@@ -84,15 +84,6 @@ static const float xf_exp2_frac32[32] = {
     1.35425556f, 1.38390994f, 0.707106769f, 0.722590387f, 0.738413095f, 0.754582226f,
     0.771105409f, 0.787990451f, 0.805245161f, 0.822877765f, 0.840896428f, 0.859309673f,
     0.878126085f, 0.897354543f, 0.917004049f, 0.93708384f, 0.957603276f, 0.978572071f};
-static inline __m512 xf_reduce32_ps512(__m512 x, __m512i *index, __m512 *scale_exp) {
-    const __m512 sum = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f),
-                                       _mm512_set1_ps(XF_TAB32_SHIFTER));
-    *index = _mm512_castps_si512(sum);
-    *scale_exp = _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER - 0.5f));
-    const __m512 k32 = _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER));
-    return _mm512_fnmadd_ps(k32, _mm512_set1_ps(0.693147182f), x);
-}
-
 /* e^x to 4.0e-7 relative for x in [-87.3, 88] (the callers clamp; measured
  * by TOOL=exp_mid_check tools/kernel_bench.sh avx512, most of it the
  * reduction's error at |x| near 88):
@@ -100,14 +91,17 @@ static inline __m512 xf_reduce32_ps512(__m512 x, __m512i *index, __m512 *scale_e
  * error on |r| <= ln2/64 (Lawson's iteration; 5.3e-8), evaluated as
  * t + (t r)(c1 + c2 r) so the table entry t costs no extra product. */
 static inline __m512 xf_exp_mid_ps512(__m512 x) {
-    __m512i index;
-    __m512 scale_exp;
-    const __m512 r = xf_reduce32_ps512(x, &index, &scale_exp);
-    const __m512 t = _mm512_permutex2var_ps(_mm512_loadu_ps(xf_exp2_frac32), index,
+    const __m512 sum = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f),
+                                       _mm512_set1_ps(XF_TAB32_SHIFTER));
+    const __m512 k32 = _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER));
+    const __m512 r = _mm512_fnmadd_ps(k32, _mm512_set1_ps(0.693147182f), x);
+    const __m512 t = _mm512_permutex2var_ps(_mm512_loadu_ps(xf_exp2_frac32),
+                                            _mm512_castps_si512(sum),
                                             _mm512_loadu_ps(xf_exp2_frac32 + 16));
     const __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(0.500000179f), r,
                                      _mm512_set1_ps(1.00001466f));
-    return _mm512_scalef_ps(_mm512_fmadd_ps(_mm512_mul_ps(t, r), u, t), scale_exp);
+    const __m512 n = _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER - 0.5f));
+    return _mm512_scalef_ps(_mm512_fmadd_ps(_mm512_mul_ps(t, r), u, t), n);
 }
 
 static inline __mmask16 xf_mask16(int64_t n) { return (__mmask16)((1u << n) - 1u); }

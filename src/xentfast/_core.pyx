@@ -463,8 +463,7 @@ cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
             if end > n_rows:
                 end = n_rows
             if scratch != NULL:
-                if begin < end:
-                    fn(a, begin, end, scratch)
+                fn(a, begin, end, scratch)  # never empty: num_threads <= n_blocks
             else:
                 failed_ptr[0] = 1
         free(scratch)

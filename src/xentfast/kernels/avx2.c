@@ -72,12 +72,6 @@ static inline void xf_store_f64_8(double *p, __m256 v) {
 #define V_FMS _mm256_fmsub_ps
 #define V_ANY_ZERO(v) (_mm256_movemask_ps(_mm256_cmp_ps((v), _mm256_setzero_ps(), _CMP_EQ_OQ)) != 0)
 #define V_MIN _mm256_min_ps
-/* 1/d: 12-bit estimate and one Newton step, r (2 - d r): ~1-2 ulp, no divide */
-static inline __m256 xf_recip_ps256(__m256 d) {
-    const __m256 r = _mm256_rcp_ps(d);
-    return _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0f)));
-}
-#define V_RECIP xf_recip_ps256
 #define V_ZERO_WHERE_ZERO(v, c) _mm256_and_ps((v), _mm256_cmp_ps((c), _mm256_setzero_ps(), _CMP_NEQ_UQ))
 #define V_EXP xf_exp_ps256
 /* p * 2^n for integral n in [-126, 127], 2^n built from the bits (a NaN n

@@ -103,12 +103,6 @@ static inline void xf_store_f64_16(double *p, __m512 v) {
 #define V_FMS _mm512_fmsub_ps
 #define V_ANY_ZERO(v) (_mm512_cmp_ps_mask((v), _mm512_setzero_ps(), _CMP_EQ_OQ) != 0)
 #define V_MIN _mm512_min_ps
-/* 1/d: 14-bit estimate and one Newton step, r (2 - d r): ~1 ulp, no divide */
-static inline __m512 xf_recip_ps512(__m512 d) {
-    const __m512 r = _mm512_rcp14_ps(d);
-    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
-}
-#define V_RECIP xf_recip_ps512
 #define V_ZERO_WHERE_ZERO(v, c) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((c), _mm512_setzero_ps(), _CMP_NEQ_UQ), (v))
 #define V_EXP xf_exp_ps512
 /* the softcap's cheaper exp, by a 32-entry table */

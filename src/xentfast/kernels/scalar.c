@@ -22,7 +22,6 @@
 #define V_FNMA(a, b, c) ((c) - (a) * (b))
 #define V_DIV(a, b) ((a) / (b))
 #define V_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define V_RECIP(v) (1 / (v))
 #define V_ZERO_TAIL(v, n) (v) /* never reached with one lane */
 #define V_HMAX(v) (v)
 #define V_FIRST(v) (v)
