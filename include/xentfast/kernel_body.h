@@ -176,18 +176,31 @@ static XF_ALWAYS_INLINE XF_V XF_FN(load)(const XF_T *p, int64_t lanes) {
     return lanes == XF_W ? V_LOADU(p) : V_LOAD_TAIL(p, lanes, 0);
 }
 
-/* one vector of write_segment's formula from `lanes` elements at offset i */
+/* The softcap's chain factor 1 - (z/c)^2 in write_segment, with no shift
+ * terms and c <= 43 (zsq): e (f - (f/c^2) z^2), one multiply fewer than
+ * e f (1 - (z/c)^2).  This is f/c^2 (z^2 <= c^2 (1 + 1e-6) cannot overflow,
+ * and f/c^2 >= f/1849 is normal wherever f is). */
+static inline XF_T XF_FN(cap_chain_coef)(XF_T f, XF_T inv_cap, int zsq) {
+    return zsq ? (XF_T)((double)f * (double)inv_cap * (double)inv_cap) : inv_cap;
+}
+
+/* one vector of write_segment's formula from `lanes` elements at offset i;
+ * cv: 1/c, or f/c^2 under zsq without shift terms (cap_chain_coef) */
 static XF_ALWAYS_INLINE XF_V XF_FN(segment_value)(const XF_T *e, const XF_T *w, const XF_T *tp,
                                                   const XF_T *z, int64_t i, int64_t lanes,
-                                                  XF_V fv, XF_V av, XF_V bv, XF_V icv,
-                                                  int shift) {
+                                                  XF_V fv, XF_V av, XF_V bv, XF_V cv,
+                                                  int shift, int zsq) {
+    if (z && zsq && !shift) {
+        const XF_V zv = XF_FN(load)(z + i, lanes);
+        return V_MUL(XF_FN(load)(e + i, lanes), V_FNMA(V_MUL(zv, zv), cv, fv));
+    }
     XF_V v = e ? V_MUL(XF_FN(load)(e + i, lanes), fv) : V_SET1(0);
     if (shift) {
         const XF_V b = tp ? V_FMA(XF_FN(load)(tp + i, lanes), av, bv) : bv;
         v = V_SUB(v, w ? V_MUL(b, XF_FN(load)(w + i, lanes)) : b);
     }
     if (z) {
-        const XF_V th = V_MUL(XF_FN(load)(z + i, lanes), icv);
+        const XF_V th = V_MUL(XF_FN(load)(z + i, lanes), cv);
         v = V_MUL(v, V_FNMA(th, th, V_SET1(1)));
     }
     return v;
@@ -196,29 +209,31 @@ static XF_ALWAYS_INLINE XF_V XF_FN(segment_value)(const XF_T *e, const XF_T *w, 
 static XF_ALWAYS_INLINE void XF_FN(write_segment)(XF_T *out, const XF_T *e, const XF_T *w,
                                                   const XF_T *tp, const XF_T *z, int64_t n,
                                                   XF_T f, XF_T alpha, XF_T beta, XF_T inv_cap,
-                                                  int stream) {
-    const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta), icv = V_SET1(inv_cap);
+                                                  int stream, int zsq) {
     const int shift = (w != NULL || tp != NULL || beta != 0);
+    zsq = zsq && z && !shift;
+    const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta),
+               cv = V_SET1(XF_FN(cap_chain_coef)(f, inv_cap, zsq));
     int64_t i = 0;
     if (stream && XF_VBYTES > (int)sizeof(XF_T)) {
         const int64_t mis = (int64_t)(((uintptr_t)out % XF_VBYTES) / sizeof(XF_T));
         if (mis) {
             const int64_t head = (XF_W - mis < n) ? XF_W - mis : n;
-            V_STORE_TAIL(out, XF_FN(segment_value)(e, w, tp, z, 0, head, fv, av, bv, icv,
-                                                   shift), head);
+            V_STORE_TAIL(out, XF_FN(segment_value)(e, w, tp, z, 0, head, fv, av, bv, cv,
+                                                   shift, zsq), head);
             i = head;
         }
         for (; i + XF_W <= n; i += XF_W)
-            V_STREAM(out + i, XF_FN(segment_value)(e, w, tp, z, i, XF_W, fv, av, bv, icv,
-                                                   shift));
+            V_STREAM(out + i, XF_FN(segment_value)(e, w, tp, z, i, XF_W, fv, av, bv, cv,
+                                                   shift, zsq));
     } else {
         for (; i + XF_W <= n; i += XF_W)
-            V_STOREU(out + i, XF_FN(segment_value)(e, w, tp, z, i, XF_W, fv, av, bv, icv,
-                                                   shift));
+            V_STOREU(out + i, XF_FN(segment_value)(e, w, tp, z, i, XF_W, fv, av, bv, cv,
+                                                   shift, zsq));
     }
     if (i < n)
-        V_STORE_TAIL(out + i, XF_FN(segment_value)(e, w, tp, z, i, n - i, fv, av, bv, icv,
-                                                   shift), n - i);
+        V_STORE_TAIL(out + i, XF_FN(segment_value)(e, w, tp, z, i, n - i, fv, av, bv, cv,
+                                                   shift, zsq), n - i);
 }
 
 /* The factor exp(m_j - lse) that turns segment j's scratch exps into
@@ -234,7 +249,7 @@ static inline double XF_FN(seg_factor)(XF_T m_j, double M, double log_S) {
 static inline void XF_FN(write_row)(XF_T *out, const XF_T *e, const XF_T *seg_max, const XF_T *w,
                                     const XF_T *tp, const XF_T *z, int64_t C, double M,
                                     double log_S, double a, XF_T alpha, XF_T beta,
-                                    XF_T inv_cap, int stream) {
+                                    XF_T inv_cap, int stream, int zsq) {
     for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
         const double f = XF_FN(seg_factor)(seg_max[j], M, log_S) * a;
@@ -244,13 +259,19 @@ static inline void XF_FN(write_row)(XF_T *out, const XF_T *e, const XF_T *seg_ma
             /* the plain path never computes a masked segment's exps: write f
              * itself there (0, or NaN when the row has no distribution) */
             if (seg_max[j] != -INFINITY)
-                XF_FN(write_segment)(out + j0, e + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, 0, stream);
+                XF_FN(write_segment)(out + j0, e + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, 0, stream,
+                                     0);
             else
-                XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 0, stream);
+                XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 0, stream,
+                                     0);
         } else {
             /* the general path stored every exp (0 in a masked segment) */
-            XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, z_j, n, (XF_T)f, alpha, beta,
-                                 inv_cap, stream);
+            if (zsq) /* one loop per form */
+                XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, z_j, n, (XF_T)f, alpha, beta,
+                                     inv_cap, stream, 1);
+            else
+                XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, z_j, n, (XF_T)f, alpha, beta,
+                                     inv_cap, stream, 0);
         }
     }
 }
@@ -291,6 +312,7 @@ typedef struct {
     const XF_T *e, *zs, *seg_max, *w, *tp;
     double M, log_S, a;
     XF_T alpha, beta, inv_cap;
+    int zsq;   /* write_segment's short chain factor (c <= 43) */
     int64_t y; /* < 0: no target entry */
     XF_T out_y;
 } XF_FN(pending_t);
@@ -298,8 +320,71 @@ typedef struct {
 /* Writes a gradient row whole, its target's entry last. */
 static inline void XF_FN(write_pending)(const XF_FN(pending_t) *p, int64_t C, int stream) {
     XF_FN(write_row)(p->out, p->e, p->seg_max, p->w, p->tp, p->zs, C, p->M, p->log_S, p->a,
-                     p->alpha, p->beta, p->inv_cap, stream);
+                     p->alpha, p->beta, p->inv_cap, stream, p->zsq);
     if (p->y >= 0) p->out[p->y] = p->out_y;
+}
+
+/* A deferred gradient segment on its way out (see tanh_loop): elements
+ * [k, n) of out still to write, by write_segment's formula from the scratch
+ * of the row they belong to. */
+typedef struct {
+    XF_T *out;
+    const XF_T *e, *w, *tp, *z;
+    XF_T f, alpha, beta, inv_cap, cv; /* cv: as segment_value's */
+    int64_t k, n;
+} XF_FN(drain_t);
+
+/* How a drain's loops write: flags, constant per loop */
+#define XF_DRAIN_SHIFT 1  /* shift terms (weights, targets, smoothing) */
+#define XF_DRAIN_STREAM 2 /* streaming stores */
+#define XF_DRAIN_ZSQ 4    /* the short chain factor (pending_t.zsq) */
+
+/* Segment j (at j0, n elements) of the deferred row p, its unaligned head
+ * written (as write_segment does). */
+static XF_ALWAYS_INLINE void XF_FN(drain_open)(XF_FN(drain_t) *d, const XF_FN(pending_t) *p,
+                                               int64_t j0, int64_t j, int64_t n, int stream) {
+    /* the arithmetic of write_row, bit for bit */
+    d->out = p->out + j0;
+    d->e = p->e + j0;
+    d->z = p->zs + j0;
+    d->w = p->w ? p->w + j0 : NULL;
+    d->tp = p->tp ? p->tp + j0 : NULL;
+    d->f = (XF_T)(XF_FN(seg_factor)(p->seg_max[j], p->M, p->log_S) * p->a);
+    d->alpha = p->alpha;
+    d->beta = p->beta;
+    d->inv_cap = p->inv_cap;
+    d->cv = XF_FN(cap_chain_coef)(d->f, p->inv_cap,
+                                  p->zsq && !(d->w || d->tp || d->beta != 0));
+    d->k = 0;
+    d->n = n;
+    if (stream && XF_VBYTES > (int)sizeof(XF_T)) {
+        const int64_t mis = (int64_t)(((uintptr_t)d->out % XF_VBYTES) / sizeof(XF_T));
+        if (mis) { /* up to the first aligned vector */
+            d->k = (XF_W - mis < n) ? XF_W - mis : n;
+            XF_FN(write_segment)(d->out, d->e, d->w, d->tp, d->z, d->k, d->f, d->alpha, d->beta,
+                                 d->inv_cap, 0, p->zsq);
+        }
+    }
+}
+
+/* One whole vector of d, if one is left (how: XF_DRAIN_* flags). */
+static XF_ALWAYS_INLINE void XF_FN(drain_step)(XF_FN(drain_t) *d, const int how) {
+    if (d->k + XF_W > d->n) return;
+    const XF_V g = XF_FN(segment_value)(d->e, d->w, d->tp, d->z, d->k, XF_W, V_SET1(d->f),
+                                        V_SET1(d->alpha), V_SET1(d->beta), V_SET1(d->cv),
+                                        how & XF_DRAIN_SHIFT, how & XF_DRAIN_ZSQ);
+    if (how & XF_DRAIN_STREAM) V_STREAM(d->out + d->k, g);
+    else V_STOREU(d->out + d->k, g);
+    d->k += XF_W;
+}
+
+/* The rest of d. */
+static XF_ALWAYS_INLINE void XF_FN(drain_close)(XF_FN(drain_t) *d, const int how) {
+    const int64_t k = d->k;
+    if (k < d->n)
+        XF_FN(write_segment)(d->out + k, d->e + k, d->w ? d->w + k : NULL,
+                             d->tp ? d->tp + k : NULL, d->z + k, d->n - k, d->f, d->alpha,
+                             d->beta, d->inv_cap, how & XF_DRAIN_STREAM, how & XF_DRAIN_ZSQ);
 }
 
 /* ---- the softcap's cheaper exp (float32 lanes) ----
@@ -492,7 +577,8 @@ static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V z, XF_V
 static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T *w,
                                                       const XF_T *tp, int64_t n, XF_T m,
                                                       const XF_FN(opts_t) *o, XF_T *e,
-                                                      const int pre, const int clamp) {
+                                                      const int pre, const int clamp,
+                                                      XF_FN(drain_t) *d, const int how) {
     const XF_V zero = V_SET1(0), one = V_SET1(1), mv = V_SET1(m), inv_t = V_SET1(o->inv_t);
     XF_V s = zero, ez = zero, wz = zero, wtz = zero, wt = zero, ev;
     int64_t i = 0;
@@ -503,6 +589,7 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
         XF_FN(gen_vec)(o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, mv,
                        XF_W, &s, &ez, &wz, &wtz, &wt, &ev, pre, clamp);
         if (e) V_STOREU(e + i, ev);
+        if (d && ((i / XF_W) & 1)) XF_FN(drain_step)(d, how);
     }
     if (i < n) {
         const int64_t r = n - i;
@@ -524,99 +611,89 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
  * softcap row: 141-176 ms with no lag, 79-82 ms with this one) */
 #define XF_WRITE_LAG 4
 
-/* The softcap's z loop over a segment (z = vtransform(x)), which, when
- * `write` is set, also writes one vector of a deferred gradient segment
- * (po, from pe, pw, ptp, pz as write_segment, n elements) per vector of z:
- * the stores then drain to memory while the tanh keeps the cores busy,
- * instead of stalling a write pass of their own.  Always inlined, so each
- * (write, shift, stream, folded) gets a loop without branches on them. */
-static XF_ALWAYS_INLINE void XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
-                                              const XF_FN(opts_t) *o, const int write,
-                                              XF_T *po, const XF_T *pe, const XF_T *pw,
-                                              const XF_T *ptp, const XF_T *pz, XF_T f,
-                                              XF_T alpha, XF_T beta, XF_T inv_cap,
-                                              const int shift, const int stream,
-                                              const int folded) {
-    const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta), icv = V_SET1(inv_cap);
-    int64_t i = 0, k = 0; /* k: the write's cursor */
-    if (write && stream && XF_VBYTES > (int)sizeof(XF_T)) {
-        const int64_t mis = (int64_t)(((uintptr_t)po % XF_VBYTES) / sizeof(XF_T));
-        if (mis) { /* a head up to the first aligned vector, as write_segment */
-            k = (XF_W - mis < n) ? XF_W - mis : n;
-            V_STORE_TAIL(po, XF_FN(segment_value)(pe, pw, ptp, pz, 0, k, fv, av, bv, icv, shift),
-                         k);
-        }
-    }
+/* The softcap's z loop over a segment (z = vtransform(x)); returns the max
+ * of z (a max per vector on the adder pipes, which the tanh leaves idle,
+ * instead of a pass of its own over x; a NaN may or may not win, and
+ * reaches the sums through its exp either way).  With a drain d,
+ * one vector of a deferred gradient segment is written per two vectors of z
+ * here and per two exps in gen_loop: the stores then drain to memory while
+ * the tanh and the exps keep the cores busy, instead of stalling a write
+ * pass of their own, and evenly, so the memory is never idle for a whole
+ * loop.  Always inlined, so each (drain, shift, stream, folded) gets a loop
+ * without branches on them. */
+static XF_ALWAYS_INLINE XF_T XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
+                                              const XF_FN(opts_t) *o, XF_FN(drain_t) *d,
+                                              const int how, const int folded) {
+    XF_V mv = V_SET1(-INFINITY);
+    int64_t i = 0;
     for (; i + XF_W <= n; i += XF_W) {
         XF_FN(prefetch_ahead)(x + i, 1);
-        V_STOREU(z + i, XF_FN(vtransform_impl)(V_LOADU(x + i), o, folded));
-        if (write && i >= XF_WRITE_LAG * XF_W && k + XF_W <= n) {
-            const XF_V g = XF_FN(segment_value)(pe, pw, ptp, pz, k, XF_W, fv, av, bv, icv, shift);
-            if (stream) V_STREAM(po + k, g);
-            else V_STOREU(po + k, g);
-            k += XF_W;
-        }
+        const XF_V zv = XF_FN(vtransform_impl)(V_LOADU(x + i), o, folded);
+        V_STOREU(z + i, zv);
+        mv = V_MAX(mv, zv);
+        if (d && i >= XF_WRITE_LAG * XF_W && ((i / XF_W) & 1))
+            XF_FN(drain_step)(d, how);
     }
-    if (i < n)
+    XF_T m = V_HMAX(mv);
+    if (i < n) {
         V_STORE_TAIL(z + i, XF_FN(vtransform_impl)(V_LOAD_TAIL(x + i, n - i, 0), o, folded),
                      n - i);
-    if (write && k < n)
-        XF_FN(write_segment)(po + k, pe + k, pw ? pw + k : NULL, ptp ? ptp + k : NULL, pz + k,
-                             n - k, f, alpha, beta, inv_cap, stream);
+        for (; i < n; i++) m = z[i] > m || isnan(z[i]) ? z[i] : m;
+    }
+    return m;
 }
 
-/* A segment's z loop, with segment j of the deferred row pend (or NULL)
- * written in it: one specialised loop per (write, shift, stream, folded). */
-static XF_ALWAYS_INLINE void XF_FN(tanh_segment)(const XF_T *x, XF_T *z, int64_t n,
-                                                 const XF_FN(opts_t) *o,
-                                                 const XF_FN(pending_t) *pend, int64_t j0,
-                                                 int64_t j, int stream, const int folded) {
-    if (!pend) {
-        XF_FN(tanh_loop)(x, z, n, o, 0, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0, 0, folded);
-        return;
-    }
-    /* the arithmetic of write_row, bit for bit */
-    XF_T *po = pend->out + j0;
-    const XF_T f = (XF_T)(XF_FN(seg_factor)(pend->seg_max[j], pend->M, pend->log_S) * pend->a);
-    const XF_T *pe = pend->e + j0, *pz = pend->zs + j0;
-    const XF_T *pw = pend->w ? pend->w + j0 : NULL, *ptp = pend->tp ? pend->tp + j0 : NULL;
-    const XF_T al = pend->alpha, be = pend->beta, ic = pend->inv_cap;
-    if (pw || ptp || be != 0) {
-        if (stream)
-            XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, pw, ptp, pz, f, al, be, ic, 1, 1, folded);
-        else
-            XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, pw, ptp, pz, f, al, be, ic, 1, 0, folded);
-    } else if (stream) {
-        XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, NULL, NULL, pz, f, 0, 0, ic, 0, 1, folded);
-    } else {
-        XF_FN(tanh_loop)(x, z, n, o, 1, po, pe, NULL, NULL, pz, f, 0, 0, ic, 0, 0, folded);
-    }
+/* A softcapped segment: z and its max m in a loop of their own, then the
+ * exps from z (each vector's tanh-then-exp is one long dependent chain; two
+ * short loops keep more vectors in flight), a deferred segment d (or NULL)
+ * written across both. */
+static XF_ALWAYS_INLINE XF_FN(sums_t)
+    XF_FN(capped_segment)(const XF_T *x, const XF_T *w, const XF_T *tp, int64_t n, XF_T *m,
+                          const XF_FN(opts_t) *o, XF_T *e, XF_T *z, XF_FN(drain_t) *d,
+                          const int how, const int folded, const int clamp) {
+    *m = XF_FN(tanh_loop)(x, z, n, o, d, how, folded);
+    const XF_FN(sums_t) sums = XF_FN(gen_loop)(z, w, tp, n, *m, o, e, 1, clamp, d, how);
+    if (d) XF_FN(drain_close)(d, how);
+    return sums;
 }
 
-/* Sums of one segment (n elements) relative to its max m (finite); stores
+/* capped_segment with its (folded, clamp) chosen at run time */
+#define XF_CAPPED_SEGMENT(d, how)                                                             \
+    (o->fold ? (o->exp_clamp                                                                  \
+                    ? XF_FN(capped_segment)(x, w, tp, n, m, o, e, z, d, how, 1, 1)  \
+                    : XF_FN(capped_segment)(x, w, tp, n, m, o, e, z, d, how, 1, 0)) \
+             : (o->exp_clamp                                                                  \
+                    ? XF_FN(capped_segment)(x, w, tp, n, m, o, e, z, d, how, 0, 1)  \
+                    : XF_FN(capped_segment)(x, w, tp, n, m, o, e, z, d, how, 0, 0)))
+
+/* Sums of one segment (n elements) relative to its max of z, *m: given
+ * (-inf for a fully masked segment), or under softcap found here; stores
  * the exps to e (when not NULL) and, under softcap, z to zs (kept for the
  * gradient) or else to e (which must then not be NULL).  Under softcap,
  * segment j (at j0) of the deferred gradient row pend (when not NULL) is
- * written too. */
+ * written too: one specialised pair of loops per (how, folded, clamp). */
 static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, const XF_T *tp,
-                                               int64_t n, XF_T m, const XF_FN(opts_t) *opts,
+                                               int64_t n, XF_T *m, const XF_FN(opts_t) *opts,
                                                XF_T *e, XF_T *zs, const XF_FN(pending_t) *pend,
                                                int64_t j0, int64_t j, int stream) {
     /* a private copy: the stores to e and zs cannot alias it, so the
      * options stay in registers instead of being reloaded every vector */
     const XF_FN(opts_t) local = *opts, *o = &local;
-    if (!o->cap) return XF_FN(gen_loop)(x, w, tp, n, m, o, e, 0, 0);
-    /* softcap: z in a loop of its own, then the exps from z.  Each vector's
-     * tanh-then-exp is one long dependent chain; two short loops keep more
-     * vectors in flight. */
+    if (!o->cap) /* a fully masked segment's exps are taken against 0: all 0 */
+        return XF_FN(gen_loop)(x, w, tp, n, *m == -INFINITY ? 0 : *m, o, e, 0, 0, NULL, 0);
     XF_T *z = zs ? zs : e;
-    if (o->fold)
-        XF_FN(tanh_segment)(x, z, n, o, pend, j0, j, stream, 1);
-    else
-        XF_FN(tanh_segment)(x, z, n, o, pend, j0, j, stream, 0);
-    return o->exp_clamp ? XF_FN(gen_loop)(z, w, tp, n, m, o, e, 1, 1)
-                        : XF_FN(gen_loop)(z, w, tp, n, m, o, e, 1, 0);
+    if (!pend) return XF_CAPPED_SEGMENT(NULL, 0);
+    XF_FN(drain_t) d;
+    XF_FN(drain_open)(&d, pend, j0, j, n, stream);
+    if (d.w || d.tp || d.beta != 0) /* the short chain factor has no shift terms */
+        return stream ? XF_CAPPED_SEGMENT(&d, XF_DRAIN_SHIFT | XF_DRAIN_STREAM)
+                      : XF_CAPPED_SEGMENT(&d, XF_DRAIN_SHIFT);
+    if (pend->zsq)
+        return stream ? XF_CAPPED_SEGMENT(&d, XF_DRAIN_ZSQ | XF_DRAIN_STREAM)
+                      : XF_CAPPED_SEGMENT(&d, XF_DRAIN_ZSQ);
+    return stream ? XF_CAPPED_SEGMENT(&d, XF_DRAIN_STREAM) : XF_CAPPED_SEGMENT(&d, 0);
 }
+#undef XF_CAPPED_SEGMENT
 
 /* The general row's statistics: M, S (as row_stats), EZ = sum exp(z - M) (z - M),
  * and the plain sums; seg_max[j] holds each segment's max of z.  A deferred
@@ -631,15 +708,17 @@ static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64
     XF_FN(sums_t) t = {0, 0, 0, 0, 0};
     for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
-        const XF_T m_x = XF_FN(nan_aware_max)(x + j0, n, XF_FN(seg_max)(x + j0, n));
-        const XF_T m = (XF_T)XF_FN(transform1)(m_x, o);
-        seg_max[j] = m;
+        /* the segment's max of z: under softcap the z loop finds it (no
+         * pass of its own over x), else from the max of x */
+        XF_T m = o->cap ? 0
+                        : (XF_T)XF_FN(transform1)(
+                              XF_FN(nan_aware_max)(x + j0, n, XF_FN(seg_max)(x + j0, n)), o);
         /* a fully masked segment still adds to the plain sums (its exps are 0) */
         const XF_FN(sums_t) g = XF_FN(gen_segment)(x + j0, o->w ? o->w + j0 : NULL,
-                                                   tp ? tp + j0 : NULL, n,
-                                                   m == -INFINITY ? 0 : m, o,
+                                                   tp ? tp + j0 : NULL, n, &m, o,
                                                    e ? e + j0 : NULL, zs ? zs + j0 : NULL,
                                                    pend, j0, j, stream);
+        seg_max[j] = m;
         t.wz += g.wz;
         t.wtz += g.wtz;
         t.wt += g.wt;
@@ -904,7 +983,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
                 if (a->row_entropy) a->row_entropy[r] = NAN;
                 if (a->row_argmax) a->row_argmax[r] = XF_FN(row_argmax)(x, C);
                 if (mode == XF_MODE_GRAD)
-                    XF_FN(write_segment)(out, NULL, NULL, NULL, NULL, C, 0, 0, 0, 1, stream);
+                    XF_FN(write_segment)(out, NULL, NULL, NULL, NULL, C, 0, 0, 0, 1, stream, 0);
                 continue;
             }
             if (w) w_y = (double)w[y];
@@ -964,7 +1043,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
             const double it = general ? (double)o.inv_t : 1.0;
             XF_FN(pending_t) row = {out, e, store_z ? zs : NULL, seg_max, general ? w : NULL,
                                     tp, M, log_S, R * A * it, (XF_T)(R * alpha * it),
-                                    (XF_T)(R * beta * it), o.inv_cap, y, 0};
+                                    (XF_T)(R * beta * it), o.inv_cap, !o.exp_clamp, y, 0};
             if (y >= 0) {
                 /* the target's entry, recomputed in double from the scratch exp
                  * rather than read back from a (possibly streamed) store */
@@ -989,7 +1068,8 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
                 XF_FN(write_pending)(&row, C, stream);
             }
         } else if (mode == XF_MODE_SOFTMAX) {
-            XF_FN(write_row)(out, e, seg_max, NULL, NULL, NULL, C, M, log_S, 1.0, 0, 0, 0, stream);
+            XF_FN(write_row)(out, e, seg_max, NULL, NULL, NULL, C, M, log_S, 1.0, 0, 0, 0, stream,
+                             0);
         } else if (mode == XF_MODE_LOG_SOFTMAX) {
             XF_FN(write_log_softmax_row)(out, x, C, M, log_S);
         }
@@ -1083,11 +1163,11 @@ static void XF_FN(split_write)(const xf_rows_args *a, int64_t r, int64_t j_begin
         const double f = ignored ? 0.0 : XF_FN(seg_factor)(seg_max[j], M, log_S) * g;
         if (ignored || seg_max[j] == -INFINITY) {
             XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 0,
-                                 a->streaming);
+                                 a->streaming, 0);
             continue;
         }
         XF_FN(write_segment)(out + j0, out + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, 0,
-                             a->streaming);
+                             a->streaming, 0);
     }
 }
 
