@@ -37,7 +37,9 @@ Other modes (they combine):
     probability targets; the loss alone and :func:`xentfast.evaluate` with
     options; and PyTorch eager where PyTorch has the option.  ``x plain`` is
     each row's time over the plain fused loss+grad, next to the Options
-    issue's limit (1.3, and 1.6 for probability targets).  Each xentfast row is
+    issue's limit (1.3, and 1.6 for probability targets); a row with a limit
+    is timed run for run against plain runs interleaved with its own, and
+    ``x plain`` is the ratio of the two bests (see :func:`measure`).  Each xentfast row is
     checked against the float64 oracle on its first 256 rows (``oracle rel``);
     each PyTorch row against the xentfast row with the same option.
 ``--all``
@@ -753,29 +755,38 @@ def _min_runs(first: float, repeat: int) -> int:
 
 
 def measure(m: Method, problem: Problem, repeat: int, ref_loss=None, ref_grad=None,
-            budget: Optional[float] = None) -> dict:
+            budget: Optional[float] = None, paired: Optional[Method] = None) -> dict:
     """Time method `m` on `problem`: the best of several runs after a warm-up.
 
     Without `budget`, exactly `repeat` timed runs.  With a `budget` (seconds),
     runs go on until their total reaches it (at most :data:`MAX_RUNS`), and are
     at least `repeat` -- 2 for a method slower than 1 s, 1 for slower than 5 s.
 
+    With `paired` (a method to compare `m` with), every timed run of `m` is
+    followed by one of `paired`, and ``paired_time`` is the best of those: a
+    ratio of the two bests then compares runs that saw the same load on the
+    machine, where two rows timed a minute apart may not (a shared host's
+    load drifts by more than the effects the options table shows).
+
     Returns a dict: ``key``, ``name``, ``kind``, ``time`` (the best, seconds, or
     None when unavailable with ``error``), ``median_time``, ``runs``, ``times``
     (every run; the first 5 and the 15 fastest beyond 20), ``loss``, ``loss_diff`` and
     ``grad_diff`` (against `ref_loss`, `ref_grad` when given and the method
-    has them).
+    has them), ``paired_time`` (None without `paired`).
     """
     row = {"key": m.key, "name": m.name, "kind": m.kind, "group": m.group,
            "compare": m.compare, "forward": m.forward, "limit": m.limit,
            "time": None, "median_time": None, "runs": 0, "times": [], "loss": None,
-           "loss_diff": None, "grad_diff": None, "error": None}
-    prepared = None
+           "loss_diff": None, "grad_diff": None, "error": None, "paired_time": None}
+    prepared = reference = None
     try:
         m.check()
         for name in m.inputs:
             problem.extra(name)
         prepared = m.setup(problem)
+        if paired is not None:
+            reference = paired.setup(problem)
+            _timed(reference)  # its warm-up
         # let the idle worker threads of the previous method (PyTorch's
         # OpenMP, XLA's pool) stop spinning: on 2 cores they steal a core
         time.sleep(0.2)
@@ -795,10 +806,13 @@ def measure(m: Method, problem: Problem, repeat: int, ref_loss=None, ref_grad=No
             del loss, grad
         del value
         times = row["times"]
+        paired_times = []
         while True:
             seconds, value = _timed(prepared)
             del value
             times.append(seconds)
+            if reference is not None:
+                paired_times.append(_timed(reference)[0])
             if not budget:
                 if len(times) >= repeat:
                     break
@@ -808,6 +822,8 @@ def measure(m: Method, problem: Problem, repeat: int, ref_loss=None, ref_grad=No
         row["time"] = min(times)
         row["median_time"] = float(np.median(times))
         row["runs"] = len(times)
+        if paired_times:
+            row["paired_time"] = min(paired_times)
         if len(times) > 20:  # the JSON keeps a few (the first and the fastest)
             row["times"] = times[:5] + sorted(times)[:15]
     except Unavailable as exc:
@@ -815,8 +831,9 @@ def measure(m: Method, problem: Problem, repeat: int, ref_loss=None, ref_grad=No
     except Exception as exc:  # a peer failing must not stop the table
         row["error"] = _reason(exc)
     finally:
-        if prepared is not None and prepared.close is not None:
-            prepared.close()
+        for p in (prepared, reference):
+            if p is not None and p.close is not None:
+                p.close()
     return row
 
 
@@ -1067,7 +1084,10 @@ def run_benchmark(n: int, c: int, *, threads: Optional[int] = None, repeat: int 
                 want_loss, want_grad = expected_result(m, problem) or (None, None)
             except Exception:  # that row shows the error itself
                 want_loss = want_grad = None
-        row = measure(m, problem, repeat, want_loss, want_grad, budget)
+        # a row with a limit on its time over the plain loss+grad is timed
+        # run for run against it
+        paired = method("xentfast-out") if m.limit is not None else None
+        row = measure(m, problem, repeat, want_loss, want_grad, budget, paired)
         del want_grad
         if m.case is not None and row["error"] is None:
             try:
@@ -1139,7 +1159,9 @@ def _add_ratios(rows, elements):
         t = r["time"]
         r["gelem_per_s"] = elements / t / 1e9 if t else None
         r["x_copy"] = _ratio(t, copy)
-        r["speedup"] = _ratio(t, fused)  # "x plain" in the options table
+        # "x plain" in the options table: against the plain runs interleaved
+        # with this row's when it has them
+        r["speedup"] = _ratio(t, r.get("paired_time") or fused)
         r["x_loss"] = _ratio(t, loss_only) if r["forward"] else None
         r["meets_limit"] = (r["speedup"] <= r["limit"]
                             if r["limit"] is not None and r["speedup"] is not None else None)
@@ -1313,8 +1335,9 @@ def format_report(report: dict) -> str:
     lines += _render(["method"] + [h for h, _ in columns], table)
     lines.append("")
     if options:
-        lines.append("x plain = time / time of xentfast's plain loss+grad (out=); x loss = time / "
-                     "time of its plain loss only;")
+        lines.append("x plain = time / time of xentfast's plain loss+grad (out=), for a row with a "
+                     "limit the best of plain runs")
+        lines.append("  interleaved with its own; x loss = time / time of its plain loss only;")
         lines.append("limit: the Options issue's limit on x plain; oracle rel: relative loss "
                      f"error against the float64 oracle, first {ORACLE_ROWS} rows;")
         lines.append("|dloss|, max|dgrad|: PyTorch rows against the xentfast row with the same "
