@@ -176,31 +176,18 @@ static XF_ALWAYS_INLINE XF_V XF_FN(load)(const XF_T *p, int64_t lanes) {
     return lanes == XF_W ? V_LOADU(p) : V_LOAD_TAIL(p, lanes, 0);
 }
 
-/* The softcap's chain factor 1 - (z/c)^2 in write_segment, with no shift
- * terms and c <= 43 (zsq): e (f - (f/c^2) z^2), one multiply fewer than
- * e f (1 - (z/c)^2).  This is f/c^2 (z^2 <= c^2 (1 + 1e-6) cannot overflow,
- * and f/c^2 >= f/1849 is normal wherever f is). */
-static inline XF_T XF_FN(cap_chain_coef)(XF_T f, XF_T inv_cap, int zsq) {
-    return zsq ? (XF_T)((double)f * (double)inv_cap * (double)inv_cap) : inv_cap;
-}
-
-/* one vector of write_segment's formula from `lanes` elements at offset i;
- * cv: 1/c, or f/c^2 under zsq without shift terms (cap_chain_coef) */
+/* one vector of write_segment's formula from `lanes` elements at offset i */
 static XF_ALWAYS_INLINE XF_V XF_FN(segment_value)(const XF_T *e, const XF_T *w, const XF_T *tp,
                                                   const XF_T *z, int64_t i, int64_t lanes,
-                                                  XF_V fv, XF_V av, XF_V bv, XF_V cv,
-                                                  int shift, int zsq) {
-    if (z && zsq && !shift) {
-        const XF_V zv = XF_FN(load)(z + i, lanes);
-        return V_MUL(XF_FN(load)(e + i, lanes), V_FNMA(V_MUL(zv, zv), cv, fv));
-    }
+                                                  XF_V fv, XF_V av, XF_V bv, XF_V icv,
+                                                  int shift) {
     XF_V v = e ? V_MUL(XF_FN(load)(e + i, lanes), fv) : V_SET1(0);
     if (shift) {
         const XF_V b = tp ? V_FMA(XF_FN(load)(tp + i, lanes), av, bv) : bv;
         v = V_SUB(v, w ? V_MUL(b, XF_FN(load)(w + i, lanes)) : b);
     }
     if (z) {
-        const XF_V th = V_MUL(XF_FN(load)(z + i, lanes), cv);
+        const XF_V th = V_MUL(XF_FN(load)(z + i, lanes), icv);
         v = V_MUL(v, V_FNMA(th, th, V_SET1(1)));
     }
     return v;
@@ -209,31 +196,29 @@ static XF_ALWAYS_INLINE XF_V XF_FN(segment_value)(const XF_T *e, const XF_T *w, 
 static XF_ALWAYS_INLINE void XF_FN(write_segment)(XF_T *out, const XF_T *e, const XF_T *w,
                                                   const XF_T *tp, const XF_T *z, int64_t n,
                                                   XF_T f, XF_T alpha, XF_T beta, XF_T inv_cap,
-                                                  int stream, int zsq) {
+                                                  int stream) {
+    const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta), icv = V_SET1(inv_cap);
     const int shift = (w != NULL || tp != NULL || beta != 0);
-    zsq = zsq && z && !shift;
-    const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta),
-               cv = V_SET1(XF_FN(cap_chain_coef)(f, inv_cap, zsq));
     int64_t i = 0;
     if (stream && XF_VBYTES > (int)sizeof(XF_T)) {
         const int64_t mis = (int64_t)(((uintptr_t)out % XF_VBYTES) / sizeof(XF_T));
         if (mis) {
             const int64_t head = (XF_W - mis < n) ? XF_W - mis : n;
-            V_STORE_TAIL(out, XF_FN(segment_value)(e, w, tp, z, 0, head, fv, av, bv, cv,
-                                                   shift, zsq), head);
+            V_STORE_TAIL(out, XF_FN(segment_value)(e, w, tp, z, 0, head, fv, av, bv, icv,
+                                                   shift), head);
             i = head;
         }
         for (; i + XF_W <= n; i += XF_W)
-            V_STREAM(out + i, XF_FN(segment_value)(e, w, tp, z, i, XF_W, fv, av, bv, cv,
-                                                   shift, zsq));
+            V_STREAM(out + i, XF_FN(segment_value)(e, w, tp, z, i, XF_W, fv, av, bv, icv,
+                                                   shift));
     } else {
         for (; i + XF_W <= n; i += XF_W)
-            V_STOREU(out + i, XF_FN(segment_value)(e, w, tp, z, i, XF_W, fv, av, bv, cv,
-                                                   shift, zsq));
+            V_STOREU(out + i, XF_FN(segment_value)(e, w, tp, z, i, XF_W, fv, av, bv, icv,
+                                                   shift));
     }
     if (i < n)
-        V_STORE_TAIL(out + i, XF_FN(segment_value)(e, w, tp, z, i, n - i, fv, av, bv, cv,
-                                                   shift, zsq), n - i);
+        V_STORE_TAIL(out + i, XF_FN(segment_value)(e, w, tp, z, i, n - i, fv, av, bv, icv,
+                                                   shift), n - i);
 }
 
 /* The factor exp(m_j - lse) that turns segment j's scratch exps into
@@ -249,7 +234,7 @@ static inline double XF_FN(seg_factor)(XF_T m_j, double M, double log_S) {
 static inline void XF_FN(write_row)(XF_T *out, const XF_T *e, const XF_T *seg_max, const XF_T *w,
                                     const XF_T *tp, const XF_T *z, int64_t C, double M,
                                     double log_S, double a, XF_T alpha, XF_T beta,
-                                    XF_T inv_cap, int stream, int zsq) {
+                                    XF_T inv_cap, int stream) {
     for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
         const double f = XF_FN(seg_factor)(seg_max[j], M, log_S) * a;
@@ -259,19 +244,13 @@ static inline void XF_FN(write_row)(XF_T *out, const XF_T *e, const XF_T *seg_ma
             /* the plain path never computes a masked segment's exps: write f
              * itself there (0, or NaN when the row has no distribution) */
             if (seg_max[j] != -INFINITY)
-                XF_FN(write_segment)(out + j0, e + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, 0, stream,
-                                     0);
+                XF_FN(write_segment)(out + j0, e + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, 0, stream);
             else
-                XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 0, stream,
-                                     0);
+                XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 0, stream);
         } else {
             /* the general path stored every exp (0 in a masked segment) */
-            if (zsq) /* one loop per form */
-                XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, z_j, n, (XF_T)f, alpha, beta,
-                                     inv_cap, stream, 1);
-            else
-                XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, z_j, n, (XF_T)f, alpha, beta,
-                                     inv_cap, stream, 0);
+            XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, z_j, n, (XF_T)f, alpha, beta,
+                                 inv_cap, stream);
         }
     }
 }
@@ -297,6 +276,7 @@ typedef struct {
     int exp_clamp;            /* the exps of z - m need their clamp (c > 43) */
     const XF_T *w;            /* class weights, or NULL                 */
     int want_wz, want_ez;     /* sums w*z (smoothing) and e*z (entropy) */
+    int chain;                /* keep e (1 - (z/c)^2), not e (see rows()) */
 } XF_FN(opts_t);
 
 typedef struct {
@@ -312,7 +292,6 @@ typedef struct {
     const XF_T *e, *zs, *seg_max, *w, *tp;
     double M, log_S, a;
     XF_T alpha, beta, inv_cap;
-    int zsq;   /* write_segment's short chain factor (c <= 43) */
     int64_t y; /* < 0: no target entry */
     XF_T out_y;
 } XF_FN(pending_t);
@@ -320,7 +299,7 @@ typedef struct {
 /* Writes a gradient row whole, its target's entry last. */
 static inline void XF_FN(write_pending)(const XF_FN(pending_t) *p, int64_t C, int stream) {
     XF_FN(write_row)(p->out, p->e, p->seg_max, p->w, p->tp, p->zs, C, p->M, p->log_S, p->a,
-                     p->alpha, p->beta, p->inv_cap, stream, p->zsq);
+                     p->alpha, p->beta, p->inv_cap, stream);
     if (p->y >= 0) p->out[p->y] = p->out_y;
 }
 
@@ -330,14 +309,21 @@ static inline void XF_FN(write_pending)(const XF_FN(pending_t) *p, int64_t C, in
 typedef struct {
     XF_T *out;
     const XF_T *e, *w, *tp, *z;
-    XF_T f, alpha, beta, inv_cap, cv; /* cv: as segment_value's */
+    XF_T f, alpha, beta, inv_cap;
     int64_t k, n;
 } XF_FN(drain_t);
 
-/* How a drain's loops write: flags, constant per loop */
+/* How a capped segment's loops work: flags, constant per loop */
 #define XF_DRAIN_SHIFT 1  /* shift terms (weights, targets, smoothing) */
 #define XF_DRAIN_STREAM 2 /* streaming stores */
-#define XF_DRAIN_ZSQ 4    /* the short chain factor (pending_t.zsq) */
+#define XF_CHAIN 4        /* the exps stored chained (opts_t.chain) */
+
+/* e (1 - (z/c)^2): a softcapped exp with the tanh's chain factor (the
+ * arithmetic of segment_value's) */
+static XF_ALWAYS_INLINE XF_V XF_FN(chained)(XF_V e, XF_V z, const XF_FN(opts_t) *o) {
+    const XF_V th = V_MUL(z, V_SET1(o->inv_cap));
+    return V_MUL(e, V_FNMA(th, th, V_SET1(1)));
+}
 
 /* Segment j (at j0, n elements) of the deferred row p, its unaligned head
  * written (as write_segment does). */
@@ -346,15 +332,13 @@ static XF_ALWAYS_INLINE void XF_FN(drain_open)(XF_FN(drain_t) *d, const XF_FN(pe
     /* the arithmetic of write_row, bit for bit */
     d->out = p->out + j0;
     d->e = p->e + j0;
-    d->z = p->zs + j0;
+    d->z = p->zs ? p->zs + j0 : NULL;
     d->w = p->w ? p->w + j0 : NULL;
     d->tp = p->tp ? p->tp + j0 : NULL;
     d->f = (XF_T)(XF_FN(seg_factor)(p->seg_max[j], p->M, p->log_S) * p->a);
     d->alpha = p->alpha;
     d->beta = p->beta;
     d->inv_cap = p->inv_cap;
-    d->cv = XF_FN(cap_chain_coef)(d->f, p->inv_cap,
-                                  p->zsq && !(d->w || d->tp || d->beta != 0));
     d->k = 0;
     d->n = n;
     if (stream && XF_VBYTES > (int)sizeof(XF_T)) {
@@ -362,7 +346,7 @@ static XF_ALWAYS_INLINE void XF_FN(drain_open)(XF_FN(drain_t) *d, const XF_FN(pe
         if (mis) { /* up to the first aligned vector */
             d->k = (XF_W - mis < n) ? XF_W - mis : n;
             XF_FN(write_segment)(d->out, d->e, d->w, d->tp, d->z, d->k, d->f, d->alpha, d->beta,
-                                 d->inv_cap, 0, p->zsq);
+                                 d->inv_cap, 0);
         }
     }
 }
@@ -371,8 +355,8 @@ static XF_ALWAYS_INLINE void XF_FN(drain_open)(XF_FN(drain_t) *d, const XF_FN(pe
 static XF_ALWAYS_INLINE void XF_FN(drain_step)(XF_FN(drain_t) *d, const int how) {
     if (d->k + XF_W > d->n) return;
     const XF_V g = XF_FN(segment_value)(d->e, d->w, d->tp, d->z, d->k, XF_W, V_SET1(d->f),
-                                        V_SET1(d->alpha), V_SET1(d->beta), V_SET1(d->cv),
-                                        how & XF_DRAIN_SHIFT, how & XF_DRAIN_ZSQ);
+                                        V_SET1(d->alpha), V_SET1(d->beta), V_SET1(d->inv_cap),
+                                        how & XF_DRAIN_SHIFT);
     if (how & XF_DRAIN_STREAM) V_STREAM(d->out + d->k, g);
     else V_STOREU(d->out + d->k, g);
     d->k += XF_W;
@@ -383,8 +367,8 @@ static XF_ALWAYS_INLINE void XF_FN(drain_close)(XF_FN(drain_t) *d, const int how
     const int64_t k = d->k;
     if (k < d->n)
         XF_FN(write_segment)(d->out + k, d->e + k, d->w ? d->w + k : NULL,
-                             d->tp ? d->tp + k : NULL, d->z + k, d->n - k, d->f, d->alpha,
-                             d->beta, d->inv_cap, how & XF_DRAIN_STREAM, how & XF_DRAIN_ZSQ);
+                             d->tp ? d->tp + k : NULL, d->z ? d->z + k : NULL, d->n - k, d->f, d->alpha,
+                             d->beta, d->inv_cap, how & XF_DRAIN_STREAM);
 }
 
 /* ---- the softcap's cheaper exp (float32 lanes) ----
@@ -588,17 +572,17 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
         const XF_V z = pre ? V_LOADU(x + i) : V_ROUND_T(V_MUL(V_LOADU(x + i), inv_t));
         XF_FN(gen_vec)(o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, mv,
                        XF_W, &s, &ez, &wz, &wtz, &wt, &ev, pre, clamp);
-        if (e) V_STOREU(e + i, ev);
+        if (e) V_STOREU(e + i, (how & XF_CHAIN) ? XF_FN(chained)(ev, z, o) : ev);
         if (d && ((i / XF_W) & 1)) XF_FN(drain_step)(d, how);
     }
     if (i < n) {
         const int64_t r = n - i;
         const XF_V xv = V_LOAD_TAIL(x + i, r, 0);
-        XF_FN(gen_vec)(o, pre ? xv : V_ROUND_T(V_MUL(xv, inv_t)),
-                       w ? V_LOAD_TAIL(w + i, r, 0) : one, tp,
+        const XF_V z = pre ? xv : V_ROUND_T(V_MUL(xv, inv_t));
+        XF_FN(gen_vec)(o, z, w ? V_LOAD_TAIL(w + i, r, 0) : one, tp,
                        tp ? V_LOAD_TAIL(tp + i, r, 0) : zero, mv, r, &s, &ez, &wz, &wtz, &wt,
                        &ev, pre, clamp);
-        if (e) V_STORE_TAIL(e + i, ev, r);
+        if (e) V_STORE_TAIL(e + i, (how & XF_CHAIN) ? XF_FN(chained)(ev, z, o) : ev, r);
     }
     XF_FN(sums_t) out = {V_HSUM(s), V_HSUM(ez), V_HSUM(wz), V_HSUM(wtz), V_HSUM(wt)};
     return out;
@@ -682,15 +666,16 @@ static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, con
     if (!o->cap) /* a fully masked segment's exps are taken against 0: all 0 */
         return XF_FN(gen_loop)(x, w, tp, n, *m == -INFINITY ? 0 : *m, o, e, 0, 0, NULL, 0);
     XF_T *z = zs ? zs : e;
-    if (!pend) return XF_CAPPED_SEGMENT(NULL, 0);
+    const int chain = o->chain ? XF_CHAIN : 0;
+    if (!pend) return XF_CAPPED_SEGMENT(NULL, chain);
     XF_FN(drain_t) d;
     XF_FN(drain_open)(&d, pend, j0, j, n, stream);
-    if (d.w || d.tp || d.beta != 0) /* the short chain factor has no shift terms */
+    if (chain) /* a chained row has no shift terms */
+        return stream ? XF_CAPPED_SEGMENT(&d, XF_CHAIN | XF_DRAIN_STREAM)
+                      : XF_CAPPED_SEGMENT(&d, XF_CHAIN);
+    if (d.w || d.tp || d.beta != 0)
         return stream ? XF_CAPPED_SEGMENT(&d, XF_DRAIN_SHIFT | XF_DRAIN_STREAM)
                       : XF_CAPPED_SEGMENT(&d, XF_DRAIN_SHIFT);
-    if (pend->zsq)
-        return stream ? XF_CAPPED_SEGMENT(&d, XF_DRAIN_ZSQ | XF_DRAIN_STREAM)
-                      : XF_CAPPED_SEGMENT(&d, XF_DRAIN_ZSQ);
     return stream ? XF_CAPPED_SEGMENT(&d, XF_DRAIN_STREAM) : XF_CAPPED_SEGMENT(&d, 0);
 }
 #undef XF_CAPPED_SEGMENT
@@ -716,7 +701,10 @@ static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64
         /* a fully masked segment still adds to the plain sums (its exps are 0) */
         const XF_FN(sums_t) g = XF_FN(gen_segment)(x + j0, o->w ? o->w + j0 : NULL,
                                                    tp ? tp + j0 : NULL, n, &m, o,
-                                                   e ? e + j0 : NULL, zs ? zs + j0 : NULL,
+                                                   e ? e + j0 : NULL,
+                                                   /* chained: z is needed only by the
+                                                    * segment's own exps */
+                                                   zs ? (o->chain ? zs : zs + j0) : NULL,
                                                    pend, j0, j, stream);
         seg_max[j] = m;
         t.wz += g.wz;
@@ -944,6 +932,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
     o.w = w;
     o.want_wz = eps != 0;
     o.want_ez = mode == XF_MODE_EVAL;
+    o.chain = 0; /* set below */
     /* scratch: C exps, C softcapped logits z (vector-aligned), one max per segment */
     const int64_t c_pad = (C + 15) & ~(int64_t)15;
     XF_T *e = (XF_T *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
@@ -957,6 +946,15 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
      * the next row's tanh loops (gen_segment), which then takes a second
      * set of scratch buffers (for float32 they fit in xf_scratch_bytes). */
     const int defer = store_z && mode == XF_MODE_GRAD && sizeof(XF_T) == 4;
+    /* A softcapped gradient with no shift terms (index targets, no
+     * smoothing: e f (1 - (z/c)^2) - [k = y] hit, its target entry written
+     * apart) keeps its exps chained, e (1 - (z/c)^2), so the write reads one
+     * scratch row instead of two (e and z) and z needs no more than a
+     * segment's room: the scratch traffic between L1 and L2 drops from 20 to
+     * 12 bytes per element, and the write is the plain one, e f (AVX-512,
+     * one thread, 1024x32000 softcap 30 from DRAM, `tools/kernel_bench.sh
+     * avx512 1024 32000 1 30 8 1`: see the Options issue's note) */
+    o.chain = store_z && mode == XF_MODE_GRAD && !prob && eps == 0;
     const int64_t n_seg_pad = ((C + XF_SEGMENT - 1) / XF_SEGMENT + 15) & ~(int64_t)15;
     XF_T *e_alt = seg_max + n_seg_pad, *zs_alt = e_alt + c_pad, *seg_max_alt = zs_alt + c_pad;
     XF_FN(pending_t) pend;
@@ -983,7 +981,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
                 if (a->row_entropy) a->row_entropy[r] = NAN;
                 if (a->row_argmax) a->row_argmax[r] = XF_FN(row_argmax)(x, C);
                 if (mode == XF_MODE_GRAD)
-                    XF_FN(write_segment)(out, NULL, NULL, NULL, NULL, C, 0, 0, 0, 1, stream, 0);
+                    XF_FN(write_segment)(out, NULL, NULL, NULL, NULL, C, 0, 0, 0, 1, stream);
                 continue;
             }
             if (w) w_y = (double)w[y];
@@ -1041,9 +1039,12 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
             const double R = a->scale * (a->row_scale ? a->row_scale[r] : 1.0) * s_r;
             /* dz/dx = (1/T) dz/du: 1/T folded into the row's coefficients */
             const double it = general ? (double)o.inv_t : 1.0;
-            XF_FN(pending_t) row = {out, e, store_z ? zs : NULL, seg_max, general ? w : NULL,
-                                    tp, M, log_S, R * A * it, (XF_T)(R * alpha * it),
-                                    (XF_T)(R * beta * it), o.inv_cap, !o.exp_clamp, y, 0};
+            /* chained: the exps carry the chain factor, and the shift terms
+             * are zero (beta = 0, no tp), w's with them */
+            XF_FN(pending_t) row = {out, e, (store_z && !o.chain) ? zs : NULL, seg_max,
+                                    (general && !o.chain) ? w : NULL, tp, M, log_S,
+                                    R * A * it, (XF_T)(R * alpha * it),
+                                    (XF_T)(R * beta * it), o.inv_cap, y, 0};
             if (y >= 0) {
                 /* the target's entry, recomputed in double from the scratch exp
                  * rather than read back from a (possibly streamed) store */
@@ -1052,9 +1053,16 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
                                        ? XF_FN(seg_factor)(seg_max[jy], M, log_S)
                                        : (double)e[y] * XF_FN(seg_factor)(seg_max[jy], M, log_S);
                 const double b_y = general ? w_y * beta : 0.0;
-                const double th_y = store_z ? (double)zs[y] * (double)o.inv_cap : 0.0;
-                const double dz = general ? (double)o.inv_t * (1.0 - th_y * th_y) : 1.0;
-                row.out_y = (XF_T)(R * (p_y * A - b_y - hit) * dz);
+                /* z_y: what the z loop computed (transform1 is its code) */
+                const double z_y = !store_z ? 0.0
+                                   : o.chain ? XF_FN(transform1)(x[y], &o)
+                                             : (double)zs[y];
+                const double th_y = z_y * (double)o.inv_cap;
+                const double chain_y = 1.0 - th_y * th_y;
+                const double dz = general ? (double)o.inv_t * chain_y : 1.0;
+                /* chained, p_y holds the chain factor already (b_y = 0) */
+                row.out_y = o.chain ? (XF_T)(R * (p_y * A - hit * chain_y) * o.inv_t)
+                                    : (XF_T)(R * (p_y * A - b_y - hit) * dz);
             }
             if (defer) {
                 /* written during the next row's stats (or after the last
@@ -1068,8 +1076,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
                 XF_FN(write_pending)(&row, C, stream);
             }
         } else if (mode == XF_MODE_SOFTMAX) {
-            XF_FN(write_row)(out, e, seg_max, NULL, NULL, NULL, C, M, log_S, 1.0, 0, 0, 0, stream,
-                             0);
+            XF_FN(write_row)(out, e, seg_max, NULL, NULL, NULL, C, M, log_S, 1.0, 0, 0, 0, stream);
         } else if (mode == XF_MODE_LOG_SOFTMAX) {
             XF_FN(write_log_softmax_row)(out, x, C, M, log_S);
         }
@@ -1163,11 +1170,11 @@ static void XF_FN(split_write)(const xf_rows_args *a, int64_t r, int64_t j_begin
         const double f = ignored ? 0.0 : XF_FN(seg_factor)(seg_max[j], M, log_S) * g;
         if (ignored || seg_max[j] == -INFINITY) {
             XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 0,
-                                 a->streaming, 0);
+                                 a->streaming);
             continue;
         }
         XF_FN(write_segment)(out + j0, out + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, 0,
-                             a->streaming, 0);
+                             a->streaming);
     }
 }
 
