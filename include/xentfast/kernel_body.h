@@ -368,8 +368,8 @@ static XF_ALWAYS_INLINE void XF_FN(drain_close)(XF_FN(drain_t) *d, const int how
     const int64_t k = d->k;
     if (k < d->n)
         XF_FN(write_segment)(d->out + k, d->e + k, d->w ? d->w + k : NULL,
-                             d->tp ? d->tp + k : NULL, d->z ? d->z + k : NULL, d->n - k, d->f, d->alpha,
-                             d->beta, d->inv_cap, how & XF_DRAIN_STREAM);
+                             d->tp ? d->tp + k : NULL, d->z ? d->z + k : NULL, d->n - k, d->f,
+                             d->alpha, d->beta, d->inv_cap, how & XF_DRAIN_STREAM);
 }
 
 /* ---- the softcap's cheaper exp (float32 lanes) ----
@@ -604,8 +604,8 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
  * here and per two exps in gen_loop: the stores then drain to memory while
  * the tanh and the exps keep the cores busy, instead of stalling a write
  * pass of their own, and evenly, so the memory is never idle for a whole
- * loop.  Always inlined, so each (drain, shift, stream, folded) gets a loop
- * without branches on them. */
+ * loop.  Always inlined, so each (drain, how, folded) gets a loop without
+ * branches on them. */
 static XF_ALWAYS_INLINE XF_T XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
                                               const XF_FN(opts_t) *o, XF_FN(drain_t) *d,
                                               const int how, const int folded) {
