@@ -172,8 +172,8 @@ def test_options_bitwise_identical_across_threads(rng, threads):
 ], ids=["softcap", "softcap,temperature", "softcap,smoothing", "softcap,weight",
         "softcap,probabilities"])
 def test_deferred_softcap_rows_equal_rows_written_alone(backend, rng, options):
-    """A softcapped gradient row is written during the next row's tanh loop
-    (kernel_body.h), with streaming stores for a large output; each row must
+    """A softcapped gradient row is written during the next row's z and exp
+    loops (kernel_body.h), with streaming stores for a large output; each row must
     equal, bit for bit, the same row computed alone (written at once, not
     streamed), also across ignored rows, unaligned output rows and segment
     tails (C = 7001: three whole segments and a tail)."""

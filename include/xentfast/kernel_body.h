@@ -194,21 +194,24 @@ static XF_ALWAYS_INLINE XF_V XF_FN(segment_value)(const XF_T *e, const XF_T *w, 
     return v;
 }
 
+/* Elements before out's first vector-aligned one (at most n), which
+ * streaming stores cannot write: 0 unless streaming. */
+static XF_ALWAYS_INLINE int64_t XF_FN(stream_head)(const XF_T *out, int64_t n, int stream) {
+    if (!stream || XF_VBYTES <= (int)sizeof(XF_T)) return 0;
+    const int64_t mis = (int64_t)(((uintptr_t)out % XF_VBYTES) / sizeof(XF_T));
+    return mis == 0 ? 0 : (XF_W - mis < n) ? XF_W - mis : n;
+}
+
 static XF_ALWAYS_INLINE void XF_FN(write_segment)(XF_T *out, const XF_T *e, const XF_T *w,
                                                   const XF_T *tp, const XF_T *z, int64_t n,
                                                   XF_T f, XF_T alpha, XF_T beta, XF_T inv_cap,
                                                   int stream) {
     const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta), icv = V_SET1(inv_cap);
     const int shift = (w != NULL || tp != NULL || beta != 0);
-    int64_t i = 0;
+    int64_t i = XF_FN(stream_head)(out, n, stream);
+    if (i)
+        V_STORE_TAIL(out, XF_FN(segment_value)(e, w, tp, z, 0, i, fv, av, bv, icv, shift), i);
     if (stream && XF_VBYTES > (int)sizeof(XF_T)) {
-        const int64_t mis = (int64_t)(((uintptr_t)out % XF_VBYTES) / sizeof(XF_T));
-        if (mis) {
-            const int64_t head = (XF_W - mis < n) ? XF_W - mis : n;
-            V_STORE_TAIL(out, XF_FN(segment_value)(e, w, tp, z, 0, head, fv, av, bv, icv,
-                                                   shift), head);
-            i = head;
-        }
         for (; i + XF_W <= n; i += XF_W)
             V_STREAM(out + i, XF_FN(segment_value)(e, w, tp, z, i, XF_W, fv, av, bv, icv,
                                                    shift));
@@ -340,16 +343,11 @@ static XF_ALWAYS_INLINE void XF_FN(drain_open)(XF_FN(drain_t) *d, const XF_FN(pe
     d->alpha = p->alpha;
     d->beta = p->beta;
     d->inv_cap = p->inv_cap;
-    d->k = 0;
     d->n = n;
-    if (stream && XF_VBYTES > (int)sizeof(XF_T)) {
-        const int64_t mis = (int64_t)(((uintptr_t)d->out % XF_VBYTES) / sizeof(XF_T));
-        if (mis) { /* up to the first aligned vector */
-            d->k = (XF_W - mis < n) ? XF_W - mis : n;
-            XF_FN(write_segment)(d->out, d->e, d->w, d->tp, d->z, d->k, d->f, d->alpha, d->beta,
-                                 d->inv_cap, 0);
-        }
-    }
+    d->k = XF_FN(stream_head)(d->out, n, stream);
+    if (d->k)
+        XF_FN(write_segment)(d->out, d->e, d->w, d->tp, d->z, d->k, d->f, d->alpha, d->beta,
+                             d->inv_cap, 0);
 }
 
 /* One whole vector of d, if one is left (how: XF_DRAIN_* flags). */
@@ -589,13 +587,6 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
     return out;
 }
 
-/* The deferred write trails the z loop by this many vectors: at the same
- * index, loading the previous row's scratch right after storing this row's
- * z a multiple of 4 KiB away (C a multiple of 1024) stalls on 4K aliasing
- * (`python -m xentfast.bench --options --shape 8192 32768`, 2 threads, the
- * softcap row: 141-176 ms with no lag, 79-82 ms with this one) */
-#define XF_WRITE_LAG 4
-
 /* The softcap's z loop over a segment (z = vtransform(x)); returns the max
  * of z (a max per vector on the adder pipes, which the tanh leaves idle,
  * instead of a pass of its own over x; a NaN may or may not win, and
@@ -604,8 +595,13 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
  * here and per two exps in gen_loop: the stores then drain to memory while
  * the tanh and the exps keep the cores busy, instead of stalling a write
  * pass of their own, and evenly, so the memory is never idle for a whole
- * loop.  Always inlined, so each (drain, how, folded) gets a loop without
- * branches on them. */
+ * loop.  The write's cursor runs at half the loop's pace, so its loads of
+ * the other row's scratch do not trail this row's stores at the same
+ * offset (a multiple of 4 KiB away when C is a multiple of 1024: 4K
+ * aliasing); the lag of 4 vectors that a write of one vector per z needed
+ * measures no different now (`tools/kernel_bench.sh avx512 1024 32768 1 30
+ * 8 1`, five runs: 16.7-17.1 ms without, 17.0-17.5 with).  Always inlined,
+ * so each (drain, how, folded) gets a loop without branches on them. */
 static XF_ALWAYS_INLINE XF_T XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
                                               const XF_FN(opts_t) *o, XF_FN(drain_t) *d,
                                               const int how, const int folded) {
@@ -616,8 +612,7 @@ static XF_ALWAYS_INLINE XF_T XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
         const XF_V zv = XF_FN(vtransform_impl)(V_LOADU(x + i), o, folded);
         V_STOREU(z + i, zv);
         mv = V_MAX(mv, zv);
-        if (d && i >= XF_WRITE_LAG * XF_W && ((i / XF_W) & 1))
-            XF_FN(drain_step)(d, how);
+        if (d && ((i / XF_W) & 1)) XF_FN(drain_step)(d, how);
     }
     XF_T m = V_HMAX(mv);
     if (i < n) {
@@ -933,7 +928,6 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
     o.w = w;
     o.want_wz = eps != 0;
     o.want_ez = mode == XF_MODE_EVAL;
-    o.chain = 0; /* set below */
     /* scratch: C exps, C softcapped logits z (vector-aligned), one max per segment */
     const int64_t c_pad = (C + 15) & ~(int64_t)15;
     XF_T *e = (XF_T *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
@@ -952,7 +946,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
      * apart) keeps its exps chained, e (1 - (z/c)^2), so the write reads one
      * scratch row instead of two (e and z) and z needs no more than a
      * segment's room: the scratch traffic between L1 and L2 drops from 20 to
-     * 12 bytes per element, and the write is the plain one, e f (one
+     * 12 bytes per element (by count), and the write is the plain one, e f (one
      * thread, 1024x32000, softcap 30, from DRAM, `tools/kernel_bench.sh
      * avx512 1024 32000 1 30 8 1`, five runs each: 16.7-17.9 ms unchained,
      * 15.8-16.4 chained; in L1 both 1.14 cycles/element) */
@@ -1013,7 +1007,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
          *   dl/dz_k = p_k * A - w_k * (alpha * tp_k + beta) - [k = y] * hit */
         const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
         const double zl = lam * lse * lse; /* also for lam = 0: NaN stays NaN */
-        double loss = 0.0, A = 0.0, alpha = 0.0, beta = 0.0, hit = 0.0;
+        double loss = 0.0, A = 0.0, alpha = 0.0, beta = 0.0, hit = 0.0, z_y = 0.0;
         /* a zero coefficient (eps = 1) adds 0, even against a masked class */
         if (prob) {
             const double Q = (1 - eps) * sums.wt + eps / C * a->weight_total;
@@ -1023,7 +1017,8 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
             alpha = 1 - eps;
             beta = eps / C;
         } else if (y >= 0) {
-            const double z_y = general ? XF_FN(transform1)(x[y], &o) : (double)x[y];
+            /* transform1 is the z loop's code: z_y is the z the exps saw */
+            z_y = general ? XF_FN(transform1)(x[y], &o) : (double)x[y];
             loss = XF_FN(times_nz)((1 - eps) * w_y, lse - z_y) + zl;
             if (eps != 0) loss += eps / C * (a->weight_total * lse - sums.wz);
             A = (1 - eps) * w_y + eps / C * a->weight_total;
@@ -1055,11 +1050,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
                                        ? XF_FN(seg_factor)(seg_max[jy], M, log_S)
                                        : (double)e[y] * XF_FN(seg_factor)(seg_max[jy], M, log_S);
                 const double b_y = general ? w_y * beta : 0.0;
-                /* z_y: what the z loop computed (transform1 is its code) */
-                const double z_y = !store_z ? 0.0
-                                   : o.chain ? XF_FN(transform1)(x[y], &o)
-                                             : (double)zs[y];
-                const double th_y = z_y * (double)o.inv_cap;
+                const double th_y = store_z ? z_y * (double)o.inv_cap : 0.0;
                 const double chain_y = 1.0 - th_y * th_y;
                 const double dz = general ? (double)o.inv_t * chain_y : 1.0;
                 /* chained, p_y holds the chain factor already (b_y = 0) */
