@@ -164,12 +164,13 @@ static inline void XF_FN(row_stats)(const XF_T *x, int64_t C, XF_T *e, XF_T *seg
     *S_out = S;
 }
 
-/* out[i] = (e[i]*f - w[i]*(alpha*tp[i] + beta)) * (1 - (z[i]/c)^2)
+/* out[i] = e[i]*f - w[i]*(alpha*tp[i] + beta)*d[i]
  * for i in [0, n), every factor optional: e == NULL means 0, w == NULL 1,
- * tp == NULL 0, z == NULL 1 (z: the softcapped logits, whose chain factor
- * dz/du = 1 - tanh^2 is recomputed here rather than stored).  Always
+ * tp == NULL 0, d == NULL 1 (d: the softcap's chain factor dz/du =
+ * 1 - (z/c)^2, by which e is then multiplied already: see rows()).  Always
  * inlined, so each call site gets only the arithmetic its constant
- * arguments leave (the plain gradient is e*f).  Streaming (non-temporal) stores when asked: the aligned body
+ * arguments leave (the plain gradient is e*f).  Streaming (non-temporal)
+ * stores when asked: the aligned body
  * bypasses the cache, so a gradient buffer that is not re-read soon costs
  * no read-for-ownership.  Every element gets the same arithmetic either
  * way, whatever the alignment. */
@@ -179,17 +180,13 @@ static XF_ALWAYS_INLINE XF_V XF_FN(load)(const XF_T *p, int64_t lanes) {
 
 /* one vector of write_segment's formula from `lanes` elements at offset i */
 static XF_ALWAYS_INLINE XF_V XF_FN(segment_value)(const XF_T *e, const XF_T *w, const XF_T *tp,
-                                                  const XF_T *z, int64_t i, int64_t lanes,
-                                                  XF_V fv, XF_V av, XF_V bv, XF_V icv,
-                                                  int shift) {
+                                                  const XF_T *d, int64_t i, int64_t lanes,
+                                                  XF_V fv, XF_V av, XF_V bv, int shift) {
     XF_V v = e ? V_MUL(XF_FN(load)(e + i, lanes), fv) : V_SET1(0);
     if (shift) {
-        const XF_V b = tp ? V_FMA(XF_FN(load)(tp + i, lanes), av, bv) : bv;
-        v = V_SUB(v, w ? V_MUL(b, XF_FN(load)(w + i, lanes)) : b);
-    }
-    if (z) {
-        const XF_V th = V_MUL(XF_FN(load)(z + i, lanes), icv);
-        v = V_MUL(v, V_FNMA(th, th, V_SET1(1)));
+        XF_V b = tp ? V_FMA(XF_FN(load)(tp + i, lanes), av, bv) : bv;
+        if (w) b = V_MUL(b, XF_FN(load)(w + i, lanes));
+        v = d ? V_FNMA(b, XF_FN(load)(d + i, lanes), v) : V_SUB(v, b);
     }
     return v;
 }
@@ -203,26 +200,23 @@ static XF_ALWAYS_INLINE int64_t XF_FN(stream_head)(const XF_T *out, int64_t n, i
 }
 
 static XF_ALWAYS_INLINE void XF_FN(write_segment)(XF_T *out, const XF_T *e, const XF_T *w,
-                                                  const XF_T *tp, const XF_T *z, int64_t n,
-                                                  XF_T f, XF_T alpha, XF_T beta, XF_T inv_cap,
-                                                  int stream) {
-    const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta), icv = V_SET1(inv_cap);
+                                                  const XF_T *tp, const XF_T *d, int64_t n,
+                                                  XF_T f, XF_T alpha, XF_T beta, int stream) {
+    const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta);
     const int shift = (w != NULL || tp != NULL || beta != 0);
     int64_t i = XF_FN(stream_head)(out, n, stream);
     if (i)
-        V_STORE_TAIL(out, XF_FN(segment_value)(e, w, tp, z, 0, i, fv, av, bv, icv, shift), i);
+        V_STORE_TAIL(out, XF_FN(segment_value)(e, w, tp, d, 0, i, fv, av, bv, shift), i);
     if (stream && XF_VBYTES > (int)sizeof(XF_T)) {
         for (; i + XF_W <= n; i += XF_W)
-            V_STREAM(out + i, XF_FN(segment_value)(e, w, tp, z, i, XF_W, fv, av, bv, icv,
-                                                   shift));
+            V_STREAM(out + i, XF_FN(segment_value)(e, w, tp, d, i, XF_W, fv, av, bv, shift));
     } else {
         for (; i + XF_W <= n; i += XF_W)
-            V_STOREU(out + i, XF_FN(segment_value)(e, w, tp, z, i, XF_W, fv, av, bv, icv,
-                                                   shift));
+            V_STOREU(out + i, XF_FN(segment_value)(e, w, tp, d, i, XF_W, fv, av, bv, shift));
     }
     if (i < n)
-        V_STORE_TAIL(out + i, XF_FN(segment_value)(e, w, tp, z, i, n - i, fv, av, bv, icv,
-                                                   shift), n - i);
+        V_STORE_TAIL(out + i, XF_FN(segment_value)(e, w, tp, d, i, n - i, fv, av, bv, shift),
+                     n - i);
 }
 
 /* The factor exp(m_j - lse) that turns segment j's scratch exps into
@@ -233,28 +227,29 @@ static inline double XF_FN(seg_factor)(XF_T m_j, double M, double log_S) {
     return exp(((double)m_j - M) - log_S);
 }
 
-/* out = exp(z - lse) * a - w*(alpha*tp + beta), times the softcap's chain
- * factor when z is not NULL, segment by segment from the scratch exps. */
+/* out = exp(z - lse) * a - w*(alpha*tp + beta) (the shift times the
+ * softcap's chain factors d when d is not NULL; the exps carry theirs),
+ * segment by segment from the scratch exps. */
 static inline void XF_FN(write_row)(XF_T *out, const XF_T *e, const XF_T *seg_max, const XF_T *w,
-                                    const XF_T *tp, const XF_T *z, int64_t C, double M,
+                                    const XF_T *tp, const XF_T *d, int64_t C, double M,
                                     double log_S, double a, XF_T alpha, XF_T beta,
-                                    XF_T inv_cap, int stream) {
+                                    int stream) {
     for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
         const double f = XF_FN(seg_factor)(seg_max[j], M, log_S) * a;
         const XF_T *tp_j = tp ? tp + j0 : NULL, *w_j = w ? w + j0 : NULL;
-        const XF_T *z_j = z ? z + j0 : NULL;
-        if (!w_j && !tp_j && beta == 0 && !z_j) {
+        const XF_T *d_j = d ? d + j0 : NULL;
+        if (!w_j && !tp_j && beta == 0) {
             /* the plain path never computes a masked segment's exps: write f
              * itself there (0, or NaN when the row has no distribution) */
             if (seg_max[j] != -INFINITY)
-                XF_FN(write_segment)(out + j0, e + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, 0, stream);
+                XF_FN(write_segment)(out + j0, e + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, stream);
             else
-                XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 0, stream);
+                XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, stream);
         } else {
             /* the general path stored every exp (0 in a masked segment) */
-            XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, z_j, n, (XF_T)f, alpha, beta,
-                                 inv_cap, stream);
+            XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, d_j, n, (XF_T)f, alpha, beta,
+                                 stream);
         }
     }
 }
@@ -281,6 +276,7 @@ typedef struct {
     const XF_T *w;            /* class weights, or NULL                 */
     int want_wz, want_ez;     /* sums w*z (smoothing) and e*z (entropy) */
     int chain;                /* keep e (1 - (z/c)^2), not e (see rows()) */
+    int keep_d;               /* and, for the shift terms, 1 - (z/c)^2 in a row */
 } XF_FN(opts_t);
 
 typedef struct {
@@ -290,20 +286,21 @@ typedef struct {
 
 /* A softcapped row's gradient whose write is deferred into the next row's
  * z and exp loops (see rows()): what write_row needs, from the row's own scratch
- * buffers, and its target's entry, stored last.  out == NULL: none. */
+ * buffers (ds: the chain factors, or NULL), and its target's entry, stored
+ * last.  out == NULL: none. */
 typedef struct {
     XF_T *out;
-    const XF_T *e, *zs, *seg_max, *w, *tp;
+    const XF_T *e, *ds, *seg_max, *w, *tp;
     double M, log_S, a;
-    XF_T alpha, beta, inv_cap;
+    XF_T alpha, beta;
     int64_t y; /* < 0: no target entry */
     XF_T out_y;
 } XF_FN(pending_t);
 
 /* Writes a gradient row whole, its target's entry last. */
 static inline void XF_FN(write_pending)(const XF_FN(pending_t) *p, int64_t C, int stream) {
-    XF_FN(write_row)(p->out, p->e, p->seg_max, p->w, p->tp, p->zs, C, p->M, p->log_S, p->a,
-                     p->alpha, p->beta, p->inv_cap, stream);
+    XF_FN(write_row)(p->out, p->e, p->seg_max, p->w, p->tp, p->ds, C, p->M, p->log_S, p->a,
+                     p->alpha, p->beta, stream);
     if (p->y >= 0) p->out[p->y] = p->out_y;
 }
 
@@ -312,21 +309,20 @@ static inline void XF_FN(write_pending)(const XF_FN(pending_t) *p, int64_t C, in
  * of the row they belong to. */
 typedef struct {
     XF_T *out;
-    const XF_T *e, *w, *tp, *z;
-    XF_T f, alpha, beta, inv_cap;
+    const XF_T *e, *w, *tp, *d;
+    XF_T f, alpha, beta;
     int64_t k, n;
 } XF_FN(drain_t);
 
 /* How a capped segment's loops work: flags, constant per loop */
-#define XF_DRAIN_SHIFT 1  /* shift terms (weights, targets, smoothing) */
+#define XF_SHIFT 1        /* shift terms (targets, smoothing): chain factors kept */
 #define XF_DRAIN_STREAM 2 /* streaming stores */
 #define XF_CHAIN 4        /* the exps stored chained (opts_t.chain) */
 
-/* e (1 - (z/c)^2): a softcapped exp with the tanh's chain factor (the
- * arithmetic of segment_value's) */
-static XF_ALWAYS_INLINE XF_V XF_FN(chained)(XF_V e, XF_V z, const XF_FN(opts_t) *o) {
+/* The softcap's chain factor dz/du = 1 - (z/c)^2 (tanh' = 1 - tanh^2). */
+static XF_ALWAYS_INLINE XF_V XF_FN(chain_factor)(XF_V z, const XF_FN(opts_t) *o) {
     const XF_V th = V_MUL(z, V_SET1(o->inv_cap));
-    return V_MUL(e, V_FNMA(th, th, V_SET1(1)));
+    return V_FNMA(th, th, V_SET1(1));
 }
 
 /* Segment j (at j0, n elements) of the deferred row p, its unaligned head
@@ -336,26 +332,23 @@ static XF_ALWAYS_INLINE void XF_FN(drain_open)(XF_FN(drain_t) *d, const XF_FN(pe
     /* the arithmetic of write_row, bit for bit */
     d->out = p->out + j0;
     d->e = p->e + j0;
-    d->z = p->zs ? p->zs + j0 : NULL;
+    d->d = p->ds ? p->ds + j0 : NULL;
     d->w = p->w ? p->w + j0 : NULL;
     d->tp = p->tp ? p->tp + j0 : NULL;
     d->f = (XF_T)(XF_FN(seg_factor)(p->seg_max[j], p->M, p->log_S) * p->a);
     d->alpha = p->alpha;
     d->beta = p->beta;
-    d->inv_cap = p->inv_cap;
     d->n = n;
     d->k = XF_FN(stream_head)(d->out, n, stream);
     if (d->k)
-        XF_FN(write_segment)(d->out, d->e, d->w, d->tp, d->z, d->k, d->f, d->alpha, d->beta,
-                             d->inv_cap, 0);
+        XF_FN(write_segment)(d->out, d->e, d->w, d->tp, d->d, d->k, d->f, d->alpha, d->beta, 0);
 }
 
 /* One whole vector of d, if one is left (how: XF_DRAIN_* flags). */
 static XF_ALWAYS_INLINE void XF_FN(drain_step)(XF_FN(drain_t) *d, const int how) {
     if (d->k + XF_W > d->n) return;
-    const XF_V g = XF_FN(segment_value)(d->e, d->w, d->tp, d->z, d->k, XF_W, V_SET1(d->f),
-                                        V_SET1(d->alpha), V_SET1(d->beta), V_SET1(d->inv_cap),
-                                        how & XF_DRAIN_SHIFT);
+    const XF_V g = XF_FN(segment_value)(d->e, d->w, d->tp, d->d, d->k, XF_W, V_SET1(d->f),
+                                        V_SET1(d->alpha), V_SET1(d->beta), how & XF_SHIFT);
     if (how & XF_DRAIN_STREAM) V_STREAM(d->out + d->k, g);
     else V_STOREU(d->out + d->k, g);
     d->k += XF_W;
@@ -366,8 +359,8 @@ static XF_ALWAYS_INLINE void XF_FN(drain_close)(XF_FN(drain_t) *d, const int how
     const int64_t k = d->k;
     if (k < d->n)
         XF_FN(write_segment)(d->out + k, d->e + k, d->w ? d->w + k : NULL,
-                             d->tp ? d->tp + k : NULL, d->z ? d->z + k : NULL, d->n - k, d->f,
-                             d->alpha, d->beta, d->inv_cap, how & XF_DRAIN_STREAM);
+                             d->tp ? d->tp + k : NULL, d->d ? d->d + k : NULL, d->n - k, d->f,
+                             d->alpha, d->beta, how & XF_DRAIN_STREAM);
 }
 
 /* ---- the softcap's cheaper exp (float32 lanes) ----
@@ -556,11 +549,12 @@ static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V z, XF_V
 }
 
 /* The exps and sums of a segment.  pre: x already holds z (softcap);
- * otherwise z = x / T here. */
+ * otherwise z = x / T here.  Under XF_CHAIN the exps are stored times the
+ * chain factors, and under XF_SHIFT those go to ds too (which may be x). */
 static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T *w,
                                                       const XF_T *tp, int64_t n, XF_T m,
                                                       const XF_FN(opts_t) *o, XF_T *e,
-                                                      const int pre, const int clamp,
+                                                      XF_T *ds, const int pre, const int clamp,
                                                       XF_FN(drain_t) *d, const int how) {
     const XF_V zero = V_SET1(0), one = V_SET1(1), mv = V_SET1(m), inv_t = V_SET1(o->inv_t);
     XF_V s = zero, ez = zero, wz = zero, wtz = zero, wt = zero, ev;
@@ -571,7 +565,12 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
         const XF_V z = pre ? V_LOADU(x + i) : V_ROUND_T(V_MUL(V_LOADU(x + i), inv_t));
         XF_FN(gen_vec)(o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, mv,
                        XF_W, &s, &ez, &wz, &wtz, &wt, &ev, pre, clamp);
-        if (e) V_STOREU(e + i, (how & XF_CHAIN) ? XF_FN(chained)(ev, z, o) : ev);
+        if (e && (how & XF_CHAIN)) {
+            const XF_V dv = XF_FN(chain_factor)(z, o);
+            if (how & XF_SHIFT) V_STOREU(ds + i, dv);
+            ev = V_MUL(ev, dv);
+        }
+        if (e) V_STOREU(e + i, ev);
         if (d && ((i / XF_W) & 1)) XF_FN(drain_step)(d, how);
     }
     if (i < n) {
@@ -581,7 +580,12 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
         XF_FN(gen_vec)(o, z, w ? V_LOAD_TAIL(w + i, r, 0) : one, tp,
                        tp ? V_LOAD_TAIL(tp + i, r, 0) : zero, mv, r, &s, &ez, &wz, &wtz, &wt,
                        &ev, pre, clamp);
-        if (e) V_STORE_TAIL(e + i, (how & XF_CHAIN) ? XF_FN(chained)(ev, z, o) : ev, r);
+        if (e && (how & XF_CHAIN)) {
+            const XF_V dv = XF_FN(chain_factor)(z, o);
+            if (how & XF_SHIFT) V_STORE_TAIL(ds + i, dv, r);
+            ev = V_MUL(ev, dv);
+        }
+        if (e) V_STORE_TAIL(e + i, ev, r);
     }
     XF_FN(sums_t) out = {V_HSUM(s), V_HSUM(ez), V_HSUM(wz), V_HSUM(wtz), V_HSUM(wt)};
     return out;
@@ -604,22 +608,27 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
  * so each (drain, how, folded) gets a loop without branches on them. */
 static XF_ALWAYS_INLINE XF_T XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
                                               const XF_FN(opts_t) *o, XF_FN(drain_t) *d,
-                                              const int how, const int folded) {
-    XF_V mv = V_SET1(-INFINITY);
+                                              const int how, const int folded,
+                                              double *sum_z) {
+    XF_V mv = V_SET1(-INFINITY), sv = V_SET1(0);
     int64_t i = 0;
     for (; i + XF_W <= n; i += XF_W) {
         XF_FN(prefetch_ahead)(x + i, 1);
         const XF_V zv = XF_FN(vtransform_impl)(V_LOADU(x + i), o, folded);
         V_STOREU(z + i, zv);
         mv = V_MAX(mv, zv);
+        sv = V_ADD(sv, zv);
         if (d && ((i / XF_W) & 1)) XF_FN(drain_step)(d, how);
     }
     XF_T m = V_HMAX(mv);
     if (i < n) {
-        V_STORE_TAIL(z + i, XF_FN(vtransform_impl)(V_LOAD_TAIL(x + i, n - i, 0), o, folded),
-                     n - i);
+        /* the tail's lanes past n hold z(0) = 0: they add nothing */
+        const XF_V zv = XF_FN(vtransform_impl)(V_LOAD_TAIL(x + i, n - i, 0), o, folded);
+        V_STORE_TAIL(z + i, zv, n - i);
+        sv = V_ADD(sv, zv);
         for (; i < n; i++) m = z[i] > m || isnan(z[i]) ? z[i] : m;
     }
+    *sum_z = V_HSUM(sv);
     return m;
 }
 
@@ -631,9 +640,11 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
     XF_FN(capped_segment)(const XF_T *x, const XF_T *w, const XF_T *tp, int64_t n, XF_T *m,
                           const XF_FN(opts_t) *o, XF_T *e, XF_T *z, XF_FN(drain_t) *d,
                           const int how, const int folded, const int clamp) {
-    *m = XF_FN(tanh_loop)(x, z, n, o, d, how, folded);
-    const XF_FN(sums_t) sums = XF_FN(gen_loop)(z, w, tp, n, *m, o, e, 1, clamp, d, how);
+    double sum_z;
+    *m = XF_FN(tanh_loop)(x, z, n, o, d, how, folded, &sum_z);
+    XF_FN(sums_t) sums = XF_FN(gen_loop)(z, w, tp, n, *m, o, e, z, 1, clamp, d, how);
     if (d) XF_FN(drain_close)(d, how);
+    if (!w) sums.wz = sum_z; /* gen_segment left sum w z to this loop */
     return sums;
 }
 
@@ -648,9 +659,10 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
 
 /* Sums of one segment (n elements) relative to its max of z, *m: given
  * (-inf for a fully masked segment), or under softcap found here; stores
- * the exps to e (when not NULL) and, under softcap, z to zs (kept for the
- * gradient) or else to e (which must then not be NULL).  Under softcap,
- * segment j (at j0) of the deferred gradient row pend (when not NULL) is
+ * the exps to e (when not NULL) and, under softcap, z to zs (then the
+ * chain factors over it, opts_t.keep_d) or else to e (which must then not
+ * be NULL).  Under softcap, segment j (at j0) of the deferred gradient row
+ * pend (when not NULL; a chained row, as every softcapped gradient row) is
  * written too: one specialised pair of loops per (how, folded, clamp). */
 static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, const XF_T *tp,
                                                int64_t n, XF_T *m, const XF_FN(opts_t) *opts,
@@ -658,21 +670,27 @@ static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, con
                                                int64_t j0, int64_t j, int stream) {
     /* a private copy: the stores to e and zs cannot alias it, so the
      * options stay in registers instead of being reloaded every vector */
-    const XF_FN(opts_t) local = *opts, *o = &local;
+    XF_FN(opts_t) local = *opts;
+    const XF_FN(opts_t) *o = &local;
     if (!o->cap) /* a fully masked segment's exps are taken against 0: all 0 */
-        return XF_FN(gen_loop)(x, w, tp, n, *m == -INFINITY ? 0 : *m, o, e, 0, 0, NULL, 0);
+        return XF_FN(gen_loop)(x, w, tp, n, *m == -INFINITY ? 0 : *m, o, e, NULL, 0, 0, NULL,
+                               0);
+    /* without class weights, sum z comes from the z loop (an addition per
+     * vector on the adder pipes, which the tanh leaves idle), not from the
+     * exp loop (a product, a compare and a masked move more per vector:
+     * there z is never -inf, so the w = 0 guard has nothing to do) */
+    local.want_wz = local.want_wz && w;
     XF_T *z = zs ? zs : e;
-    const int chain = o->chain ? XF_CHAIN : 0;
-    if (!pend) return XF_CAPPED_SEGMENT(NULL, chain);
+    /* the pending row has the options of this one: shift terms alike */
+    const int how = o->chain ? XF_CHAIN | (o->keep_d ? XF_SHIFT : 0) : 0;
+    if (!pend) return XF_CAPPED_SEGMENT(NULL, how);
     XF_FN(drain_t) d;
     XF_FN(drain_open)(&d, pend, j0, j, n, stream);
-    if (chain) /* a chained row has no shift terms */
-        return stream ? XF_CAPPED_SEGMENT(&d, XF_CHAIN | XF_DRAIN_STREAM)
-                      : XF_CAPPED_SEGMENT(&d, XF_CHAIN);
-    if (d.w || d.tp || d.beta != 0)
-        return stream ? XF_CAPPED_SEGMENT(&d, XF_DRAIN_SHIFT | XF_DRAIN_STREAM)
-                      : XF_CAPPED_SEGMENT(&d, XF_DRAIN_SHIFT);
-    return stream ? XF_CAPPED_SEGMENT(&d, XF_DRAIN_STREAM) : XF_CAPPED_SEGMENT(&d, 0);
+    if (how == (XF_CHAIN | XF_SHIFT))
+        return stream ? XF_CAPPED_SEGMENT(&d, XF_CHAIN | XF_SHIFT | XF_DRAIN_STREAM)
+                      : XF_CAPPED_SEGMENT(&d, XF_CHAIN | XF_SHIFT);
+    return stream ? XF_CAPPED_SEGMENT(&d, XF_CHAIN | XF_DRAIN_STREAM)
+                  : XF_CAPPED_SEGMENT(&d, XF_CHAIN);
 }
 #undef XF_CAPPED_SEGMENT
 
@@ -698,9 +716,10 @@ static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64
         const XF_FN(sums_t) g = XF_FN(gen_segment)(x + j0, o->w ? o->w + j0 : NULL,
                                                    tp ? tp + j0 : NULL, n, &m, o,
                                                    e ? e + j0 : NULL,
-                                                   /* chained: z is needed only by the
-                                                    * segment's own exps */
-                                                   zs ? (o->chain ? zs : zs + j0) : NULL,
+                                                   /* chained without shift terms: z is
+                                                    * needed only by the segment's own exps */
+                                                   zs ? (o->chain && !o->keep_d ? zs : zs + j0)
+                                                      : NULL,
                                                    pend, j0, j, stream);
         seg_max[j] = m;
         t.wz += g.wz;
@@ -941,16 +960,21 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
      * the next row's z and exp loops (gen_segment), which then takes a second
      * set of scratch buffers (for float32 they fit in xf_scratch_bytes). */
     const int defer = store_z && mode == XF_MODE_GRAD && sizeof(XF_T) == 4;
-    /* A softcapped gradient with no shift terms (index targets, no
-     * smoothing: e f (1 - (z/c)^2) - [k = y] hit, its target entry written
-     * apart) keeps its exps chained, e (1 - (z/c)^2), so the write reads one
-     * scratch row instead of two (e and z) and z needs no more than a
-     * segment's room: the scratch traffic between L1 and L2 drops from 20 to
-     * 12 bytes per element (by count), and the write is the plain one, e f (one
-     * thread, 1024x32000, softcap 30, from DRAM, `tools/kernel_bench.sh
-     * avx512 1024 32000 1 30 8 1`, five runs each: 16.7-17.9 ms unchained,
-     * 15.8-16.4 chained; in L1 both 1.14 cycles/element) */
-    o.chain = store_z && mode == XF_MODE_GRAD && !prob && eps == 0;
+    /* A softcapped gradient, (e f - w (alpha tp + beta)) d with d =
+     * 1 - (z/c)^2 (its target entry written apart), keeps its exps chained,
+     * E = e d.  With no shift terms (index targets, no smoothing) the write
+     * is then the plain one, E f: it reads one scratch row instead of two
+     * (e and z), and z needs no more than a segment's room, so the scratch
+     * traffic between L1 and L2 drops from 20 to 12 bytes per element (by
+     * count; one thread, 1024x32000, softcap 30, from DRAM,
+     * `tools/kernel_bench.sh avx512 1024 32000 1 30 8 1`, five runs each:
+     * 16.7-17.9 ms unchained, 15.8-16.4 chained; in L1 both 1.14
+     * cycles/element).  With shift terms d is kept too, in z's place (keep_d),
+     * and the write is E f - w (alpha tp + beta) d: a multiply and an FNMA
+     * where (e f - b) (1 - (z/c)^2) took four multiply-class operations and
+     * a subtraction. */
+    o.chain = store_z && mode == XF_MODE_GRAD;
+    o.keep_d = o.chain && (prob || eps != 0);
     const int64_t n_seg_pad = ((C + XF_SEGMENT - 1) / XF_SEGMENT + 15) & ~(int64_t)15;
     XF_T *e_alt = seg_max + n_seg_pad, *zs_alt = e_alt + c_pad, *seg_max_alt = zs_alt + c_pad;
     XF_FN(pending_t) pend;
@@ -977,7 +1001,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
                 if (a->row_entropy) a->row_entropy[r] = NAN;
                 if (a->row_argmax) a->row_argmax[r] = XF_FN(row_argmax)(x, C);
                 if (mode == XF_MODE_GRAD)
-                    XF_FN(write_segment)(out, NULL, NULL, NULL, NULL, C, 0, 0, 0, 1, stream);
+                    XF_FN(write_segment)(out, NULL, NULL, NULL, NULL, C, 0, 0, 0, stream);
                 continue;
             }
             if (w) w_y = (double)w[y];
@@ -1036,12 +1060,13 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
             const double R = a->scale * (a->row_scale ? a->row_scale[r] : 1.0) * s_r;
             /* dz/dx = (1/T) dz/du: 1/T folded into the row's coefficients */
             const double it = general ? (double)o.inv_t : 1.0;
-            /* chained: the exps carry the chain factor, and the shift terms
-             * are zero (beta = 0, no tp), w's with them */
-            XF_FN(pending_t) row = {out, e, (store_z && !o.chain) ? zs : NULL, seg_max,
-                                    (general && !o.chain) ? w : NULL, tp, M, log_S,
-                                    R * A * it, (XF_T)(R * alpha * it),
-                                    (XF_T)(R * beta * it), o.inv_cap, y, 0};
+            /* chained: the exps carry the chain factor, the shift terms
+             * take it from ds, and without shift terms (beta = 0, no tp)
+             * w goes with them */
+            XF_FN(pending_t) row = {out, e, o.keep_d ? zs : NULL, seg_max,
+                                    (general && (!o.chain || o.keep_d)) ? w : NULL, tp, M,
+                                    log_S, R * A * it, (XF_T)(R * alpha * it),
+                                    (XF_T)(R * beta * it), y, 0};
             if (y >= 0) {
                 /* the target's entry, recomputed in double from the scratch exp
                  * rather than read back from a (possibly streamed) store */
@@ -1050,12 +1075,11 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
                                        ? XF_FN(seg_factor)(seg_max[jy], M, log_S)
                                        : (double)e[y] * XF_FN(seg_factor)(seg_max[jy], M, log_S);
                 const double b_y = general ? w_y * beta : 0.0;
-                const double th_y = store_z ? z_y * (double)o.inv_cap : 0.0;
-                const double chain_y = 1.0 - th_y * th_y;
-                const double dz = general ? (double)o.inv_t * chain_y : 1.0;
-                /* chained, p_y holds the chain factor already (b_y = 0) */
-                row.out_y = o.chain ? (XF_T)(R * (p_y * A - hit * chain_y) * o.inv_t)
-                                    : (XF_T)(R * (p_y * A - b_y - hit) * dz);
+                const double th_y = z_y * (double)o.inv_cap, chain_y = 1.0 - th_y * th_y;
+                /* chained, p_y holds the chain factor already */
+                row.out_y = o.chain
+                                ? (XF_T)(R * (p_y * A - (b_y + hit) * chain_y) * o.inv_t)
+                                : (XF_T)(R * (p_y * A - b_y - hit) * (general ? o.inv_t : 1.0));
             }
             if (defer) {
                 /* written during the next row's stats (or after the last
@@ -1069,7 +1093,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
                 XF_FN(write_pending)(&row, C, stream);
             }
         } else if (mode == XF_MODE_SOFTMAX) {
-            XF_FN(write_row)(out, e, seg_max, NULL, NULL, NULL, C, M, log_S, 1.0, 0, 0, 0, stream);
+            XF_FN(write_row)(out, e, seg_max, NULL, NULL, NULL, C, M, log_S, 1.0, 0, 0, stream);
         } else if (mode == XF_MODE_LOG_SOFTMAX) {
             XF_FN(write_log_softmax_row)(out, x, C, M, log_S);
         }
@@ -1162,11 +1186,11 @@ static void XF_FN(split_write)(const xf_rows_args *a, int64_t r, int64_t j_begin
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
         const double f = ignored ? 0.0 : XF_FN(seg_factor)(seg_max[j], M, log_S) * g;
         if (ignored || seg_max[j] == -INFINITY) {
-            XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, 0,
+            XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f,
                                  a->streaming);
             continue;
         }
-        XF_FN(write_segment)(out + j0, out + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, 0,
+        XF_FN(write_segment)(out + j0, out + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0,
                              a->streaming);
     }
 }
