@@ -169,8 +169,11 @@ def test_options_bitwise_identical_across_threads(rng, threads):
 @pytest.mark.parametrize("options", [
     dict(softcap=30.0), dict(softcap=50.0, temperature=0.8), dict(softcap=15.0, label_smoothing=0.1),
     dict(softcap=30.0, weight="W"), dict(softcap=30.0, _target="P"),
+    dict(softcap=20.0, label_smoothing=0.1, z_loss=1e-3, weight="W"),
+    dict(softcap=30.0, label_smoothing=0.2, weight="W", _target="P"),
 ], ids=["softcap", "softcap,temperature", "softcap,smoothing", "softcap,weight",
-        "softcap,probabilities"])
+        "softcap,probabilities", "softcap,smoothing,z_loss,weight",
+        "softcap,smoothing,weight,probabilities"])
 def test_deferred_softcap_rows_equal_rows_written_alone(backend, rng, options):
     """A softcapped gradient row is written during the next row's z and exp
     loops (kernel_body.h), with streaming stores for a large output; each row must
