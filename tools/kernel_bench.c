@@ -6,7 +6,9 @@
  *
  * MODE 0 = loss only, 1 = loss+grad.  Prints the best of REPS calls, in ms,
  * G elements/s and cycles per element at a nominal 2.6 GHz (this machine's
- * TSC rate; only ratios between runs matter). */
+ * TSC rate; only ratios between runs matter).  Options from the environment:
+ * LS=eps (label smoothing), ZL=lambda (z-loss), PROB=1 (uniform probability
+ * targets instead of indices). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,17 @@ int main(int argc, char **argv) {
     a.inv_temperature = 1.0;
     a.softcap = cap;
     a.weight_total = (double)C;
+    if (getenv("LS")) a.label_smoothing = atof(getenv("LS"));
+    if (getenv("ZL")) a.z_loss = atof(getenv("ZL"));
+    float *tp = NULL;
+    if (getenv("PROB") && atoi(getenv("PROB"))) {
+        tp = aligned_alloc(64, (size_t)(n * C * 4 + 64));
+        if (!tp) return 1;
+        for (int64_t i = 0; i < n * C; i++) tp[i] = 1.0f / (float)C;
+        a.target_prob = tp;
+        a.target_prob_stride = C;
+        a.target = NULL;
+    }
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
         const double t0 = now();

@@ -3,6 +3,7 @@
 # count its instructions with callgrind (repeatable on a noisy machine).
 #
 #   tools/kernel_bench.sh [avx512|avx2] N C MODE [SOFTCAP [REPS [STREAM]]]
+#   LS=0.1 ZL=1e-4 tools/kernel_bench.sh avx512 1024 32000 1 30 8 1   (options: kernel_bench.c)
 #   CALLGRIND=1 tools/kernel_bench.sh avx2 64 32000 1 30 1
 #
 # With CALLGRIND=1 it prints the instructions executed inside the row kernel
