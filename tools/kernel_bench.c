@@ -53,9 +53,8 @@ int main(int argc, char **argv) {
     a.weight_total = (double)C;
     if (getenv("LS")) a.label_smoothing = atof(getenv("LS"));
     if (getenv("ZL")) a.z_loss = atof(getenv("ZL"));
-    float *tp = NULL;
     if (getenv("PROB") && atoi(getenv("PROB"))) {
-        tp = aligned_alloc(64, (size_t)(n * C * 4 + 64));
+        float *tp = aligned_alloc(64, (size_t)(n * C * 4 + 64));
         if (!tp) return 1;
         for (int64_t i = 0; i < n * C; i++) tp[i] = 1.0f / (float)C;
         a.target_prob = tp;

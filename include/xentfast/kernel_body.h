@@ -548,6 +548,23 @@ static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V z, XF_V
     *e_out = e;
 }
 
+/* Stores `lanes` exps ev of z at e + i: under XF_CHAIN times the chain
+ * factors, which XF_SHIFT keeps at ds + i too. */
+static XF_ALWAYS_INLINE void XF_FN(store_exps)(XF_T *e, XF_T *ds, int64_t i, int64_t lanes,
+                                               XF_V ev, XF_V z, const XF_FN(opts_t) *o,
+                                               const int how) {
+    if (how & XF_CHAIN) {
+        const XF_V dv = XF_FN(chain_factor)(z, o);
+        if (how & XF_SHIFT) {
+            if (lanes == XF_W) V_STOREU(ds + i, dv);
+            else V_STORE_TAIL(ds + i, dv, lanes);
+        }
+        ev = V_MUL(ev, dv);
+    }
+    if (lanes == XF_W) V_STOREU(e + i, ev);
+    else V_STORE_TAIL(e + i, ev, lanes);
+}
+
 /* The exps and sums of a segment.  pre: x already holds z (softcap);
  * otherwise z = x / T here.  Under XF_CHAIN the exps are stored times the
  * chain factors, and under XF_SHIFT those go to ds too (which may be x). */
@@ -565,12 +582,7 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
         const XF_V z = pre ? V_LOADU(x + i) : V_ROUND_T(V_MUL(V_LOADU(x + i), inv_t));
         XF_FN(gen_vec)(o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, mv,
                        XF_W, &s, &ez, &wz, &wtz, &wt, &ev, pre, clamp);
-        if (e && (how & XF_CHAIN)) {
-            const XF_V dv = XF_FN(chain_factor)(z, o);
-            if (how & XF_SHIFT) V_STOREU(ds + i, dv);
-            ev = V_MUL(ev, dv);
-        }
-        if (e) V_STOREU(e + i, ev);
+        if (e) XF_FN(store_exps)(e, ds, i, XF_W, ev, z, o, how);
         if (d && ((i / XF_W) & 1)) XF_FN(drain_step)(d, how);
     }
     if (i < n) {
@@ -580,12 +592,7 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
         XF_FN(gen_vec)(o, z, w ? V_LOAD_TAIL(w + i, r, 0) : one, tp,
                        tp ? V_LOAD_TAIL(tp + i, r, 0) : zero, mv, r, &s, &ez, &wz, &wtz, &wt,
                        &ev, pre, clamp);
-        if (e && (how & XF_CHAIN)) {
-            const XF_V dv = XF_FN(chain_factor)(z, o);
-            if (how & XF_SHIFT) V_STORE_TAIL(ds + i, dv, r);
-            ev = V_MUL(ev, dv);
-        }
-        if (e) V_STORE_TAIL(e + i, ev, r);
+        if (e) XF_FN(store_exps)(e, ds, i, r, ev, z, o, how);
     }
     XF_FN(sums_t) out = {V_HSUM(s), V_HSUM(ez), V_HSUM(wz), V_HSUM(wtz), V_HSUM(wt)};
     return out;
@@ -678,7 +685,10 @@ static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, con
     /* without class weights, sum z comes from the z loop (an addition per
      * vector on the adder pipes, which the tanh leaves idle), not from the
      * exp loop (a product, a compare and a masked move more per vector:
-     * there z is never -inf, so the w = 0 guard has nothing to do) */
+     * there z is never -inf, so the w = 0 guard has nothing to do).  The z
+     * loop sums z whether or not smoothing wants it: a flag to skip it
+     * measured no different from DRAM (softcap alone, `tools/kernel_bench.sh
+     * avx512 1024 32000 1 30 8 1`: 16.0 ms either way, best of six runs) */
     local.want_wz = local.want_wz && w;
     XF_T *z = zs ? zs : e;
     /* the pending row has the options of this one: shift terms alike */
@@ -952,14 +962,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
     XF_T *e = (XF_T *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     XF_T *zs = e + c_pad;
     XF_T *seg_max = zs + c_pad;
-    const int store_z = want_out && a->softcap != 0;
     int stream = a->streaming;
-    /* A softcapped float32 gradient is compute-bound while the row's stats
-     * are taken and store-bound while it is written; one after the other,
-     * the cores idle on the stores.  So each row's write is deferred into
-     * the next row's z and exp loops (gen_segment), which then takes a second
-     * set of scratch buffers (for float32 they fit in xf_scratch_bytes). */
-    const int defer = store_z && mode == XF_MODE_GRAD && sizeof(XF_T) == 4;
     /* A softcapped gradient, (e f - w (alpha tp + beta)) d with d =
      * 1 - (z/c)^2 (its target entry written apart), keeps its exps chained,
      * E = e d.  With no shift terms (index targets, no smoothing) the write
@@ -978,8 +981,14 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
      * from DRAM (1024 32000 1 30 8 1, seven runs each) 17.6 -> 16.9 ms best.
      * Writing (e f - b) d from bare exps instead (an FMA and a multiply,
      * one multiply fewer in the exp loop) measured 1.22 in L1: not kept. */
-    o.chain = store_z && mode == XF_MODE_GRAD;
+    o.chain = mode == XF_MODE_GRAD && a->softcap != 0; /* z is kept (zs) for these only */
     o.keep_d = o.chain && (prob || eps != 0);
+    /* A softcapped float32 gradient is compute-bound while the row's stats
+     * are taken and store-bound while it is written; one after the other,
+     * the cores idle on the stores.  So each row's write is deferred into
+     * the next row's z and exp loops (gen_segment), which then takes a second
+     * set of scratch buffers (for float32 they fit in xf_scratch_bytes). */
+    const int defer = o.chain && sizeof(XF_T) == 4;
     const int64_t n_seg_pad = ((C + XF_SEGMENT - 1) / XF_SEGMENT + 15) & ~(int64_t)15;
     XF_T *e_alt = seg_max + n_seg_pad, *zs_alt = e_alt + c_pad, *seg_max_alt = zs_alt + c_pad;
     XF_FN(pending_t) pend;
@@ -1015,7 +1024,7 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
         XF_FN(sums_t) sums = {0, 0, 0, 0, 0};
         if (general) {
             XF_FN(row_stats_general)(x, tp, C, &o, (want_out || o.cap) ? e : NULL,
-                                     store_z ? zs : NULL, seg_max, &M, &S, &sums,
+                                     o.chain ? zs : NULL, seg_max, &M, &S, &sums,
                                      pend.out ? &pend : NULL, stream);
             if (pend.out) { /* the deferred row is written: its target's entry last */
                 if (pend.y >= 0) pend.out[pend.y] = pend.out_y;
