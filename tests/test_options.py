@@ -70,6 +70,69 @@ def test_large_softcap_keeps_relative_accuracy(backend, rng, cap):
         np.testing.assert_allclose(xentfast.cross_entropy(x, t, softcap=cap), plain, rtol=1e-6)
 
 
+# Caps up to 64 take AVX-512's one-loop path (kernel_body.h: exps of z not
+# shifted by the max, a tanh by exp); above, the two loops.  Either side of
+# the switch, on saturated logits (|x| >> c: z = +-c, chain factors near 0),
+# infinities and small ones, against the oracle.  z's absolute error grows
+# with c, and the gradient's with 1/T: the tolerances too.
+@pytest.mark.parametrize("cap", [0.5, 30.0, 63.99, 64.0, 64.01, 90.0])
+@pytest.mark.parametrize("extra", [{}, dict(label_smoothing=0.1, z_loss=1e-4),
+                                   dict(temperature=0.25, _weight=True), dict(_target="P")],
+                         ids=["plain", "smoothing,z_loss", "temperature,weight", "probabilities"])
+def test_softcap_either_side_of_the_one_loop_cap(backend, rng, cap, extra):
+    n, c = 40, 2500
+    x, t = random_problem(rng, n, c, scale=3.0)
+    x[:10] *= 1000.0  # saturated rows
+    x[10:13, ::7] = np.inf
+    x[13:16, ::5] = -np.inf
+    x[16:20] *= 1e-3
+    kw = dict(extra)
+    if kw.pop("_weight", None):
+        kw["weight"] = rng.uniform(0.5, 2.0, c)
+    target = t
+    if kw.pop("_target", None):
+        target = rng.dirichlet(np.ones(c), size=n).astype(np.float32)
+    scale = max(1.0, cap / 30) / kw.get("temperature", 1.0)
+    for reduction in REDUCTIONS:
+        check(x, target, CAPPED_TOL["loss"] * scale, CAPPED_TOL["grad"] * scale,
+              reduction=reduction, softcap=cap, **kw)
+
+
+def test_softcap_certain_rows_have_a_small_nonnegative_loss(backend):
+    """A row whose target's logit saturates at +c and every other at -c has
+    loss log(1 + (C-1) e^{-2c}) (about 4e-23 for c = 30): the one loop's
+    exps, not taken relative to the max, must not round it below zero.
+    (2e-5: the float lanes that sum the exps, against the oracle's double.)"""
+    c = 3000
+    x = np.full((8, c), -1e4, np.float32)
+    t = np.arange(8) * 300
+    x[np.arange(8), t] = 1e4
+    for cap in (5.0, 30.0, 64.0):
+        rows = xentfast.cross_entropy(x, t, softcap=cap, reduction="none")
+        expected = np.log1p((c - 1) * np.exp(-2 * cap))
+        assert np.all(rows >= 0), (cap, rows)
+        np.testing.assert_allclose(rows, expected, atol=2e-5)
+        _, grad = xentfast.cross_entropy_and_grad(x, t, softcap=cap, reduction="sum")
+        assert np.all(np.isfinite(grad))
+        assert np.all(np.abs(grad) <= 1e-6)  # saturated: every chain factor ~0
+
+
+# Temperatures so far from 1 that the one loop's scale 2 log2(e)/(T c)
+# leaves float's comfortable range (1e-30 to 1e30): the two loops take over
+# at 1e-33 and 1e33.  Gradients only for T > 1: below, 1/T times a chain
+# factor's float quantum (2^-23 where the oracle's tanh' is 0) swamps them,
+# whatever the path.
+@pytest.mark.parametrize("temperature", [1e-33, 1e-20, 1e20, 1e33])
+def test_softcap_with_extreme_temperatures(backend, rng, temperature):
+    x, t = random_problem(rng, 30, 300, scale=3.0)
+    x[:10] *= 1e25 if temperature > 1 else 1e-25
+    if temperature > 1:
+        check(x, t, *tolerances({"softcap": 1}), softcap=30.0, temperature=temperature)
+    ref = reference.cross_entropy(x.astype(np.float64), t, softcap=30.0, temperature=temperature)
+    assert_loss_close(xentfast.cross_entropy(x, t, softcap=30.0, temperature=temperature), ref,
+                      CAPPED_TOL["loss"])
+
+
 @pytest.mark.parametrize("options", OPTION_SETS[:3] + OPTION_SETS[-1:], ids=lambda o: ",".join(o))
 def test_options_with_weights_and_ignore_index(backend, rng, options):
     x, t = random_problem(rng, 300, 37, ignore_frac=0.3)

@@ -273,6 +273,9 @@ typedef struct {
     XF_T bound;               /* its clamp on u (on x when folded) */
     XF_T tanh_p[6], tanh_q[4]; /* its coefficients in u^2 (x^2 folded); q0 = 1 */
     int exp_clamp;            /* the exps of z - m need their clamp (c > 43) */
+    int one_loop;             /* one_loop_segment (c <= XF_ONE_LOOP_CAP, AVX-512) */
+    XF_T exp_k, exp_x_bound;  /* its tanh by e^{2u} = 2^{x k}: k, clamp on x */
+    XF_T cap2, inv_cap2;      /* its z in base 2: c log2(e) and 1/that */
     const XF_T *w;            /* class weights, or NULL                 */
     int want_wz, want_ez;     /* sums w*z (smoothing) and e*z (entropy) */
     int chain;                /* keep e (1 - (z/c)^2), not e (see rows()) */
@@ -318,10 +321,14 @@ typedef struct {
 #define XF_SHIFT 1        /* shift terms (targets, smoothing): chain factors kept */
 #define XF_DRAIN_STREAM 2 /* streaming stores */
 #define XF_CHAIN 4        /* the exps stored chained (opts_t.chain) */
+#define XF_LEAN 8         /* no class weights, probability targets or entropy */
+#define XF_BASE2 16       /* z in units of ln 2 (one_loop_segment) */
 
-/* The softcap's chain factor dz/du = 1 - (z/c)^2 (tanh' = 1 - tanh^2). */
-static XF_ALWAYS_INLINE XF_V XF_FN(chain_factor)(XF_V z, const XF_FN(opts_t) *o) {
-    const XF_V th = V_MUL(z, V_SET1(o->inv_cap));
+/* The softcap's chain factor dz/du = 1 - (z/c)^2 (tanh' = 1 - tanh^2);
+ * base2: z in units of ln 2 (one_loop_segment). */
+static XF_ALWAYS_INLINE XF_V XF_FN(chain_factor)(XF_V z, const XF_FN(opts_t) *o,
+                                                 const int base2) {
+    const XF_V th = V_MUL(z, V_SET1(base2 ? o->inv_cap2 : o->inv_cap));
     return V_FNMA(th, th, V_SET1(1));
 }
 
@@ -472,6 +479,17 @@ static inline void XF_FN(tanh_set)(XF_FN(opts_t) *o, double softcap, double inv_
 }
 #endif
 
+/* the one-loop softcap (one_loop_segment) for caps up to this */
+#define XF_ONE_LOOP_CAP 64.0
+#define XF_LOG2E 1.4426950408889634
+#define XF_LN2 0.6931471805599453
+#undef XF_EXP2_MID
+#ifdef V_EXP2_MID
+#define XF_EXP2_MID V_EXP2_MID
+#else
+#define XF_EXP2_MID(z) (z) /* never taken: only the one loop asks for it */
+#endif
+
 /* The transform's constants for softcap c (0: none) and 1/T.  Scales are
  * kept at most the largest XF_T: a finite factor keeps 0 * it = 0. */
 static inline void XF_FN(opts_set)(XF_FN(opts_t) *o, double softcap, double inv_temperature) {
@@ -484,6 +502,19 @@ static inline void XF_FN(opts_set)(XF_FN(opts_t) *o, double softcap, double inv_
     for (int k = 0; k < 4; k++) o->tanh_q[k] = 0;
     /* z - m >= -2c (1 + 5e-7): no exp below -87.3 for c <= 43 */
     o->exp_clamp = !(softcap <= 43.0);
+    o->one_loop = 0;
+    o->exp_k = o->exp_x_bound = o->cap2 = o->inv_cap2 = 0;
+#ifdef V_EXP2_SCALED
+    if (softcap != 0 && softcap <= XF_ONE_LOOP_CAP) {
+        const double k = 2.0 * XF_LOG2E * inv_temperature / softcap;
+        o->exp_k = (XF_T)k;
+        o->exp_x_bound = (XF_T)(40.0 / k);
+        o->cap2 = (XF_T)(softcap * XF_LOG2E);
+        o->inv_cap2 = (XF_T)(1.0 / (softcap * XF_LOG2E));
+        /* k far from float's limits: x k and the clamp 40 / k stay finite */
+        o->one_loop = k >= 1e-30 && k <= 1e30;
+    }
+#endif
 #ifdef XF_TANH_RATIONAL
     const double s = inv_temperature / softcap;
     o->u_scale = softcap ? (XF_T)fmin(s, XF_T_MAX) : 0;
@@ -504,6 +535,24 @@ static inline void XF_FN(opts_set)(XF_FN(opts_t) *o, double softcap, double inv_
 #endif
 }
 
+#ifdef V_EXP2_SCALED
+/* The one loop's z (one_loop_segment), in units of ln 2: z2 = z log2(e) =
+ * c2 - 2 c2 / (1 + e^{2u}) (c2 = c log2(e)), e^{2u} = 2^{x k} by the
+ * table exp: five multiply-class operations and a division per vector,
+ * where the rational form takes ten and a division (the loop is bound by
+ * those), and the exps of z2 then take three, not five.  For |u| << 1 it
+ * has no relative accuracy (the subtraction cancels), but an absolute
+ * error of about c 2.5e-7, as the rational form's near |z| = c: all that
+ * the exps of z can use.  |x k| is clamped to 40, where 2/(1 + 2^40) is
+ * far below half an ulp of 1 (NaN passes); z2 is exactly +-c2 at the ends
+ * and 0 at x = 0. */
+static XF_ALWAYS_INLINE XF_V XF_FN(vtransform_one)(XF_V x, const XF_FN(opts_t) *o) {
+    const XF_V b = V_SET1(o->exp_x_bound);
+    const XF_V e2u = V_EXP2_SCALED(V_MAX(V_SUB(V_SET1(0), b), V_MIN(b, x)), o->exp_k);
+    return V_SUB(V_SET1(o->cap2), V_DIV(V_SET1(2 * o->cap2), V_ADD(V_SET1(1), e2u)));
+}
+#endif
+
 /* vtransform with the folding chosen at run time (per call, not per vector) */
 static inline XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o) {
     return o->fold ? XF_FN(vtransform_impl)(x, o, 1) : XF_FN(vtransform_impl)(x, o, 0);
@@ -513,6 +562,9 @@ static inline XF_V XF_FN(vtransform)(XF_V x, const XF_FN(opts_t) *o) {
  * that z_y and the segment maxima agree bit for bit with the z the exps
  * were taken of: a one-class row then has loss exactly 0. */
 static inline double XF_FN(transform1)(XF_T x, const XF_FN(opts_t) *o) {
+#ifdef V_EXP2_SCALED
+    if (o->one_loop) return XF_LN2 * (double)V_FIRST(XF_FN(vtransform_one)(V_SET1(x), o));
+#endif
     return (double)V_FIRST(XF_FN(vtransform)(V_SET1(x), o));
 }
 
@@ -521,26 +573,27 @@ static inline double XF_FN(transform1)(XF_T x, const XF_FN(opts_t) *o) {
 static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V z, XF_V w, const XF_T *tp,
                                             XF_V tpv, XF_V mv, int64_t valid, XF_V *s, XF_V *ez,
                                             XF_V *wz, XF_V *wtz, XF_V *wt, XF_V *e_out,
-                                            const int capped, const int clamp) {
-    const XF_V zm = V_SUB(z, mv);
+                                            const int capped, const int clamp, const int lean) {
+    /* capped == 2: z in base 2, exps against 0 (one_loop_segment) */
+    const XF_V zm = capped == 2 ? z : V_SUB(z, mv);
     /* under softcap z itself carries an absolute error of about c * 1e-7,
      * so e^{z-m} needs no more than XF_EXP_MID's accuracy (z - m >= -2c is
      * finite; for c > 43 it is clamped at -87.3, where the exp is about
      * FLT_MIN: an absolute error under 1.2e-38) */
-    XF_V e = (capped && sizeof(XF_T) == 4)
-                 ? XF_EXP_MID(clamp ? V_MAX(V_SET1(-87.3), zm) : zm)
-                 : V_EXP(zm);
+    XF_V e = capped == 2                      ? XF_EXP2_MID(z)
+             : (capped && sizeof(XF_T) == 4) ? XF_EXP_MID(clamp ? V_MAX(V_SET1(-87.3), zm) : zm)
+                                             : V_EXP(zm);
     if (valid < XF_W) e = V_ZERO_TAIL(e, valid);
     *s = V_ADD(*s, e);
     /* entropy from sum e (z - m) <= 0: no cancellation against lse */
-    if (o->want_ez) *ez = V_FMA(e, V_MAX(V_SET1(-XF_T_MAX), zm), *ez);
+    if (!lean && o->want_ez) *ez = V_FMA(e, V_MAX(V_SET1(-XF_T_MAX), zm), *ez);
     /* a masked class (z = -inf) with a coefficient > 0 makes the loss inf
      * (as PyTorch); with a coefficient of 0 it adds 0, not 0 * -inf */
-    if (o->want_wz) {
+    if (!lean && o->want_wz) {
         XF_V t = V_ZERO_WHERE_ZERO(V_MUL(w, z), w);
         *wz = V_ADD(*wz, valid < XF_W ? V_ZERO_TAIL(t, valid) : t);
     }
-    if (tp) {
+    if (!lean && tp) {
         const XF_V wp = V_MUL(w, tpv);
         *wt = V_ADD(*wt, wp);
         *wtz = V_ADD(*wtz, V_ZERO_WHERE_ZERO(V_MUL(wp, z), wp));
@@ -554,7 +607,7 @@ static XF_ALWAYS_INLINE void XF_FN(store_exps)(XF_T *e, XF_T *ds, int64_t i, int
                                                XF_V ev, XF_V z, const XF_FN(opts_t) *o,
                                                const int how) {
     if (how & XF_CHAIN) {
-        const XF_V dv = XF_FN(chain_factor)(z, o);
+        const XF_V dv = XF_FN(chain_factor)(z, o, how & XF_BASE2);
         if (how & XF_SHIFT) {
             if (lanes == XF_W) V_STOREU(ds + i, dv);
             else V_STORE_TAIL(ds + i, dv, lanes);
@@ -581,7 +634,7 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
         if (tp) XF_FN(prefetch_ahead)(tp + i, 1);
         const XF_V z = pre ? V_LOADU(x + i) : V_ROUND_T(V_MUL(V_LOADU(x + i), inv_t));
         XF_FN(gen_vec)(o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, mv,
-                       XF_W, &s, &ez, &wz, &wtz, &wt, &ev, pre, clamp);
+                       XF_W, &s, &ez, &wz, &wtz, &wt, &ev, pre, clamp, 0);
         if (e) XF_FN(store_exps)(e, ds, i, XF_W, ev, z, o, how);
         if (d && ((i / XF_W) & 1)) XF_FN(drain_step)(d, how);
     }
@@ -591,7 +644,7 @@ static XF_ALWAYS_INLINE XF_FN(sums_t) XF_FN(gen_loop)(const XF_T *x, const XF_T 
         const XF_V z = pre ? xv : V_ROUND_T(V_MUL(xv, inv_t));
         XF_FN(gen_vec)(o, z, w ? V_LOAD_TAIL(w + i, r, 0) : one, tp,
                        tp ? V_LOAD_TAIL(tp + i, r, 0) : zero, mv, r, &s, &ez, &wz, &wtz, &wt,
-                       &ev, pre, clamp);
+                       &ev, pre, clamp, 0);
         if (e) XF_FN(store_exps)(e, ds, i, r, ev, z, o, how);
     }
     XF_FN(sums_t) out = {V_HSUM(s), V_HSUM(ez), V_HSUM(wz), V_HSUM(wtz), V_HSUM(wt)};
@@ -655,14 +708,75 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
     return sums;
 }
 
+#ifdef V_EXP2_SCALED
+/* A softcapped segment in one loop (opts_t.one_loop: c <= XF_ONE_LOOP_CAP
+ * and AVX-512), z and its exps together: no max of z first, since
+ * |z| <= c bounds the exps of z itself, unshifted, to [e^-c, e^c], times a
+ * chain factor of at least 2^-23, all normal floats (so the segment's
+ * "max" is 0).  z is taken in base 2 (vtransform_one), its exps as 2^z2;
+ * the sums of z come out in nats.  Against the two loops (capped_segment)
+ * no z is stored and read back and no max taken; the tanh of the next
+ * vector is issued before this one's exp (the loop's chain is long, and
+ * this keeps independent work ahead of it).  XF_LEAN: no class weights,
+ * probability targets or entropy, so the loop holds no tests for them. */
+static XF_ALWAYS_INLINE XF_FN(sums_t)
+    XF_FN(one_loop_segment)(const XF_T *x, const XF_T *w, const XF_T *tp, int64_t n,
+                            const XF_FN(opts_t) *o, XF_T *e, XF_T *ds, XF_FN(drain_t) *d,
+                            const int how) {
+    if (how & XF_LEAN) w = tp = NULL; /* and, the caller sees to it, no entropy */
+    const XF_V zero = V_SET1(0), one = V_SET1(1);
+    XF_V s = zero, ez = zero, wz = zero, wtz = zero, wt = zero, sz = zero, ev;
+    int64_t i = 0;
+    XF_V z_next = n >= XF_W ? XF_FN(vtransform_one)(V_LOADU(x), o) : zero;
+    for (; i + XF_W <= n; i += XF_W) {
+        XF_FN(prefetch_ahead)(x + i, 1);
+        if (tp) XF_FN(prefetch_ahead)(tp + i, 1);
+        const XF_V z = z_next;
+        if (i + 2 * XF_W <= n) z_next = XF_FN(vtransform_one)(V_LOADU(x + i + XF_W), o);
+        sz = V_ADD(sz, z);
+        XF_FN(gen_vec)(o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, zero,
+                       XF_W, &s, &ez, &wz, &wtz, &wt, &ev, 2, 0, how & XF_LEAN);
+        XF_FN(store_exps)(e, ds, i, XF_W, ev, z, o, how | XF_BASE2);
+        if (d) XF_FN(drain_step)(d, how);
+    }
+    if (i < n) {
+        const int64_t r = n - i;
+        /* the tail's lanes past n hold z(0) = 0: they add nothing to sum z */
+        const XF_V z = XF_FN(vtransform_one)(V_LOAD_TAIL(x + i, r, 0), o);
+        sz = V_ADD(sz, z);
+        XF_FN(gen_vec)(o, z, w ? V_LOAD_TAIL(w + i, r, 0) : one, tp,
+                       tp ? V_LOAD_TAIL(tp + i, r, 0) : zero, zero, r, &s, &ez, &wz, &wtz,
+                       &wt, &ev, 2, 0, how & XF_LEAN);
+        XF_FN(store_exps)(e, ds, i, r, ev, z, o, how | XF_BASE2);
+    }
+    if (d) XF_FN(drain_close)(d, how);
+    /* the sums of z (times e, w or w p) back from units of ln 2 */
+    XF_FN(sums_t) out = {V_HSUM(s), XF_LN2 * V_HSUM(ez),
+                         XF_LN2 * (w ? V_HSUM(wz) : V_HSUM(sz)), XF_LN2 * V_HSUM(wtz),
+                         V_HSUM(wt)};
+    return out;
+}
+#endif
+
 /* capped_segment with its (folded, clamp) chosen at run time */
-#define XF_CAPPED_SEGMENT(d, how)                                                             \
+#define XF_TWO_LOOP_SEGMENT(d, how)                                                           \
     (o->fold ? (o->exp_clamp                                                                  \
                     ? XF_FN(capped_segment)(x, w, tp, n, m, o, e, z, d, how, 1, 1)  \
                     : XF_FN(capped_segment)(x, w, tp, n, m, o, e, z, d, how, 1, 0)) \
              : (o->exp_clamp                                                                  \
                     ? XF_FN(capped_segment)(x, w, tp, n, m, o, e, z, d, how, 0, 1)  \
                     : XF_FN(capped_segment)(x, w, tp, n, m, o, e, z, d, how, 0, 0)))
+/* or one_loop_segment (its segment "max" 0), XF_LEAN when it can be */
+#ifdef V_EXP2_SCALED
+#define XF_CAPPED_SEGMENT(d, how)                                                             \
+    (!o->one_loop ? XF_TWO_LOOP_SEGMENT(d, how)                                               \
+                  : (*m = 0, (!w && !tp)                                                      \
+                                 ? XF_FN(one_loop_segment)(x, w, tp, n, o, e, z, d,           \
+                                                           (how) | XF_LEAN)                   \
+                                 : XF_FN(one_loop_segment)(x, w, tp, n, o, e, z, d, how)))
+#else
+#define XF_CAPPED_SEGMENT(d, how) XF_TWO_LOOP_SEGMENT(d, how)
+#endif
 
 /* Sums of one segment (n elements) relative to its max of z, *m: given
  * (-inf for a fully masked segment), or under softcap found here; stores
@@ -703,6 +817,7 @@ static inline XF_FN(sums_t) XF_FN(gen_segment)(const XF_T *x, const XF_T *w, con
                   : XF_CAPPED_SEGMENT(&d, XF_CHAIN);
 }
 #undef XF_CAPPED_SEGMENT
+#undef XF_TWO_LOOP_SEGMENT
 
 /* The general row's statistics: M, S (as row_stats), EZ = sum exp(z - M) (z - M),
  * and the plain sums; seg_max[j] holds each segment's max of z.  A deferred
@@ -954,6 +1069,10 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
                         mode == XF_MODE_EVAL;
     XF_FN(opts_t) o;
     XF_FN(opts_set)(&o, a->softcap, a->inv_temperature);
+    /* the one loop's exps are not relative to the max of z: not for one
+     * class (z against itself gives a loss of exactly 0), nor for the
+     * entropy (sum p (lse - z) is accurate from z - max, where z - max <= 0) */
+    o.one_loop = o.one_loop && C >= 2 && mode != XF_MODE_EVAL;
     o.w = w;
     o.want_wz = eps != 0;
     o.want_ez = mode == XF_MODE_EVAL;
@@ -1057,7 +1176,10 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
         } else if (y >= 0) {
             /* transform1 is the z loop's code: z_y is the z the exps saw */
             z_y = general ? XF_FN(transform1)(x[y], &o) : (double)x[y];
-            loss = XF_FN(times_nz)((1 - eps) * w_y, lse - z_y) + zl;
+            /* lse >= z_y; the one loop's exps (not shifted by the max)
+             * could round it below by ~1e-7 for a certain row */
+            const double margin = lse - z_y < 0 ? 0.0 : lse - z_y; /* NaN stays */
+            loss = XF_FN(times_nz)((1 - eps) * w_y, margin) + zl;
             if (eps != 0) loss += eps / C * (a->weight_total * lse - sums.wz);
             A = (1 - eps) * w_y + eps / C * a->weight_total;
             beta = eps / C;

@@ -104,6 +104,40 @@ static inline __m512 xf_exp_mid_ps512(__m512 x) {
     return _mm512_scalef_ps(_mm512_fmadd_ps(_mm512_mul_ps(t, r), u, t), n);
 }
 
+/* 2^(k/32 + r2) = 2^n 2^(j/32) 2^r2 from sum (k in its low bits, as
+ * xf_exp_mid_ps512) and |r2| <= 1/64: 2^r2 = 1 + r2 (c1 + c2 r2), the fit
+ * above with r = r2 ln2 substituted (c1 = 1.00001466 ln2, c2 = 0.500000179
+ * ln2^2; 5.3e-8 relative). */
+static inline __m512 xf_exp2_finish_ps512(__m512 sum, __m512 r2) {
+    const __m512 t = _mm512_permutex2var_ps(_mm512_loadu_ps(xf_exp2_frac32),
+                                            _mm512_castps_si512(sum),
+                                            _mm512_loadu_ps(xf_exp2_frac32 + 16));
+    const __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(0.2402266f), r2,
+                                     _mm512_set1_ps(0.6931573f));
+    const __m512 n = _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER - 0.5f));
+    return _mm512_scalef_ps(_mm512_fmadd_ps(_mm512_mul_ps(t, r2), u, t), n);
+}
+
+/* 2^x for x in [-126, 127] (the callers keep it there), to about 1e-7
+ * relative: x rounded to a multiple of 1/32 by adding 1.5*2^18, and
+ * r2 = x - k/32 exact (Sterbenz), so only three multiply-class operations;
+ * the one-loop softcap takes its exps in base 2 for that (kernel_body.h). */
+static inline __m512 xf_exp2_mid_ps512(__m512 x) {
+    const __m512 sum = _mm512_add_ps(x, _mm512_set1_ps(XF_TAB32_SHIFTER));
+    const __m512 r2 = _mm512_sub_ps(x, _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER)));
+    return xf_exp2_finish_ps512(sum, r2);
+}
+
+/* 2^(x k) for x k in [-126, 127]: x k is rounded once, inside the FMAs
+ * that round it to 1/32 and form r2 = x k - k32 (2^(x k) to about 2e-7
+ * relative for |x k| <= 40; the one-loop softcap's e^{2u} = 2^(x k)). */
+static inline __m512 xf_exp2_scaled_ps512(__m512 x, float k) {
+    const __m512 kv = _mm512_set1_ps(k);
+    const __m512 sum = _mm512_fmadd_ps(x, kv, _mm512_set1_ps(XF_TAB32_SHIFTER));
+    const __m512 r2 = _mm512_fmsub_ps(x, kv, _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER)));
+    return xf_exp2_finish_ps512(sum, r2);
+}
+
 static inline __mmask16 xf_mask16(int64_t n) { return (__mmask16)((1u << n) - 1u); }
 
 static inline double xf_hsum_ps512(__m512 v) {

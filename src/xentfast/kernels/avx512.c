@@ -107,6 +107,9 @@ static inline void xf_store_f64_16(double *p, __m512 v) {
 #define V_EXP xf_exp_ps512
 /* the softcap's cheaper exp, by a 32-entry table */
 #define V_EXP_MID xf_exp_mid_ps512
+/* 2^x and 2^(x k): the one-loop softcap (kernel_body.h) */
+#define V_EXP2_MID xf_exp2_mid_ps512
+#define V_EXP2_SCALED xf_exp2_scaled_ps512
 #define V_HMAX _mm512_reduce_max_ps
 #define V_HSUM xf_hsum_ps512
 #define XF_SFENCE() _mm_sfence()
