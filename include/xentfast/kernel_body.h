@@ -25,7 +25,8 @@
  *
  * Per row: one online (max, sum-exp) pass over fixed segments of
  * XF_SEGMENT elements (max of the segment from memory (under softcap: of z,
- * in the loop that computes z), then exp(x - m) of
+ * in the loop that computes z; on AVX-512 for caps up to 64 none, |z| <= c
+ * bounding the exps: one_loop_segment), then exp(x - m) of
  * the same segment from L1, kept in per-thread scratch when an output row
  * is wanted), combined across segments in double (Milakov & Gimelshein
  * 2018, "Online normalizer calculation for softmax"); then, for an output
