@@ -570,7 +570,9 @@ static inline double XF_FN(transform1)(XF_T x, const XF_FN(opts_t) *o) {
 }
 
 /* One vector of a segment, z the transformed logits: `valid` lanes are
- * real (the rest are zeroed). */
+ * real (the rest are zeroed).  capped: 0 exact exps, 1 the softcap's
+ * cheaper ones, 2 base 2 and unshifted (one_loop_segment); lean: no sums
+ * of e z or w z, whatever opts_t says (known at compile time). */
 static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V z, XF_V w, const XF_T *tp,
                                             XF_V tpv, XF_V mv, int64_t valid, XF_V *s, XF_V *ez,
                                             XF_V *wz, XF_V *wtz, XF_V *wt, XF_V *e_out,
@@ -594,7 +596,7 @@ static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(opts_t) *o, XF_V z, XF_V
         XF_V t = V_ZERO_WHERE_ZERO(V_MUL(w, z), w);
         *wz = V_ADD(*wz, valid < XF_W ? V_ZERO_TAIL(t, valid) : t);
     }
-    if (!lean && tp) {
+    if (tp) {
         const XF_V wp = V_MUL(w, tpv);
         *wt = V_ADD(*wt, wp);
         *wtz = V_ADD(*wtz, V_ZERO_WHERE_ZERO(V_MUL(wp, z), wp));
@@ -715,13 +717,14 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
  * |z| <= c bounds the exps of z itself, unshifted, to [e^-c, e^c], times a
  * chain factor of at least 2^-23, all normal floats (so the segment's
  * "max" is 0).  z is taken in base 2 (vtransform_one), its exps as 2^z2;
- * the sums of z come out in nats.  Against the two loops (capped_segment)
- * no z is stored and read back and no max taken; the tanh of the next
- * vector is issued before this one's exp (the loop's chain is long, and
- * this keeps independent work ahead of it).  XF_LEAN: no class weights,
- * probability targets or entropy, so the loop holds no tests for them.
- * Against the two loops (one thread, `tools/kernel_bench.sh avx512 ...`,
- * interleaved runs, best of each; smoothing and z-loss by LS=0.1 ZL=1e-4):
+ * the sums of z come out in nats.  No z is stored and read back and no max
+ * taken; the tanh of the next vector is issued before this one's exp (the
+ * loop's chain is long, and this keeps independent work ahead of it).
+ * XF_LEAN: no class weights or probability targets (w and tp NULL here)
+ * and no entropy or sum w z (gen_vec's lean), so the loop holds no tests
+ * for them.  Against the two loops (capped_segment; one thread,
+ * `tools/kernel_bench.sh avx512 ...`, interleaved runs, best of each;
+ * smoothing and z-loss by LS=0.1 ZL=1e-4):
  * in L1 (4 2000 1 30 200000) softcap 1.15 -> 1.07 cycles/element, with
  * smoothing and z-loss 1.20 -> 1.14; from DRAM (1024 32000 1 30 8 1)
  * 15.8 -> 13.6 ms and 17.1 -> 15.0 ms.  Keeping the chain factor as
@@ -733,7 +736,7 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
     XF_FN(one_loop_segment)(const XF_T *x, const XF_T *w, const XF_T *tp, int64_t n,
                             const XF_FN(opts_t) *o, XF_T *e, XF_T *ds, XF_FN(drain_t) *d,
                             const int how) {
-    if (how & XF_LEAN) w = tp = NULL; /* and, the caller sees to it, no entropy */
+    if (how & XF_LEAN) w = tp = NULL; /* and rows() keeps the entropy off this loop */
     const XF_V zero = V_SET1(0), one = V_SET1(1);
     XF_V s = zero, ez = zero, wz = zero, wtz = zero, wt = zero, sz = zero, ev;
     int64_t i = 0;

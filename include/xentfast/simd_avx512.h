@@ -84,58 +84,57 @@ static const float xf_exp2_frac32[32] = {
     1.35425556f, 1.38390994f, 0.707106769f, 0.722590387f, 0.738413095f, 0.754582226f,
     0.771105409f, 0.787990451f, 0.805245161f, 0.822877765f, 0.840896428f, 0.859309673f,
     0.878126085f, 0.897354543f, 0.917004049f, 0.93708384f, 0.957603276f, 0.978572071f};
+/* 2^(k/32) p(r) from sum (k in its low bits, see above) and the reduced
+ * argument r: the table entry t = 2^(j/32) times p(r) = 1 + r (c1 + c2 r),
+ * evaluated as t + (t r)(c1 + c2 r) so t costs no extra product, then
+ * scaled by 2^n, n = (k - j)/32 (VSCALEFPS floors sum - S + 1/2). */
+static inline __m512 xf_tab32_finish_ps512(__m512 sum, __m512 r, float c1, float c2) {
+    const __m512 t = _mm512_permutex2var_ps(_mm512_loadu_ps(xf_exp2_frac32),
+                                            _mm512_castps_si512(sum),
+                                            _mm512_loadu_ps(xf_exp2_frac32 + 16));
+    const __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(c2), r, _mm512_set1_ps(c1));
+    const __m512 n = _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER - 0.5f));
+    return _mm512_scalef_ps(_mm512_fmadd_ps(_mm512_mul_ps(t, r), u, t), n);
+}
+
 /* e^x to 4.0e-7 relative for x in [-87.3, 88] (the callers clamp; measured
  * by TOOL=exp_mid_check tools/kernel_bench.sh avx512, most of it the
  * reduction's error at |x| near 88):
  * 2^n 2^(j/32) e^r, e^r = 1 + r (c1 + c2 r) fitted for minimax relative
- * error on |r| <= ln2/64 (Lawson's iteration; 5.3e-8), evaluated as
- * t + (t r)(c1 + c2 r) so the table entry t costs no extra product. */
+ * error on |r| <= ln2/64 (Lawson's iteration; 5.3e-8). */
 static inline __m512 xf_exp_mid_ps512(__m512 x) {
     const __m512 sum = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f),
                                        _mm512_set1_ps(XF_TAB32_SHIFTER));
     const __m512 k32 = _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER));
     const __m512 r = _mm512_fnmadd_ps(k32, _mm512_set1_ps(0.693147182f), x);
-    const __m512 t = _mm512_permutex2var_ps(_mm512_loadu_ps(xf_exp2_frac32),
-                                            _mm512_castps_si512(sum),
-                                            _mm512_loadu_ps(xf_exp2_frac32 + 16));
-    const __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(0.500000179f), r,
-                                     _mm512_set1_ps(1.00001466f));
-    const __m512 n = _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER - 0.5f));
-    return _mm512_scalef_ps(_mm512_fmadd_ps(_mm512_mul_ps(t, r), u, t), n);
+    return xf_tab32_finish_ps512(sum, r, 1.00001466f, 0.500000179f);
 }
 
-/* 2^(k/32 + r2) = 2^n 2^(j/32) 2^r2 from sum (k in its low bits, as
- * xf_exp_mid_ps512) and |r2| <= 1/64: 2^r2 = 1 + r2 (c1 + c2 r2), the fit
- * above with r = r2 ln2 substituted (c1 = 1.00001466 ln2, c2 = 0.500000179
- * ln2^2; 5.3e-8 relative). */
-static inline __m512 xf_exp2_finish_ps512(__m512 sum, __m512 r2) {
-    const __m512 t = _mm512_permutex2var_ps(_mm512_loadu_ps(xf_exp2_frac32),
-                                            _mm512_castps_si512(sum),
-                                            _mm512_loadu_ps(xf_exp2_frac32 + 16));
-    const __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(0.2402266f), r2,
-                                     _mm512_set1_ps(0.6931573f));
-    const __m512 n = _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER - 0.5f));
-    return _mm512_scalef_ps(_mm512_fmadd_ps(_mm512_mul_ps(t, r2), u, t), n);
-}
+/* In base 2 (the one-loop softcap, kernel_body.h): 2^r2 for |r2| <= 1/64
+ * by the same fit with r = r2 ln2 substituted, c1 = 1.00001466 ln2,
+ * c2 = 0.500000179 ln2^2 (5.3e-8 relative). */
+#define XF_EXP2_C1 0.6931573f
+#define XF_EXP2_C2 0.2402266f
 
-/* 2^x for x in [-126, 127] (the callers keep it there), to about 1e-7
- * relative: x rounded to a multiple of 1/32 by adding 1.5*2^18, and
- * r2 = x - k/32 exact (Sterbenz), so only three multiply-class operations;
- * the one-loop softcap takes its exps in base 2 for that (kernel_body.h). */
+/* 2^x for x in [-126, 127] (the callers keep it there): x rounded to a
+ * multiple of 1/32 by adding 1.5*2^18, and r2 = x - k/32 exact (Sterbenz),
+ * so three multiply-class operations, not five.  1.6e-7 relative on
+ * [-92.5, 92.5] (TOOL=exp_mid_check tools/kernel_bench.sh avx512). */
 static inline __m512 xf_exp2_mid_ps512(__m512 x) {
     const __m512 sum = _mm512_add_ps(x, _mm512_set1_ps(XF_TAB32_SHIFTER));
     const __m512 r2 = _mm512_sub_ps(x, _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER)));
-    return xf_exp2_finish_ps512(sum, r2);
+    return xf_tab32_finish_ps512(sum, r2, XF_EXP2_C1, XF_EXP2_C2);
 }
 
 /* 2^(x k) for x k in [-126, 127]: x k is rounded once, inside the FMAs
- * that round it to 1/32 and form r2 = x k - k32 (2^(x k) to about 2e-7
- * relative for |x k| <= 40; the one-loop softcap's e^{2u} = 2^(x k)). */
+ * that round it to 1/32 and form r2 = x k - k32 (the one-loop softcap's
+ * e^{2u} = 2^(x k)): 1.6e-7 relative to 2^(x k) with k as given, for
+ * |x k| <= 40 (the same tool). */
 static inline __m512 xf_exp2_scaled_ps512(__m512 x, float k) {
     const __m512 kv = _mm512_set1_ps(k);
     const __m512 sum = _mm512_fmadd_ps(x, kv, _mm512_set1_ps(XF_TAB32_SHIFTER));
     const __m512 r2 = _mm512_fmsub_ps(x, kv, _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER)));
-    return xf_exp2_finish_ps512(sum, r2);
+    return xf_tab32_finish_ps512(sum, r2, XF_EXP2_C1, XF_EXP2_C2);
 }
 
 static inline __mmask16 xf_mask16(int64_t n) { return (__mmask16)((1u << n) - 1u); }
