@@ -1183,18 +1183,23 @@ static void XF_FN(rows)(const xf_rows_args *a, int64_t begin, int64_t end, void 
         if (prob) {
             const double Q = (1 - eps) * sums.wt + eps / C * a->weight_total;
             const double wqz = (eps != 1 ? (1 - eps) * sums.wtz : 0.0) + eps / C * sums.wz;
-            loss = Q * lse - wqz + zl;
+            /* Q lse - wqz with lse = M + log S: the large parts cancel first */
+            loss = (Q * M - wqz) + Q * log_S + zl;
             A = Q;
             alpha = 1 - eps;
             beta = eps / C;
         } else if (y >= 0) {
             /* transform1 is the z loop's code: z_y is the z the exps saw */
             z_y = general ? XF_FN(transform1)(x[y], &o) : (double)x[y];
-            /* lse >= z_y; the one loop's exps (not shifted by the max)
-             * could round it below by ~1e-7 for a certain row */
-            const double margin = lse - z_y < 0 ? 0.0 : lse - z_y; /* NaN stays */
+            /* lse - z_y as (M - z_y) + log S: lse = M + log S would lose
+             * log S against a huge M (3e38 + log 3 rounds to 3e38).  It is
+             * >= 0; the one loop's exps (not shifted by the max) could round
+             * it below by ~1e-7 for a certain row */
+            const double gap = (M - z_y) + log_S;
+            const double margin = gap < 0 ? 0.0 : gap; /* NaN stays */
             loss = XF_FN(times_nz)((1 - eps) * w_y, margin) + zl;
-            if (eps != 0) loss += eps / C * (a->weight_total * lse - sums.wz);
+            if (eps != 0)
+                loss += eps / C * ((a->weight_total * M - sums.wz) + a->weight_total * log_S);
             A = (1 - eps) * w_y + eps / C * a->weight_total;
             beta = eps / C;
             hit = (1 - eps) * w_y;
@@ -1305,7 +1310,7 @@ static void XF_FN(split_fold)(const xf_rows_args *a, int64_t r, const XF_T *seg_
     const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
     const double zl = a->z_loss * lse * lse;
     if (y >= 0 && a->row_loss)
-        a->row_loss[r] = s_r * (XF_FN(times_nz)(w_y, lse - row[XF_SPLIT_ZY]) + zl);
+        a->row_loss[r] = s_r * (XF_FN(times_nz)(w_y, (M - row[XF_SPLIT_ZY]) + log_S) + zl);
     if (a->row_z_loss) a->row_z_loss[r] = s_r * zl;
     /* a row with every class masked has no distribution: NaN, as rows() */
     row[XF_SPLIT_M] = M == -INFINITY ? NAN : M;
