@@ -143,11 +143,13 @@ extension = Extension(
     sources=[
         os.path.join("src", "xentfast", "_core.pyx"),
         os.path.join(KERNELS, "dispatch.c"),
+        os.path.join(KERNELS, "plan.c"),
         os.path.join(KERNELS, "scalar.c"),
     ],
     include_dirs=[INCLUDE, np.get_include()],
     define_macros=macros,
-    depends=_headers() + [os.path.join(KERNELS, n) for n in ISA_FLAGS_GCC],
+    depends=_headers() + [os.path.join(KERNELS, n) for n in ISA_FLAGS_GCC]
+    + [os.path.join("src", "xentfast", "_kernels.pxd")],
 )
 
 # Bounds checks are off in the shipped build (the Python layer validates

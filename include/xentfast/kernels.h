@@ -1,16 +1,16 @@
-/* xentfast kernel interface: what the Cython glue sees of the C kernels.
+/* The C kernels as the Cython glue sees them: argument structs, the plan,
+ * the per-ISA tables, and the run-time choice of a table.
  *
- * One entry point per (operation, dtype) processes a range of rows of a
- * row-major block (uniform row stride, unit column stride).  Each ISA file
- * (scalar.c, avx2.c, avx512.c) instantiates the same generic body
- * (kernel_body.h) with its own vector layer; dispatch.c picks one table of
- * function pointers once per process.
+ * Private to the extension (see README.md beside this file): no stable C
+ * API.  The glue fills an xf_rows_args, asks xf_plan() which algorithm the
+ * call runs, and calls the current table's entry for that algorithm over
+ * ranges of rows (several threads, each its own range and scratch).
  */
 #ifndef XENTFAST_KERNELS_H
 #define XENTFAST_KERNELS_H
 
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -32,19 +32,25 @@ enum xf_mode {
  * on how rows or segments are spread over threads. */
 #define XF_SEGMENT 2048
 
+/* Rows per block aim at this many elements (a block amortises its call);
+ * blocks start at multiples of 16 rows, so the narrow kernels group rows
+ * identically for any thread count. */
+#define XF_BLOCK_ELEMENTS 16384
+static inline int64_t xf_block_rows(int64_t n_classes) {
+    const int64_t rows = XF_BLOCK_ELEMENTS / (n_classes > 0 ? n_classes : 1);
+    return ((rows > 1 ? rows : 1) + 15) / 16 * 16;
+}
+
 #if defined(_MSC_VER)
 #define XF_ALWAYS_INLINE __forceinline
 #else
 #define XF_ALWAYS_INLINE inline __attribute__((always_inline))
 #endif
 
-/* Software prefetch of the logits XF_PREFETCH_BYTES ahead of the exp loop.
- * A row pass alternates between reading a segment (the max) and computing
- * its exps from L1; without it, memory sits idle during the exps and the
- * next segment's max waits on DRAM (AVX-512 path, one thread, 1024x32000,
- * `tools/kernel_bench.sh avx512 1024 32000 MODE 0 5 1`: loss only (MODE 0)
- * 2.05 -> 3.7 G elements/s, loss+grad (MODE 1) 1.50 -> 2.4).  16 KiB ahead
- * into L2 (locality 2) measured best among 4-32 KiB. */
+/* Software prefetch of the logits XF_PREFETCH_BYTES ahead of the exp loop:
+ * memory keeps streaming while the exps of the current segment are
+ * computed from L1.  16 KiB ahead into L2 (locality 2) measured best among
+ * 4-32 KiB (`tools/kernel_bench.sh avx512 1024 32000 1 0 5 1`). */
 #define XF_PREFETCH_BYTES 16384
 #if defined(__GNUC__) || defined(__clang__)
 #define XF_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 2)
@@ -55,40 +61,69 @@ enum xf_mode {
 #define XF_PREFETCH(p) ((void)0)
 #endif
 
+/* One call of the row kernels: rows of a (n_rows, n_classes) block with a
+ * uniform row stride and unit column stride.  The loss options are neutral
+ * when zeroed, except inv_temperature = 1.  Per row, z = softcap(x / T) and
+ *   index target y:  l = (1-eps) w_y (lse - z_y) + eps/C sum_k w_k (lse - z_k) + lam lse^2
+ *   probabilities p: l = sum_k w_k q_k (lse - z_k) + lam lse^2,  q = p (1-eps) + eps/C
+ * times the row weight s (docs/design.md, "Semantics").  A new field must
+ * be told to xf_plan() (plan.c checks the struct's size for that reason). */
 typedef struct xf_rows_args {
-    int64_t n_rows;            /* rows in the whole call                       */
-    int64_t n_classes;         /* C, elements per row                          */
-    const void *x;             /* logits, row r at x + r * x_stride            */
-    int64_t x_stride;          /* in elements                                  */
-    void *out;                 /* gradient / softmax / log-softmax, or NULL    */
-    int64_t out_stride;        /* in elements                                  */
-    const int64_t *target;     /* n_rows class indices, or NULL                */
-    const void *class_weight;  /* n_classes weights (logits' dtype), or NULL  */
+    int64_t n_rows;             /* rows in the whole call                       */
+    int64_t n_classes;          /* C, elements per row                          */
+    const void *x;              /* logits, row r at x + r * x_stride            */
+    int64_t x_stride;           /* in elements                                  */
+    void *out;                  /* gradient / softmax / log-softmax, or NULL    */
+    int64_t out_stride;         /* in elements                                  */
+    const int64_t *target;      /* n_rows class indices, or NULL                */
+    const void *class_weight;   /* n_classes weights (logits' dtype), or NULL   */
     int64_t ignore_index;
-    double scale;              /* gradient scale shared by all rows           */
-    const double *row_scale;   /* per-row upstream gradient, or NULL           */
-    double *row_loss;          /* per-row loss (weighted), or NULL             */
-    double *row_lse;           /* per-row log-sum-exp, or NULL                 */
-    int mode;                  /* enum xf_mode                                 */
-    int streaming;             /* non-temporal stores into out                 */
-
-    /* Loss options (all neutral when zeroed, except inv_temperature = 1).
-     * Per row, z = softcap(x / T) and
-     *   index target y:  l = (1-eps) w_y (lse - z_y) + eps/C sum_k w_k (lse - z_k) + lam lse^2
-     *   probabilities p: l = sum_k w_k q_k (lse - z_k) + lam lse^2,  q = p (1-eps) + eps/C
-     * times the row weight s (DESIGN.md, "Semantics"). */
-    double label_smoothing;    /* eps                                          */
-    double z_loss;             /* lam                                          */
-    double softcap;            /* c > 0, or 0 for none                         */
-    double inv_temperature;    /* 1 / T                                        */
-    double weight_total;       /* sum_k w_k (C without class weights)          */
-    const double *row_weight;  /* per-row sample weights s, or NULL            */
-    const void *target_prob;   /* probability targets (rows like x), or NULL   */
-    int64_t target_prob_stride;/* in elements                                  */
-    double *row_z_loss;        /* per-row s * lam * lse^2, or NULL             */
-    double *row_entropy;       /* per-row entropy of softmax(z), or NULL       */
-    int64_t *row_argmax;       /* per-row argmax of the logits, or NULL        */
+    double scale;               /* gradient scale shared by all rows            */
+    const double *row_scale;    /* per-row upstream gradient, or NULL           */
+    double *row_loss;           /* per-row loss (weighted), or NULL             */
+    double *row_lse;            /* per-row log-sum-exp, or NULL                 */
+    int mode;                   /* enum xf_mode                                 */
+    int streaming;              /* non-temporal stores into out                 */
+    double label_smoothing;     /* eps                                          */
+    double z_loss;              /* lam                                          */
+    double softcap;             /* c > 0, or 0 for none                         */
+    double inv_temperature;     /* 1 / T                                        */
+    double weight_total;        /* sum_k w_k (C without class weights)          */
+    const double *row_weight;   /* per-row sample weights s, or NULL            */
+    const void *target_prob;    /* probability targets (rows like x), or NULL   */
+    int64_t target_prob_stride; /* in elements                                  */
+    double *row_z_loss;         /* per-row s * lam * lse^2, or NULL             */
+    double *row_entropy;        /* per-row entropy of softmax(z), or NULL       */
+    int64_t *row_argmax;        /* per-row argmax of the logits, or NULL        */
 } xf_rows_args;
+
+/* The algorithms of the row kernels; xf_plan() picks one per call (the
+ * table in docs/design.md says which, for each option, ISA and shape). */
+typedef enum xf_plan_kind {
+    XF_PLAN_PLAIN = 0,    /* index targets, class and row weights, z-loss:
+                           * one online (max, sum-exp) pass, then the write   */
+    XF_PLAN_NARROW = 1,   /* the plain loss, rows of at most
+                           * xf_caps.narrow_max classes, one row per lane     */
+    XF_PLAN_SPLIT = 2,    /* the plain loss of a few long rows, each row's
+                           * segments spread over the threads (rows_split.h)  */
+    XF_PLAN_GENERAL = 3,  /* temperature, smoothing, probability targets,
+                           * entropy: the general row (general_row.h)        */
+    XF_PLAN_SOFTCAP = 4,  /* the general row under a softcap: a z loop and
+                           * an exp loop per segment (softcap.h)              */
+    XF_PLAN_SOFTCAP_ONE_LOOP = 5 /* caps up to xf_caps.one_loop_cap: z and its
+                                  * exps in one loop, no max (softcap.h)     */
+} xf_plan_kind;
+
+/* What an ISA's kernels can do, for one dtype: the capability block at the
+ * top of its vector layer, read by xf_plan(). */
+typedef struct xf_caps {
+    int64_t narrow_max;   /* XF_PLAN_NARROW for C up to this (0: never)      */
+    double one_loop_cap;  /* XF_PLAN_SOFTCAP_ONE_LOOP for caps up to this    */
+} xf_caps;
+
+/* The algorithm a call runs, from its arguments, the kernels' capabilities
+ * and the number of threads the call will use (plan.c). */
+xf_plan_kind xf_plan(const xf_rows_args *args, const xf_caps *caps, int n_threads);
 
 /* Element-wise losses over rows of a (rows, cols) block: binary
  * cross-entropy with logits and squared error.  Broadcast operands
@@ -97,39 +132,40 @@ enum xf_elem_op { XF_OP_BCE = 0, XF_OP_MSE = 1 };
 
 typedef struct xf_elem_args {
     int64_t n_rows, n_cols;
-    const void *x;             /* logits / predictions, unit column stride     */
+    const void *x;              /* logits / predictions, unit column stride     */
     int64_t x_stride;
-    const void *y;             /* targets, unit column stride                  */
+    const void *y;              /* targets, unit column stride                  */
     int64_t y_stride;
-    const void *w;             /* element weights, or NULL                     */
+    const void *w;              /* element weights, or NULL                     */
     int64_t w_row_stride, w_col_stride;
-    const void *pw;            /* BCE pos_weight along the columns, or NULL    */
+    const void *pw;             /* BCE pos_weight along the columns, or NULL    */
     int64_t pw_col_stride;
-    const void *g;             /* per-element upstream gradient, or NULL       */
+    const void *g;              /* per-element upstream gradient, or NULL       */
     int64_t g_row_stride, g_col_stride;
-    double scale;              /* gradient scale shared by all elements        */
-    double label_smoothing;    /* BCE: y' = y (1 - eps) + eps / 2              */
-    void *out;                 /* gradient, or NULL                            */
+    double scale;               /* gradient scale shared by all elements        */
+    double label_smoothing;     /* BCE: y' = y (1 - eps) + eps / 2              */
+    void *out;                  /* gradient, or NULL                            */
     int64_t out_stride;
-    double *row_loss;          /* per-row sum of the losses, or NULL           */
-    void *elem_loss;           /* per-element losses (x's dtype), or NULL      */
+    double *row_loss;           /* per-row sum of the losses, or NULL           */
+    void *elem_loss;            /* per-element losses (x's dtype), or NULL      */
     int64_t elem_stride;
-    int op;                    /* enum xf_elem_op                              */
+    int op;                     /* enum xf_elem_op                              */
 } xf_elem_args;
 
 typedef void (*xf_elem_fn)(const xf_elem_args *args, int64_t begin, int64_t end);
 
-/* Process rows [begin, end).  `scratch` holds at least
- * xf_scratch_bytes(n_classes) bytes, private to the calling thread. */
-typedef void (*xf_rows_fn)(const xf_rows_args *args, int64_t begin,
+/* Rows [begin, end) by the algorithm `plan` (any but XF_PLAN_SPLIT).
+ * `scratch` holds at least xf_scratch_bytes(n_classes) bytes, private to
+ * the calling thread. */
+typedef void (*xf_rows_fn)(const xf_rows_args *args, xf_plan_kind plan, int64_t begin,
                            int64_t end, void *scratch);
 
-/* One row split over threads (few rows, many classes): see kernel_body.h.
- * seg_max points to n_segments values of the row's dtype. */
-/* per-row state between the phases (doubles): */
-/* per-row state of the split path; XF_SPLIT_ZY (the target's logit) is
- * filled by the caller before phase 1, which may overwrite the logits when
- * out == x */
+/* XF_PLAN_SPLIT (rows_split.h): one row's fixed segments computed in
+ * parallel units and folded in segment order.  seg_max points to one value
+ * of the row's dtype per segment, seg_sum to one double per segment, and
+ * row_state to XF_SPLIT_ROW_DOUBLES doubles, whose XF_SPLIT_ZY (the
+ * target's logit) the caller fills before `stats`, which may overwrite the
+ * logits when out == x. */
 enum { XF_SPLIT_M, XF_SPLIT_LOG_S, XF_SPLIT_G, XF_SPLIT_TARGET_OUT, XF_SPLIT_ZY,
        XF_SPLIT_ROW_DOUBLES };
 typedef struct xf_split_fns {
@@ -139,45 +175,45 @@ typedef struct xf_split_fns {
                  double *row_state);
     void (*write)(const xf_rows_args *, int64_t row, int64_t j_begin, int64_t j_end,
                   const void *seg_max, const double *row_state);
-    void (*fix)(const xf_rows_args *, int64_t row, const void *seg_max, const double *row_state);
+    void (*fix)(const xf_rows_args *, int64_t row, const double *row_state);
 } xf_split_fns;
 
-#define XF_SPLIT_TABLE(sfx)                                                               \
-    {(void (*)(const xf_rows_args *, int64_t, int64_t, int64_t, void *, double *))xf_split_stats_##sfx, \
-     (void (*)(const xf_rows_args *, int64_t, const void *, const double *, double *))xf_split_fold_##sfx, \
-     (void (*)(const xf_rows_args *, int64_t, int64_t, int64_t, const void *, const double *))xf_split_write_##sfx, \
-     (void (*)(const xf_rows_args *, int64_t, const void *, const double *))xf_split_fix_##sfx}
-
-/* Vector exp over n elements (exposed for the accuracy tests). */
-typedef void (*xf_exp_f32_fn)(const float *x, float *y, int64_t n);
+/* An element-wise map over n float32 values (the vector exp and log1p,
+ * exposed for the accuracy tests). */
+typedef void (*xf_map_f32_fn)(const float *x, float *y, int64_t n);
 
 typedef struct xf_kernel_table {
     const char *name;
-    xf_rows_fn rows_f32;
-    xf_rows_fn rows_f64;
-    xf_exp_f32_fn exp_f32;
-    xf_elem_fn elem_f32;
-    xf_elem_fn elem_f64;
-    xf_exp_f32_fn log1p_f32;   /* log1p on [0, 1] (for the accuracy tests) */
-    const struct xf_split_fns *split_f32;
-    const struct xf_split_fns *split_f64;
+    xf_caps caps_f32, caps_f64;
+    xf_rows_fn rows_f32, rows_f64;
+    const xf_split_fns *split_f32, *split_f64;
+    xf_elem_fn elem_f32, elem_f64;
+    xf_map_f32_fn exp_f32;
+    xf_map_f32_fn log1p_f32; /* log1p on [0, 1] */
 } xf_kernel_table;
 
-/* Bytes of per-thread scratch a row of n_classes needs (any dtype). */
+/* Bytes of per-thread scratch a row of n_classes needs (any dtype): the
+ * exps and the softcapped logits of a row (2 x C) and one max per
+ * segment, twice for float32 (a softcapped gradient row is written while
+ * the next row is computed: softcap.h), in the widest dtype; also the
+ * narrow kernel's row index table (16 x C int32, C <= 32). */
 static inline size_t xf_scratch_bytes(int64_t n_classes) {
-    /* exps and softcapped logits (2 x C) plus one max per segment, in the widest
-     * dtype: for float32, two such sets (kernel_body.h's deferred softcap write) */
-    int64_t n_seg = (n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
-    /* (also the narrow-row kernel's row index table: 16 x C int32, C <= 32) */
-    return (size_t)(2 * n_classes + 256) * sizeof(double) + (size_t)(n_seg + 1) * sizeof(double) + 64;
+    const int64_t n_seg = (n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
+    return (size_t)(2 * n_classes + 256) * sizeof(double) + (size_t)(n_seg + 1) * sizeof(double) +
+           64;
 }
 
-/* Per-ISA tables (defined in their own files; NULL-free). */
+/* Per-ISA tables (each in its own file, compiled with only its ISA's flags). */
 extern const xf_kernel_table xf_table_scalar;
 #if defined(XF_HAVE_X86_KERNELS)
 extern const xf_kernel_table xf_table_avx2;
 extern const xf_kernel_table xf_table_avx512;
 #endif
+/* The float64 kernels, which every table shares (scalar.c). */
+void xf_rows_f64(const xf_rows_args *, xf_plan_kind, int64_t, int64_t, void *);
+void xf_elem_f64(const xf_elem_args *, int64_t, int64_t);
+extern const xf_split_fns xf_split_f64;
+extern const xf_caps xf_caps_f64;
 
 /* dispatch.c */
 enum xf_cpu_feature {
@@ -189,10 +225,10 @@ enum xf_cpu_feature {
     XF_CPU_AVX512DQ = 1 << 5,
     XF_CPU_AVX512BW = 1 << 6,
     XF_CPU_AVX512VL = 1 << 7,
-    XF_CPU_OS_AVX = 1 << 8,     /* xgetbv: OS saves YMM state          */
-    XF_CPU_OS_AVX512 = 1 << 9   /* xgetbv: OS saves opmask + ZMM state */
+    XF_CPU_OS_AVX = 1 << 8,    /* xgetbv: OS saves YMM state          */
+    XF_CPU_OS_AVX512 = 1 << 9  /* xgetbv: OS saves opmask + ZMM state */
 };
-int xf_cpu_features(void);               /* detected once, cached        */
+int xf_cpu_features(void); /* detected once, cached */
 int xf_backend_supported(const char *name);
 /* Select a backend by name ("scalar", "avx2", "avx512") or the best one
  * (name NULL or ""); returns 0 on success, -1 if unknown, -2 if the CPU or

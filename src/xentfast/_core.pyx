@@ -10,10 +10,12 @@ The layers of xentfast, from the user down:
    with ``schedule="static"``, one scratch buffer per thread, one call of a C
    kernel per block.  It trusts its caller's shapes (checked cheaply here
    only where a mistake would corrupt memory).
-3. ``include/xentfast/kernel_body.h``: per-row math on raw pointers,
+3. ``kernels/plan.c``: ``xf_plan()`` picks the algorithm of a call (asked
+   here once per call; nothing else decides).
+4. ``include/xentfast/kernel_template.h``: per-row math on raw pointers,
    instantiated per ISA in ``kernels/{scalar,avx2,avx512}.c``, each file
-   compiled with only its own instruction-set flags.
-4. ``kernels/dispatch.c``: cpuid + xgetbv once; picks the table of kernels.
+   compiled with only its own instruction-set flags; ``kernels/dispatch.c``:
+   cpuid + xgetbv once, picks the table of kernels.
 
 Every row's result is computed by one thread with a fixed order of
 operations, so results are bitwise identical for any thread count.
@@ -32,88 +34,7 @@ cdef extern from "xentfast/omp_shim.h" nogil:
     int xf_omp_max_threads()
     const int xf_omp_enabled
 
-cdef extern from "xentfast/kernels.h" nogil:
-    ctypedef struct xf_rows_args:
-        int64_t n_rows
-        int64_t n_classes
-        const void *x
-        int64_t x_stride
-        void *out
-        int64_t out_stride
-        const int64_t *target
-        const void *class_weight
-        int64_t ignore_index
-        double scale
-        const double *row_scale
-        double *row_loss
-        double *row_lse
-        int mode
-        int streaming
-        double label_smoothing
-        double z_loss
-        double softcap
-        double inv_temperature
-        double weight_total
-        const double *row_weight
-        const void *target_prob
-        int64_t target_prob_stride
-        double *row_z_loss
-        double *row_entropy
-        int64_t *row_argmax
-    ctypedef struct xf_elem_args:
-        int64_t n_rows
-        int64_t n_cols
-        const void *x
-        int64_t x_stride
-        const void *y
-        int64_t y_stride
-        const void *w
-        int64_t w_row_stride
-        int64_t w_col_stride
-        const void *pw
-        int64_t pw_col_stride
-        const void *g
-        int64_t g_row_stride
-        int64_t g_col_stride
-        double scale
-        double label_smoothing
-        void *out
-        int64_t out_stride
-        double *row_loss
-        void *elem_loss
-        int64_t elem_stride
-        int op
-    ctypedef void (*xf_elem_fn)(const xf_elem_args *, int64_t, int64_t)
-    ctypedef void (*xf_rows_fn)(const xf_rows_args *, int64_t, int64_t, void *)
-    ctypedef void (*xf_exp_f32_fn)(const float *, float *, int64_t)
-    ctypedef struct xf_split_fns:
-        void (*stats)(const xf_rows_args *, int64_t, int64_t, int64_t, void *,
-                      double *) noexcept nogil
-        void (*fold)(const xf_rows_args *, int64_t, const void *, const double *,
-                     double *) noexcept nogil
-        void (*write)(const xf_rows_args *, int64_t, int64_t, int64_t, const void *,
-                      const double *) noexcept nogil
-        void (*fix)(const xf_rows_args *, int64_t, const void *, const double *) noexcept nogil
-    int XF_SEGMENT, XF_SPLIT_ROW_DOUBLES, XF_SPLIT_ZY
-    ctypedef struct xf_kernel_table:
-        const char *name
-        xf_rows_fn rows_f32
-        xf_rows_fn rows_f64
-        xf_exp_f32_fn exp_f32
-        xf_elem_fn elem_f32
-        xf_elem_fn elem_f64
-        xf_exp_f32_fn log1p_f32
-        const xf_split_fns *split_f32
-        const xf_split_fns *split_f64
-    size_t xf_scratch_bytes(int64_t n_classes)
-    int xf_cpu_features()
-    int xf_backend_supported(const char *name)
-    int xf_select_backend(const char *name)
-    const xf_kernel_table *xf_table()
-    int XF_MODE_LOSS, XF_MODE_GRAD, XF_MODE_SOFTMAX, XF_MODE_LOG_SOFTMAX, XF_MODE_LSE, XF_MODE_EVAL
-    int XF_OP_BCE, XF_OP_MSE
-    int XF_CPU_SSE2, XF_CPU_AVX, XF_CPU_AVX2, XF_CPU_FMA, XF_CPU_AVX512F
-    int XF_CPU_AVX512DQ, XF_CPU_AVX512BW, XF_CPU_AVX512VL, XF_CPU_OS_AVX, XF_CPU_OS_AVX512
+from xentfast._kernels cimport *
 
 MODE_LOSS = XF_MODE_LOSS
 MODE_GRAD = XF_MODE_GRAD
@@ -130,8 +51,6 @@ cdef enum:
     # Below this many elements a call runs on the calling thread: starting
     # an OpenMP team costs more than the work.
     SERIAL_ELEMENTS = 32768
-    # Rows per block aim at this many elements, so a block amortises its call.
-    BLOCK_ELEMENTS = 16384
 
 # Gradients of at least this many bytes are written with non-temporal
 # stores (they would not stay in the caches anyway); smaller ones stay cached.
@@ -425,29 +344,32 @@ def rows(x, out, const int64_t[::1] target, class_weight, int64_t ignore_index,
 
 
 cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
-    cdef xf_rows_fn fn = _table().rows_f32 if is_f32 else _table().rows_f64
+    """All rows of the call `a` by the algorithm xf_plan() picks: the split
+    rows here, every other plan by the table's rows function over blocks."""
+    cdef const xf_kernel_table *table = _table()
+    cdef xf_rows_fn fn = table.rows_f32 if is_f32 else table.rows_f64
     cdef int64_t n_rows = a.n_rows
-    # blocks start at multiples of 16 rows: the narrow-row kernels group
-    # rows by 8 or 16 from a block's start, identically for any thread count
-    cdef int64_t block = ((max(BLOCK_ELEMENTS // a.n_classes, 1) + 15) // 16) * 16
-    cdef int64_t n_blocks, begin, end
+    cdef int64_t block = xf_block_rows(a.n_classes)
+    cdef int64_t n_blocks = (n_rows + block - 1) // block, begin, end
     cdef int t
     cdef size_t scratch_bytes = xf_scratch_bytes(a.n_classes)
     cdef void *scratch
     cdef int failed = 0
     cdef int *failed_ptr = &failed
-    n_blocks = (n_rows + block - 1) // block
-    if (n_blocks < num_threads and a.n_classes >= 4 * XF_SEGMENT and _splittable(a)
-            and n_rows * a.n_classes > SERIAL_ELEMENTS):
+    if n_rows * a.n_classes <= SERIAL_ELEMENTS:
+        num_threads = 1
+    cdef xf_plan_kind plan = xf_plan(a, &table.caps_f32 if is_f32 else &table.caps_f64,
+                                     num_threads)
+    if plan == XF_PLAN_SPLIT:
         return _run_split(a, is_f32, num_threads)
     if num_threads > n_blocks:
         num_threads = <int>n_blocks
-    if num_threads <= 1 or n_rows * a.n_classes <= SERIAL_ELEMENTS:
+    if num_threads <= 1:
         scratch = malloc(scratch_bytes)
         if scratch == NULL:
             raise MemoryError()
         with nogil:
-            fn(a, 0, n_rows, scratch)
+            fn(a, plan, 0, n_rows, scratch)
         free(scratch)
         return 0
     with nogil, parallel(num_threads=num_threads):
@@ -455,7 +377,7 @@ cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
         # every thread must reach the work-sharing loop, even one whose
         # malloc failed: it only flags the failure for its blocks.  Each
         # thread takes one contiguous run of whole blocks in one call, so
-        # that a softcapped row's deferred write (kernel_body.h) overlaps
+        # that a softcapped row's deferred write (softcap.h) overlaps
         # the next row's arithmetic across block boundaries too.
         for t in prange(num_threads, schedule="static"):
             begin = (t * n_blocks // num_threads) * block
@@ -463,7 +385,7 @@ cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
             if end > n_rows:
                 end = n_rows
             if scratch != NULL:
-                fn(a, begin, end, scratch)  # never empty: num_threads <= n_blocks
+                fn(a, plan, begin, end, scratch)  # never empty: num_threads <= n_blocks
             else:
                 failed_ptr[0] = 1
         free(scratch)
@@ -472,12 +394,40 @@ cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
     return 0
 
 
-cdef inline bint _splittable(const xf_rows_args *a) noexcept nogil:
-    """Can rows be split over threads (the plain loss and building blocks)?"""
-    return ((a.mode == XF_MODE_LOSS or a.mode == XF_MODE_GRAD or a.mode == XF_MODE_SOFTMAX
-             or a.mode == XF_MODE_LSE)
-            and a.label_smoothing == 0 and a.target_prob == NULL and a.inv_temperature == 1
-            and a.softcap == 0 and a.row_entropy == NULL and a.row_argmax == NULL)
+def plan_of(x, int mode=XF_MODE_LOSS, int num_threads=1, bint targets=True, *,
+            double label_smoothing=0.0, double z_loss=0.0, double softcap=0.0,
+            double inv_temperature=1.0, bint class_weight=False, bint row_weight=False,
+            bint target_prob=False, bint row_scale=False):
+    """The algorithm xf_plan() picks for a call on the 2-D rows `x` with these
+    options (for the tests and docs/design.md): "plain", "narrow", "split",
+    "general", "softcap" or "softcap_one_loop"."""
+    cdef cnp.ndarray xa = x
+    cdef xf_rows_args a
+    cdef double dummy = 0.0
+    cdef int64_t itemsize = cnp.PyArray_ITEMSIZE(xa)
+    cdef const xf_kernel_table *table = _table()
+    memset(&a, 0, sizeof(a))
+    a.n_rows = cnp.PyArray_DIM(xa, 0)
+    a.n_classes = cnp.PyArray_DIM(xa, 1)
+    a.x = cnp.PyArray_DATA(xa)
+    a.x_stride = cnp.PyArray_STRIDE(xa, 0) // itemsize
+    a.out_stride = a.x_stride
+    a.mode = mode
+    a.label_smoothing = label_smoothing
+    a.z_loss = z_loss
+    a.softcap = softcap
+    a.inv_temperature = inv_temperature
+    a.target = <const int64_t *>&dummy if targets else NULL
+    a.class_weight = &dummy if class_weight else NULL
+    a.row_weight = &dummy if row_weight else NULL
+    a.target_prob = &dummy if target_prob else NULL
+    a.row_scale = &dummy if row_scale else NULL
+    if mode == XF_MODE_EVAL:
+        a.row_entropy = &dummy
+    if a.n_rows * a.n_classes <= SERIAL_ELEMENTS:
+        num_threads = 1
+    plan = xf_plan(&a, &table.caps_f32 if itemsize == 4 else &table.caps_f64, num_threads)
+    return ("plain", "narrow", "split", "general", "softcap", "softcap_one_loop")[<int>plan]
 
 
 cdef int _run_split(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
@@ -534,14 +484,14 @@ cdef int _run_split(const xf_rows_args *a, bint is_f32, int num_threads) except 
                     fns.write(a, r, j0, j1, seg_max + r * n_seg * itemsize,
                               state + r * XF_SPLIT_ROW_DOUBLES)
             for r in range(n_rows):
-                fns.fix(a, r, seg_max + r * n_seg * itemsize, state + r * XF_SPLIT_ROW_DOUBLES)
+                fns.fix(a, r, state + r * XF_SPLIT_ROW_DOUBLES)
     free(seg_max)
     free(seg_sum)
     free(state)
     return 0
 
 
-cdef _map_f32(xf_exp_f32_fn fn, const float[::1] x, float[::1] y):
+cdef _map_f32(xf_map_f32_fn fn, const float[::1] x, float[::1] y):
     if y.shape[0] != x.shape[0]:
         raise ValueError("x and y must have the same length")
     if x.shape[0]:
@@ -641,7 +591,7 @@ def elementwise(int op, x, y, w, pw, g, out, double[::1] row_loss, elem_loss, do
 cdef int _run_elem(const xf_elem_args *a, bint is_f32, int num_threads) except -1:
     cdef xf_elem_fn fn = _table().elem_f32 if is_f32 else _table().elem_f64
     cdef int64_t n_rows = a.n_rows
-    cdef int64_t block = BLOCK_ELEMENTS // a.n_cols
+    cdef int64_t block = XF_BLOCK_ELEMENTS // a.n_cols
     cdef int64_t n_blocks, b, begin, end
     if block < 1:
         block = 1

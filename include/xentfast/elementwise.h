@@ -1,6 +1,12 @@
-/* Element-wise kernels (binary cross-entropy with logits, squared error),
- * instantiated per (dtype, ISA) like kernel_body.h, with the same vector
- * layer; include after kernel_body.h. */
+/* Element-wise losses: binary cross-entropy with logits and squared error.
+ *
+ * Computes, per element, the loss and its gradient in one pass over rows of
+ * a (rows, cols) block, with broadcast weights (column stride 0 or 1).  No
+ * plan: one loop per operation.  Also the vector exp and log1p as maps
+ * over arrays, for the accuracy tests.
+ *
+ * Template: included once per (dtype, ISA) by kernel_template.h.
+ */
 
 /* log1p(t) for t in [0, 1] (t = e^{-|x|} in softplus).
  * Method: log1p(t) = 2 atanh(s) with s = t / (2 + t) in [0, 1/3], so no
@@ -134,4 +140,11 @@ static inline void XF_FN(log1p)(const XF_T *x, XF_T *y, int64_t n) {
     int64_t i = 0;
     for (; i + XF_W <= n; i += XF_W) V_STOREU(y + i, XF_FN(log1p01)(V_LOADU(x + i)));
     if (i < n) V_STORE_TAIL(y + i, XF_FN(log1p01)(V_LOAD_TAIL(x + i, n - i, 0)), n - i);
+}
+
+/* y = exp(x) elementwise, with the kernels' own exp (for the accuracy tests) */
+static inline void XF_FN(exp)(const XF_T *x, XF_T *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + XF_W <= n; i += XF_W) V_STOREU(y + i, V_EXP(V_LOADU(x + i)));
+    if (i < n) V_STORE_TAIL(y + i, V_EXP(V_LOAD_TAIL(x + i, n - i, 0)), n - i);
 }

@@ -1,0 +1,160 @@
+/* Online segment statistics of a row: its max and sum of exps.
+ *
+ * Computes, for a row of C logits cut into fixed segments of XF_SEGMENT,
+ * each segment's max m_j and s_j = sum exp(x - m_j) (the exps kept in
+ * scratch when an output row is wanted), folded in segment order into the
+ * row's (M, S), lse = M + log S, in double (Milakov & Gimelshein 2018,
+ * "Online normalizer calculation for softmax").  Each logit is read from
+ * memory once; the exps are taken from L1 while the next segment streams
+ * in (prefetch).  Used by the plain and split plans, and for the general
+ * row's max; the general row's own sums are in general_row.h.
+ *
+ * Template: included once per (dtype, ISA) by kernel_template.h.
+ */
+
+/* Max over n elements.  NaN lanes may or may not win here; a NaN in the row
+ * still reaches the result through exp(x - m) in the sum. */
+static inline XF_T XF_FN(seg_max)(const XF_T *x, int64_t n) {
+    XF_V m0 = V_SET1(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+    int64_t i = 0;
+    for (; i + 4 * XF_W <= n; i += 4 * XF_W) {
+        m0 = V_MAX(m0, V_LOADU(x + i));
+        m1 = V_MAX(m1, V_LOADU(x + i + XF_W));
+        m2 = V_MAX(m2, V_LOADU(x + i + 2 * XF_W));
+        m3 = V_MAX(m3, V_LOADU(x + i + 3 * XF_W));
+    }
+    for (; i + XF_W <= n; i += XF_W) m0 = V_MAX(m0, V_LOADU(x + i));
+    if (i < n) m1 = V_MAX(m1, V_LOAD_TAIL(x + i, n - i, -INFINITY));
+    return V_HMAX(V_MAX(V_MAX(m0, m1), V_MAX(m2, m3)));
+}
+
+/* Prefetch the cache lines of `vectors` vectors at p, XF_PREFETCH_BYTES
+ * ahead (for the scalar build, once per 64 bytes of x).  Prefetches never
+ * fault, so running past the end of the array is harmless. */
+static XF_ALWAYS_INLINE void XF_FN(prefetch_ahead)(const XF_T *p, int vectors) {
+    const char *a = (const char *)p + XF_PREFETCH_BYTES;
+    const int bytes = vectors * XF_W * (int)sizeof(XF_T);
+    if (bytes < 64) {
+        if (((uintptr_t)a & 63) < (uintptr_t)bytes) XF_PREFETCH(a);
+        return;
+    }
+    for (int b = 0; b < bytes; b += 64) XF_PREFETCH(a + b);
+}
+
+/* Sum of exp(x - m) over n elements, in a fixed lane order; the exps are
+ * stored to e when e is not NULL. */
+static inline double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T m, XF_T *e) {
+    const XF_V mv = V_SET1(m);
+    XF_V s0 = V_SET1(0), s1 = s0, s2 = s0, s3 = s0;
+    int64_t i = 0;
+    if (e) {
+        for (; i + 2 * XF_W <= n; i += 2 * XF_W) {
+            XF_FN(prefetch_ahead)(x + i, 2);
+            XF_V e0 = V_EXP(V_SUB(V_LOADU(x + i), mv));
+            XF_V e1 = V_EXP(V_SUB(V_LOADU(x + i + XF_W), mv));
+            V_STOREU(e + i, e0);
+            V_STOREU(e + i + XF_W, e1);
+            s0 = V_ADD(s0, e0);
+            s1 = V_ADD(s1, e1);
+        }
+        for (; i + XF_W <= n; i += XF_W) {
+            XF_V e0 = V_EXP(V_SUB(V_LOADU(x + i), mv));
+            V_STOREU(e + i, e0);
+            s2 = V_ADD(s2, e0);
+        }
+        if (i < n) {
+            XF_V e0 = V_EXP(V_SUB(V_LOAD_TAIL(x + i, n - i, -INFINITY), mv));
+            V_STORE_TAIL(e + i, e0, n - i);
+            s3 = V_ADD(s3, e0);
+        }
+    } else {
+        for (; i + 2 * XF_W <= n; i += 2 * XF_W) {
+            XF_FN(prefetch_ahead)(x + i, 2);
+            s0 = V_ADD(s0, V_EXP(V_SUB(V_LOADU(x + i), mv)));
+            s1 = V_ADD(s1, V_EXP(V_SUB(V_LOADU(x + i + XF_W), mv)));
+        }
+        for (; i + XF_W <= n; i += XF_W) s2 = V_ADD(s2, V_EXP(V_SUB(V_LOADU(x + i), mv)));
+        if (i < n) s3 = V_ADD(s3, V_EXP(V_SUB(V_LOAD_TAIL(x + i, n - i, -INFINITY), mv)));
+    }
+    return V_HSUM(V_ADD(V_ADD(s0, s1), V_ADD(s2, s3)));
+}
+
+/* Folds segment (m, s) into the row's (M, S), in segment order. */
+static inline void XF_FN(combine)(double *M, double *S, XF_T m, double s) {
+    if (m == -INFINITY) return; /* a fully masked segment adds nothing */
+    if (isnan(m) || isnan(*M)) {
+        *M = NAN; /* a NaN logit: the row is NaN */
+        *S = NAN;
+    } else if (m == INFINITY || *M == INFINITY) {
+        *M = INFINITY; /* a +inf logit: lse +inf, loss and gradient NaN */
+        *S = NAN;
+    } else if (isnan(s)) {
+        *M = NAN;
+        *S = NAN;
+    } else if (*M == -INFINITY) {
+        *M = m;
+        *S = s;
+    } else if ((double)m > *M) {
+        *S = *S * exp(*M - (double)m) + s;
+        *M = m;
+    } else {
+        /* also taken for NaN m, whose s is NaN and poisons S */
+        *S += s * exp((double)m - *M);
+    }
+}
+
+/* A segment's max m made exact about NaN: the vector max may skip NaN, so
+ * when m is infinite (a fully masked segment, or a +inf logit: both rare)
+ * the segment is scanned and NaN returned if it holds one. */
+static inline XF_T XF_FN(nan_aware_max)(const XF_T *x, int64_t n, XF_T m) {
+    if (!isinf(m)) return m;
+    for (int64_t i = 0; i < n; i++)
+        if (isnan(x[i])) return (XF_T)NAN;
+    return m;
+}
+
+/* (m, s) of segment j of a row (s = 0 for a fully masked segment). */
+static inline double XF_FN(seg_stats)(const XF_T *x, int64_t C, int64_t j, XF_T *e, XF_T *m) {
+    const int64_t j0 = j * XF_SEGMENT;
+    const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
+    *m = XF_FN(nan_aware_max)(x + j0, n, XF_FN(seg_max)(x + j0, n));
+    if (*m == -INFINITY) return 0.0;
+    if (isnan(*m)) return NAN;
+    return XF_FN(seg_sumexp)(x + j0, n, *m, e ? e + j0 : NULL);
+}
+
+/* (M, S) of a row: M its max, S = sum exp(x - M), so lse = M + log S.
+ * With e != NULL the exps of segment j, relative to its own max
+ * seg_max[j], are left in e (segments whose max is -inf are not written). */
+static inline void XF_FN(row_stats)(const XF_T *x, int64_t C, XF_T *e, XF_T *seg_max,
+                                   double *M_out, double *S_out) {
+    double M = -INFINITY, S = 0.0;
+    for (int64_t j = 0; j * XF_SEGMENT < C; j++) {
+        XF_T m;
+        const double s = XF_FN(seg_stats)(x, C, j, e, &m);
+        if (seg_max) seg_max[j] = m;
+        XF_FN(combine)(&M, &S, m, s);
+    }
+    *M_out = M;
+    *S_out = S;
+}
+
+/* Index of the first maximum of the raw logits (first NaN if any). */
+static inline int64_t XF_FN(row_argmax)(const XF_T *x, int64_t C) {
+    XF_T best = -INFINITY;
+    int64_t arg = 0;
+    for (int64_t j0 = 0; j0 < C; j0 += XF_SEGMENT) {
+        const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
+        const XF_T m = XF_FN(seg_max)(x + j0, n);
+        if (m > best) {
+            best = m;
+            arg = j0;
+        }
+    }
+    for (int64_t i = 0; i < C; i++)
+        if (isnan(x[i])) return i;
+    for (int64_t i = arg; i < C; i++)
+        if (x[i] == best) return i;
+    return 0;
+}
+
