@@ -26,10 +26,10 @@ loss-like outputs (loss, z-loss, lse, entropy, ...) and the largest absolute
 distance of the gradient-like ones (gradient, softmax, log-softmax) from the
 float64 oracle ``xentfast.reference`` (equal NaNs and infinities count as 0),
 so that a deliberate change of a formula can be shown to be no less accurate.
-Near float64's largest value the oracle itself loses log C (lse = M + log S
-rounds to M) or overflows to NaN, so the masked cases' row of huge logits
-shows large distances that are the oracle's; they stay the same from run to
-run and still serve to compare two builds.
+On the masked cases' row of huge logits (0.9 x the dtype's largest value)
+the oracle itself fails: in float64, lse = M + log S rounds to M (its softmax
+gives 1 where 1/500 is right) or inf - inf gives NaN; the large distances of
+those cases are the oracle's, and they still serve to compare two builds.
 """
 import argparse
 import hashlib
