@@ -1,11 +1,11 @@
 /* Accuracy and speed of the softcap's arithmetic in one ISA's kernels: the
- * cheaper exp (XF_EXP_MID) and tanh as the kernel computes it (vtransform,
+ * cheaper exp (V_EXP_MID) and tanh as the kernel computes it (vtransform,
  * the rational form, with c = 1, and c = 30 with and without the scale
  * folded into its coefficients).  Max relative error against libm in
  * double over 4e6 points (exp: [-87.3, 88]; tanh: [-10, 10]; 30 tanh(x/30):
  * [-300, 300]) plus 1e5 tiny arguments, and
  * cycles per vector at a nominal 2.6 GHz, data in L1.  On AVX-512 also the
- * one loop's (kernel_body.h, caps up to 64): 2^x on [-92.5, 92.5], 2^(x k)
+ * one loop's (softcap.h, caps up to 64): 2^x on [-92.5, 92.5], 2^(x k)
  * for |x k| <= 40 (k = 2 log2(e)/30), and its
  * z = c tanh(x/c) by c - 2c/(1 + e^{2x/c}) for c = 30 and 64, as the
  * absolute error of z over c (what the unshifted exps of z see).  Built by
@@ -19,7 +19,7 @@
 #define FN_TANH XF_FN(tanh_check)
 /* c = 1, T = 1; and z = c tanh(x/c) for c = 30 with 1/c folded into the
  * coefficients (cap30) and without (cap30u): set in main */
-static XF_FN(opts_t) tanh_opts, cap30, cap30u;
+static XF_FN(general_opts) tanh_opts, cap30, cap30u;
 static inline XF_V FN_TANH(XF_V v) { return XF_FN(vtransform)(v, &tanh_opts); }
 static inline XF_V cap30_fn(XF_V v) { return XF_FN(vtransform)(v, &cap30); }
 static inline XF_V cap30u_fn(XF_V v) { return XF_FN(vtransform)(v, &cap30u); }
@@ -49,16 +49,25 @@ static float in[4096], out[4096];
         r_ == 0 ? fabs((double)o_[0]) : fabs((double)o_[0] - r_) / fabs(r_);    \
     })
 
+/* the options of a softcap c at temperature 1, by the plan's loops */
+static void opts_for(XF_FN(general_opts) *o, double c, xf_plan_kind plan) {
+    xf_rows_args a;
+    memset(&a, 0, sizeof a);
+    a.softcap = c;
+    a.inv_temperature = 1.0;
+    XF_FN(general_opts_set)(o, &a, plan);
+}
+
 int main(void) {
-    XF_FN(opts_set)(&tanh_opts, 1.0, 1.0);
-    XF_FN(opts_set)(&cap30, 30.0, 1.0);
-    XF_FN(opts_set)(&cap30u, 30.0, 1.0);
+    opts_for(&tanh_opts, 1.0, XF_PLAN_SOFTCAP);
+    opts_for(&cap30, 30.0, XF_PLAN_SOFTCAP);
+    opts_for(&cap30u, 30.0, XF_PLAN_SOFTCAP);
     XF_FN(tanh_set)(&cap30u, 30.0, 1.0, 0);
     for (int i = 0; i < 4096; i++) in[i] = -20.0f + 40.0f * (float)i / 4096.0f;
     double e_exp = 0, e_tanh = 0, e_c30 = 0, e_c30u = 0;
     for (long i = 0; i <= 4000000; i++) {
         const float x = -87.3f + 175.3f * (float)i / 4e6f, y = -20.0f + 40.0f * (float)i / 4e6f;
-        e_exp = fmax(e_exp, REL_ERR(XF_EXP_MID, exp, x));
+        e_exp = fmax(e_exp, REL_ERR(V_EXP_MID, exp, x));
         e_tanh = fmax(e_tanh, REL_ERR(FN_TANH, tanh, 0.5f * y));
         e_c30 = fmax(e_c30, REL_ERR(cap30_fn, cap30_ref, 15.0f * y));
         e_c30u = fmax(e_c30u, REL_ERR(cap30u_fn, cap30_ref, 15.0f * y));
@@ -70,7 +79,7 @@ int main(void) {
         e_c30u = fmax(e_c30u, REL_ERR(cap30u_fn, cap30_ref, x));
     }
     double c_exp, c_tanh;
-    CYCLES_PER_VECTOR(XF_EXP_MID, c_exp);
+    CYCLES_PER_VECTOR(V_EXP_MID, c_exp);
     CYCLES_PER_VECTOR(FN_TANH, c_tanh);
     printf("exp_mid:   max rel error %.3g, %.2f cycles/vector of %d\n", e_exp, c_exp, XF_W);
     printf("tanh:      max rel error %.3g, %.2f cycles/vector\n", e_tanh, c_tanh);
@@ -81,8 +90,8 @@ int main(void) {
     double e_exp2 = 0, e_one[2] = {0, 0};
     const double caps[2] = {30.0, 64.0};
     for (int k = 0; k < 2; k++) {
-        XF_FN(opts_t) o;
-        XF_FN(opts_set)(&o, caps[k], 1.0);
+        XF_FN(general_opts) o;
+        opts_for(&o, caps[k], XF_PLAN_SOFTCAP_ONE_LOOP);
         for (long i = 0; i <= 4000000; i++) {
             const float x = (float)caps[k] * (-12.0f + 24.0f * (float)i / 4e6f);
             float z2[XF_W];

@@ -29,7 +29,8 @@ trap 'rm -f "$BIN"' EXIT
 # shellcheck disable=SC2086
 gcc -O3 -ffp-contract=off $FLAGS -I"$ROOT/include" \
     -DXF_KERNEL_FILE="\"$ROOT/src/xentfast/kernels/$ISA.c\"" -DXF_ROWS="xf_rows_f32_$ISA" \
-    "$ROOT/tools/${TOOL:-kernel_bench}.c" -o "$BIN" -lm
+    -DXF_TABLE="xf_table_$ISA" \
+    "$ROOT/tools/${TOOL:-kernel_bench}.c" "$ROOT/src/xentfast/kernels/plan.c" -o "$BIN" -lm
 if [[ "${CALLGRIND:-0}" == 1 ]]; then
     valgrind --tool=callgrind --toggle-collect="xf_rows_f32_$ISA" --callgrind-out-file=/dev/null \
         "$BIN" "$@" 2>&1 | grep -E "Collected|N=" | sed 's/==[0-9]*== //'

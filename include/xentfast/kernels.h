@@ -213,7 +213,6 @@ extern const xf_kernel_table xf_table_avx512;
 void xf_rows_f64(const xf_rows_args *, xf_plan_kind, int64_t, int64_t, void *);
 void xf_elem_f64(const xf_elem_args *, int64_t, int64_t);
 extern const xf_split_fns xf_split_f64;
-extern const xf_caps xf_caps_f64;
 
 /* dispatch.c */
 enum xf_cpu_feature {

@@ -54,13 +54,11 @@ static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(general_opts)
     return V_DIV(V_MUL(u, p), q);
 }
 
-/* The rational tanh's clamp and coefficients for softcap c and 1/T, with
- * s = 1/(T c) folded in: z = x P~(x^2) / Q~(x^2), P~_k = p_k s^2k / T,
- * Q~_k = q_k s^2k, |x| clamped to U/s, where every coefficient and the
- * clamp's square stay within [2^-100, 2^100] (far from overflow and from
- * subnormal precision); else u = s x and the plain coefficients times c. */
-static inline void XF_FN(tanh_set)(XF_FN(general_opts) *o, double softcap,
-                                   double inv_temperature) {
+/* Whether s = 1/(T c) can be folded into the rational tanh's coefficients:
+ * z = x P~(x^2) / Q~(x^2), P~_k = p_k s^2k / T, Q~_k = q_k s^2k, |x|
+ * clamped to U/s, where every coefficient and the clamp's square stay
+ * within [2^-100, 2^100] (far from overflow and from subnormal precision). */
+static inline int XF_FN(tanh_can_fold)(double softcap, double inv_temperature) {
     const double s = inv_temperature / softcap, s2 = s * s, x_bound = XF_TANH_U / s;
     int fold = x_bound * x_bound < 0x1p100;
     double sk = 1.0; /* s^2k */
@@ -69,9 +67,17 @@ static inline void XF_FN(tanh_set)(XF_FN(general_opts) *o, double softcap,
         const double qk = k < 4 ? xf_tanh_q[k] * sk : 1.0;
         fold = fold && pk >= 0x1p-100 && pk <= 0x1p100 && qk >= 0x1p-100 && qk <= 0x1p100;
     }
+    return fold;
+}
+
+/* The rational tanh's scale, clamp and coefficients for softcap c and 1/T,
+ * s folded in or not (then u = s x and the coefficients times c). */
+static inline void XF_FN(tanh_set)(XF_FN(general_opts) *o, double softcap,
+                                   double inv_temperature, int fold) {
+    const double s = inv_temperature / softcap, s2 = s * s;
     o->u_scale = fold ? 1 : (XF_T)fmin(s, XF_T_MAX);
-    o->bound = fold ? (XF_T)x_bound : XF_TANH_U;
-    sk = 1.0;
+    o->bound = fold ? (XF_T)(XF_TANH_U / s) : XF_TANH_U;
+    double sk = 1.0; /* s^2k */
     for (int k = 0; k < 6; k++, sk *= s2) {
         o->tanh_p[k] = (XF_T)(fold ? xf_tanh_p[k] * sk * inv_temperature : softcap * xf_tanh_p[k]);
         if (k < 4) o->tanh_q[k] = (XF_T)(fold ? xf_tanh_q[k] * sk : xf_tanh_q[k]);
@@ -93,8 +99,15 @@ static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(general_opts)
     return V_ROUND_T(V_MUL(V_SET1(o->cap), th));
 }
 
+static inline int XF_FN(tanh_can_fold)(double softcap, double inv_temperature) {
+    (void)softcap;
+    (void)inv_temperature;
+    return 0;
+}
+
 static inline void XF_FN(tanh_set)(XF_FN(general_opts) *o, double softcap,
-                                   double inv_temperature) {
+                                   double inv_temperature, int fold) {
+    (void)fold;
     o->u_scale = (XF_T)fmin(2.0 * inv_temperature / softcap, XF_T_MAX);
 }
 #endif
@@ -128,7 +141,7 @@ static inline void XF_FN(general_opts_set)(XF_FN(general_opts) *o, const xf_rows
     o->inv_cap = softcap ? (XF_T)(1.0 / softcap) : 0;
     o->one_loop = plan == XF_PLAN_SOFTCAP_ONE_LOOP;
     if (!softcap) return;
-    XF_FN(tanh_set)(o, softcap, inv_temperature);
+    XF_FN(tanh_set)(o, softcap, inv_temperature, XF_FN(tanh_can_fold)(softcap, inv_temperature));
     if (o->one_loop) {
         const double k = 2.0 * XF_LOG2E * inv_temperature / softcap;
         o->exp_k = (XF_T)k;

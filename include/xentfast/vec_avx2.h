@@ -22,7 +22,7 @@
 
 /* exp(x), 8 float32 lanes.
  *
- * Same reduction and polynomial as xf_exp_ps512 (see simd_avx512.h):
+ * Same reduction and polynomial as xf_exp_ps512 (see vec_avx512.h):
  * x = n*ln2 + r, Cody–Waite with a 15-bit ln2 head, e^r = 1 + r + r^2 q(r)
  * with the degree-4 minimax q, Horner form with FMA.  AVX2 has no VSCALEFPS, so
  * 2^n is applied in two exact halves, 2^(n>>1) then 2^(n - (n>>1)): each
@@ -61,7 +61,7 @@ static inline __m256 xf_exp_ps256(__m256 x) {
 }
 
 /* log(s) for s > 0, 8 float32 lanes: the method of xf_log_ps512 (see
- * simd_avx512.h), with k and f taken from the bits (s = 2^k f, f in
+ * vec_avx512.h), with k and f taken from the bits (s = 2^k f, f in
  * [sqrt(1/2), sqrt(2))).  Positive normal s only; NaN and +inf pass through.
  * Accuracy: max error 1.1 ulp on [1, 2^20] (tests/test_exp.py). */
 static inline __m256 xf_log_ps256(__m256 s) {

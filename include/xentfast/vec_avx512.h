@@ -83,12 +83,12 @@ static inline __m512 xf_log_ps512(__m512 s) {
     return _mm512_fmadd_ps(k, _mm512_set1_ps(1.428606765330187e-6f), hi);
 }
 
-/* ---- the softcap's cheaper exp (see kernel_body.h), by a table ----
+/* ---- the softcap's cheaper exp (softcap.h), by a table ----
  * x = (k/32) ln2 + r with k = rint(32 x log2 e): adding 1.5*2^18 rounds
  * x log2 e to a multiple of 1/32 (one FMA), and the sum's low 5 mantissa
  * bits are k mod 32, the index VPERMT2PS takes straight from the bits.
  * |r| <= ln2/64, r = x - (k/32) ln2 by one FMA with ln 2 rounded to float
- * (error |k/32| * 1.9e-9, as kernel_body.h's reduction).  The fraction
+ * (error |k/32| * 1.9e-9, as xf_exp_mid_ps256's reduction).  The fraction
  * j = k mod 32 is taken in [-16, 15], so n = (k - j)/32 = floor(k/32 + 1/2),
  * which VSCALEFPS (it floors its exponent) gets as k/32 + 1/2, exactly.
  * Against the polynomial-only version this saves two FMA-class operations
@@ -127,7 +127,7 @@ static inline __m512 xf_exp_mid_ps512(__m512 x) {
     return xf_tab32_finish_ps512(sum, r, 1.00001466f, 0.500000179f);
 }
 
-/* In base 2 (the one-loop softcap, kernel_body.h): 2^r2 for |r2| <= 1/64
+/* In base 2 (the one-loop softcap, softcap.h): 2^r2 for |r2| <= 1/64
  * by the same fit with r = r2 ln2 substituted, c1 = 1.00001466 ln2,
  * c2 = 0.500000179 ln2^2 (5.3e-8 relative). */
 #define XF_EXP2_C1 0.6931573f
