@@ -38,3 +38,4 @@
 #include "xentfast/rows.h"         /* the row loop: every plan but the split */
 #include "xentfast/rows_split.h"   /* a few long rows over the threads */
 #include "xentfast/elementwise.h"  /* BCE, MSE, and the maps for the accuracy tests */
+#include "xentfast/bounds.h"       /* the memory bounds the benchmark divides by */

@@ -178,6 +178,11 @@ typedef struct xf_split_fns {
     void (*fix)(const xf_rows_args *, int64_t row, const double *row_state);
 } xf_split_fns;
 
+/* The memory bounds of the fused pass (bounds.h): a read, a read with a
+ * streaming write, an in-place read and write. */
+enum xf_bound_op { XF_BOUND_READ = 0, XF_BOUND_STREAM = 1, XF_BOUND_IN_PLACE = 2 };
+typedef double (*xf_bound_f32_fn)(int op, const float *x, float *y, int64_t begin, int64_t end);
+
 /* An element-wise map over n float32 values (the vector exp and log1p,
  * exposed for the accuracy tests). */
 typedef void (*xf_map_f32_fn)(const float *x, float *y, int64_t n);
@@ -190,6 +195,7 @@ typedef struct xf_kernel_table {
     xf_elem_fn elem_f32, elem_f64;
     xf_map_f32_fn exp_f32;
     xf_map_f32_fn log1p_f32; /* log1p on [0, 1] */
+    xf_bound_f32_fn bound_f32;
 } xf_kernel_table;
 
 /* Bytes of per-thread scratch a row of n_classes needs (any dtype): the

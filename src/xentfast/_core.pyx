@@ -749,3 +749,43 @@ def ce_fast(x, target, out, int mode, bint mean, int64_t ignore_index, double gr
     if mean:
         return total / counted if counted else float("nan")
     return total
+
+
+BOUND_READ = XF_BOUND_READ
+BOUND_STREAM = XF_BOUND_STREAM
+BOUND_IN_PLACE = XF_BOUND_IN_PLACE
+
+
+def bound(int op, float[::1] x, float[::1] y, int num_threads):
+    """One memory-bound pass over the float32 array `x` (bounds.h): read it
+    (BOUND_READ; returns the sum), copy it to `y` with streaming stores
+    (BOUND_STREAM) or negate it in place (BOUND_IN_PLACE; `y` unused), on
+    `num_threads` threads, each a contiguous share, as the kernels run."""
+    cdef int64_t n = x.shape[0], k, begin, end
+    cdef xf_bound_f32_fn fn = _table().bound_f32
+    cdef double total = 0.0
+    cdef double *part
+    if op == XF_BOUND_STREAM and (y is None or y.shape[0] != n):
+        raise ValueError("y must have x's length")
+    if n == 0:
+        return 0.0
+    cdef float *yp = &y[0] if op == XF_BOUND_STREAM else NULL
+    cdef float *xp = &x[0]
+    if num_threads < 1:
+        num_threads = 1
+    part = <double *>malloc(num_threads * sizeof(double))
+    if part == NULL:
+        raise MemoryError()
+    with nogil:
+        if num_threads == 1:
+            part[0] = fn(op, xp, yp, 0, n)
+        else:
+            for k in prange(num_threads, schedule="static", num_threads=num_threads):
+                # shares start at multiples of 16 elements (64 bytes)
+                begin = (k * (n // 16) // num_threads) * 16
+                end = n if k == num_threads - 1 else ((k + 1) * (n // 16) // num_threads) * 16
+                part[k] = fn(op, xp, yp, begin, end)
+    for k in range(num_threads):
+        total += part[k]
+    free(part)
+    return total

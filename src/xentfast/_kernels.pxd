@@ -68,6 +68,8 @@ cdef extern from "xentfast/kernels.h" nogil:
     ctypedef void (*xf_elem_fn)(const xf_elem_args *, int64_t, int64_t)
     ctypedef void (*xf_rows_fn)(const xf_rows_args *, xf_plan_kind, int64_t, int64_t, void *)
     ctypedef void (*xf_map_f32_fn)(const float *, float *, int64_t)
+    ctypedef double (*xf_bound_f32_fn)(int, const float *, float *, int64_t, int64_t)
+    int XF_BOUND_READ, XF_BOUND_STREAM, XF_BOUND_IN_PLACE
     ctypedef struct xf_split_fns:
         void (*stats)(const xf_rows_args *, int64_t, int64_t, int64_t, void *,
                       double *) noexcept nogil
@@ -90,6 +92,7 @@ cdef extern from "xentfast/kernels.h" nogil:
         xf_elem_fn elem_f64
         xf_map_f32_fn exp_f32
         xf_map_f32_fn log1p_f32
+        xf_bound_f32_fn bound_f32
     size_t xf_scratch_bytes(int64_t n_classes)
     int xf_cpu_features()
     int xf_backend_supported(const char *name)
