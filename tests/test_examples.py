@@ -24,6 +24,26 @@ def run_example(name, *args, cwd):
     return proc.stdout
 
 
+@pytest.mark.parametrize("name", ["char_lm.py", "label_smoothing.py", "mlp_digits.py"])
+def test_help_is_complete(name, tmp_path):
+    """--help works, its description is whole sentences, and every option says
+    what it is."""
+    out = run_example(name, "--help", cwd=tmp_path)
+    description = out.split("\n\n")[1]
+    assert description.rstrip().endswith("."), description
+    lines = out.split("options:")[1].splitlines()
+    bare = []
+    for i, line in enumerate(lines):
+        if not line.startswith("  -"):
+            continue
+        has_help_here = "  " in line.strip()  # help text after the option, 2+ spaces
+        continued = i + 1 < len(lines) and lines[i + 1].startswith(" " * 8)
+        if not (has_help_here or continued):
+            bare.append(line.strip())
+    assert not bare, f"{name} --help: options without help text: {bare}"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_mlp_digits(tmp_path):
     pytest.importorskip("sklearn")
     plot = tmp_path / "curves.png"
