@@ -166,7 +166,15 @@ def _class_weight(weight, n_classes, dtype):
     w = _real_array(weight, "weight")
     if w.shape != (n_classes,):
         raise ValueError(f"weight must have shape ({n_classes},) (one weight per class), got {w.shape}")
-    return _aligned(w, dtype)
+    with np.errstate(over="ignore"):  # too large for float32: refused just below
+        w = _aligned(w, dtype)
+    # Negative class weights are accepted, as PyTorch accepts them.  A non-finite one
+    # is refused: it either changes nothing (its class absent, no smoothing) or makes
+    # the loss inf or NaN (PyTorch's "mean" is then inf/inf = NaN).
+    bad = np.flatnonzero(~np.isfinite(w))
+    if bad.size:
+        raise ValueError(f"weight must be finite, got weight[{bad[0]}] = {w[bad[0]]}")
+    return w
 
 
 def _sample_weight(sample_weight, lead_shape):
@@ -176,7 +184,15 @@ def _sample_weight(sample_weight, lead_shape):
     if s.shape != tuple(lead_shape):
         raise ValueError(f"sample_weight must have the loss's shape (one weight per row), "
                          f"{tuple(lead_shape)}, got {s.shape}")
-    return _aligned(s, np.float64).reshape(-1)
+    s = _aligned(s, np.float64).reshape(-1)
+    # A negative or non-finite row weight gives a loss of inf or NaN (or one that
+    # decreases as the row gets worse): never what a weighting means.
+    bad = np.flatnonzero(~(s >= 0.0) | np.isinf(s))
+    if bad.size:
+        where = ", ".join(map(str, np.unravel_index(bad[0], lead_shape))) if lead_shape else ""
+        raise ValueError(f"sample_weight must be finite and >= 0, got "
+                         f"sample_weight[{where}] = {s[bad[0]]}")
+    return s
 
 
 def _divide(numerator, denominator):
@@ -399,10 +415,13 @@ _CE_DOC_PARAMETERS = """
     axis : int, default -1
         The class axis (``1`` for PyTorch's ``(N, C, d1, ...)`` layout).
     weight : array_like of shape (C,), optional
-        Per-class weights, as PyTorch's ``weight``.
+        Per-class weights, as PyTorch's ``weight``: finite (a ValueError
+        otherwise: an inf or NaN weight can only make the loss inf or NaN),
+        negative values allowed as PyTorch allows them.
     sample_weight : array_like, optional
-        One weight per row (the loss's shape): ``mean`` becomes
-        Σ s·l / Σ s·w_y over counted rows.
+        One finite weight >= 0 per row (the loss's shape; a ValueError
+        otherwise): ``mean`` becomes Σ s·l / Σ s·w_y over counted rows.  All
+        zero gives NaN for ``"mean"`` (0/0, as PyTorch's mean of nothing).
     ignore_index : int, default -100
         Target value whose rows are ignored (index targets only).
     reduction : {"mean", "sum", "none"}, default "mean"

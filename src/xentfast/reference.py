@@ -212,6 +212,12 @@ def _ce_rows(logits, target, axis, weight, sample_weight, ignore_index,
     r.s = (np.ones(n) if sample_weight is None else
            np.broadcast_to(np.asarray(sample_weight, dtype=np.float64),
                            r.batch_shape).reshape(n))
+    # The two checks of the public API that change what a result means: row weights
+    # are finite and >= 0, class weights finite (negative ones allowed, as PyTorch).
+    if not np.all(np.isfinite(r.s) & (r.s >= 0.0)):
+        raise ValueError("sample_weight must be finite and >= 0")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("weight must be finite")
     eps = float(label_smoothing)
     target = np.asarray(target)
 
@@ -299,9 +305,10 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
     axis : int, optional
         The class axis.
     weight : array_like of shape (C,), optional
-        Class weights ``w``.
+        Class weights ``w``: finite (negative allowed, as PyTorch), else ValueError.
     sample_weight : array_like, optional
-        Row weights ``s`` (the logits' shape without `axis`).
+        Row weights ``s`` (the logits' shape without `axis`): finite and >= 0, else
+        ValueError.  All zero gives NaN for "mean" (0/0, as PyTorch's empty mean).
     ignore_index : int, optional
         Rows whose class index equals it are not counted (integer targets only).
     reduction : {"mean", "sum", "none"}, optional
