@@ -192,7 +192,7 @@ def cross_entropy_and_grad(
 class Evaluation:
     """Everything :func:`evaluate` measures in one read of the logits."""
 
-    loss: _Floats
+    loss: NDArray[np.float64]
     lse: NDArray[np.float64]
     argmax: NDArray[np.int64]
     correct: NDArray[np.bool_]

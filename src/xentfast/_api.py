@@ -570,16 +570,22 @@ def cross_entropy_and_grad(logits, target, *, axis=-1, weight=None, sample_weigh
 cross_entropy.__doc__ = cross_entropy.__doc__.format(params=_CE_DOC_PARAMETERS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Evaluation:
     """Everything :func:`evaluate` measures in one read of the logits.
 
     Per-row arrays have the loss's shape; ignored rows have loss 0 and NaN
-    lse/entropy, and do not count in the totals.
+    lse/entropy, and do not count in the totals.  The per-row float arrays
+    (``loss``, ``lse``, ``entropy``) are float64 whatever the logits' dtype:
+    the kernels produce every per-row figure in float64, and keeping them so
+    costs nothing beside the logits (N numbers, not N×C) and rounds nothing,
+    so sums of them (per sequence, per class) agree with ``mean_loss``, which
+    is formed from the same float64 values.  ``argmax`` is int64, ``correct``
+    bool.  ``repr()`` is a one-line summary; the arrays are the fields.
     """
 
     loss: np.ndarray
-    """per-row loss (as ``reduction="none"``)"""
+    """per-row loss (the values of ``reduction="none"``, in float64)"""
     lse: np.ndarray
     """per-row log-sum-exp of the (tempered, capped) logits"""
     argmax: np.ndarray
@@ -594,6 +600,12 @@ class Evaluation:
     """share of counted rows predicted right"""
     n_counted: int
     """rows that count (target != ignore_index)"""
+
+    def __repr__(self) -> str:
+        return (f"Evaluation(shape={self.loss.shape}, n_counted={self.n_counted}, "
+                f"mean_loss={self.mean_loss:.6g}, accuracy={self.accuracy:.6g}, "
+                f"perplexity={self.perplexity:.6g}, "
+                f"bits_per_token={self.bits_per_token:.6g})")
 
     @property
     def perplexity(self) -> float:
@@ -620,9 +632,10 @@ def evaluate(logits, target, *, axis=-1, weight=None, sample_weight=None, ignore
     Returns
     -------
     Evaluation
-        ``loss``, ``lse``, ``argmax``, ``correct``, ``entropy`` per row;
-        ``mean_loss``, ``accuracy``, ``n_counted``, ``perplexity`` and
-        ``bits_per_token`` for the batch.
+        ``loss``, ``lse``, ``entropy`` (float64 arrays), ``argmax`` (int64),
+        ``correct`` (bool) per row; ``mean_loss``, ``accuracy``, ``n_counted``,
+        ``perplexity`` and ``bits_per_token`` for the batch.  Its ``repr`` is a
+        one-line summary of the batch figures.
 
     Examples
     --------
@@ -633,6 +646,8 @@ def evaluate(logits, target, *, axis=-1, weight=None, sample_weight=None, ignore
     (array([0, 1]), array([ True, False]), 0.5)
     >>> round(ev.perplexity, 4), round(ev.bits_per_token, 4)
     (2.4507, 1.2932)
+    >>> ev
+    Evaluation(shape=(2,), n_counted=2, mean_loss=0.896378, accuracy=0.5, perplexity=2.45071, bits_per_token=1.2932)
     """
     p = _problem(logits, target, axis, weight, sample_weight, ignore_index, "none",
                  label_smoothing, z_loss, softcap, temperature, num_threads)
@@ -650,7 +665,7 @@ def evaluate(logits, target, *, axis=-1, weight=None, sample_weight=None, ignore
     n_counted = int(np.count_nonzero(counted))
     shape = p.lead_shape
     return Evaluation(
-        loss=row_loss.astype(p.logits.dtype).reshape(shape), lse=lse.reshape(shape),
+        loss=row_loss.reshape(shape), lse=lse.reshape(shape),
         argmax=argmax.reshape(shape), correct=correct.reshape(shape),
         entropy=entropy.reshape(shape), mean_loss=mean,
         accuracy=float(np.count_nonzero(correct)) / n_counted if n_counted else float("nan"),
