@@ -407,7 +407,11 @@ def _no_options(label_smoothing, z_loss, softcap, temperature):
 _CE_DOC_PARAMETERS = """
     logits : array_like of float32, float64, float16 or bfloat16
         Unnormalised scores, the classes along `axis`.  float16/bfloat16 are
-        read as they are and computed in float32.
+        read as they are and computed in float32.  Integer or bool logits are
+        a TypeError (cast them with ``.astype(np.float32)``): scores of a
+        model are floats, and integer ones are almost surely a mistake (the
+        building blocks :func:`logsumexp` and :func:`softmax` accept integers,
+        as SciPy does).
     target : array_like
         Integer class indices in ``[0, C)`` of the logits' shape without
         `axis` (entries equal to `ignore_index` add nothing), or floating class
@@ -819,6 +823,7 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     Parameters
     ----------
     logits : array_like of float32 or float64 (float16/bfloat16 computed in float32)
+        Integer or bool logits are a TypeError, as in :func:`cross_entropy`.
     target : array_like
         Targets in [0, 1] of the logits' shape.
     weight : array_like, optional
@@ -886,6 +891,8 @@ def mean_squared_error(pred, target, *, reduction="mean", num_threads=None):
     Parameters
     ----------
     pred : array_like of float32 or float64
+        Integer or bool predictions are a TypeError, as logits are in
+        :func:`cross_entropy` (cast them with ``.astype(np.float32)``).
     target : array_like of the same shape
     reduction : {"mean", "sum", "none"}, default "mean"
     num_threads : int, optional
@@ -935,8 +942,12 @@ def _block_input(x):
 
 
 def _normalize_axes(x, axis):
+    """`axis` (None, an int or a tuple of ints) as a tuple of distinct axes of x.
+
+    A 0-d x is one element: axis 0 or -1 (or a tuple of them) names it, as
+    ``scipy.special.logsumexp`` has it; the caller reshapes x to (1,)."""
     if axis is None:
-        return tuple(range(x.ndim))
+        return tuple(range(max(x.ndim, 1)))
     axes = axis if isinstance(axis, tuple) else (axis,)
     out = []
     for a in axes:
@@ -944,10 +955,19 @@ def _normalize_axes(x, axis):
             a = operator.index(a)
         except TypeError:
             raise TypeError(f"axis must be None, an int or a tuple of ints, got {axis!r}") from None
-        out.append(np.lib.array_utils.normalize_axis_index(a, x.ndim, msg_prefix="axis"))
+        if x.ndim == 0 and a not in (0, -1):
+            raise np.exceptions.AxisError(a, 0, "axis")
+        out.append(np.lib.array_utils.normalize_axis_index(a, max(x.ndim, 1), msg_prefix="axis"))
     if len(set(out)) != len(out):
         raise ValueError(f"axis contains a repeated axis: {axis!r}")
     return tuple(out)
+
+
+def _axes_last(shape, axes):
+    """(permutation moving `axes` last, kept shape, reduced length)."""
+    keep = [a for a in range(len(shape)) if a not in axes]
+    perm = keep + list(axes)
+    return perm, tuple(shape[a] for a in keep), math.prod(shape[a] for a in axes)
 
 
 def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
@@ -956,9 +976,13 @@ def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
     Parameters
     ----------
     x : array_like
-        Floating input (integers are computed in float64, as SciPy does).
+        Floating input.  Integers and bools are accepted and computed in
+        float64, as ``scipy.special.logsumexp`` does (the losses refuse them:
+        see :func:`cross_entropy`).
     axis : None, int or tuple of ints, default None
-        Axes to reduce over (all of them by default, as ``scipy.special.logsumexp``).
+        Axes to reduce over, jointly (all of them by default, as
+        ``scipy.special.logsumexp``).  A 0-d x is one element, which axis 0
+        or -1 (or ``(0,)``) also names, as in SciPy.
     keepdims : bool, default False
         Keep the reduced axes with length one.
     out : ndarray, optional
@@ -969,7 +993,7 @@ def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
     Returns
     -------
     ndarray or scalar
-        Of x's dtype; ``-inf`` for an empty reduction.
+        Of x's dtype (float64 for integer x); ``-inf`` for an empty reduction.
 
     Examples
     --------
@@ -977,18 +1001,23 @@ def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
     >>> x = np.array([[0.0, 1000.0], [-np.inf, 0.0]], dtype=np.float32)
     >>> xentfast.logsumexp(x, axis=1)
     array([1000.,    0.], dtype=float32)
+    >>> float(xentfast.logsumexp(np.array([1, 1])))  # integers: float64, log 2 + 1
+    1.6931471805599454
     """
     x = _block_input(x)
     threads = _num_threads(num_threads)
     axes = _normalize_axes(x, axis)
-    keep = [a for a in range(x.ndim) if a not in axes]
-    moved = np.transpose(x, keep + list(axes))
-    lead = moved.shape[:len(keep)]
-    k = int(np.prod(moved.shape[len(keep):], dtype=np.int64))
-    out_shape = tuple(1 if a in axes else x.shape[a] for a in range(x.ndim)) if keepdims else lead
+    if x.ndim == 0:
+        out_shape = ()
+        x = x.reshape(1)
+    else:
+        out_shape = (tuple(1 if a in axes else x.shape[a] for a in range(x.ndim)) if keepdims
+                     else tuple(x.shape[a] for a in range(x.ndim) if a not in axes))
+    perm, lead, k = _axes_last(x.shape, axes)
+    moved = np.transpose(x, perm)
     if out is not None:
         _check_out(out, out_shape, x.dtype)
-    n_rows = int(np.prod(lead, dtype=np.int64))
+    n_rows = math.prod(lead)
     lse = np.empty(n_rows, dtype=np.float64)
     if k == 0:
         lse.fill(-np.inf)
@@ -1001,25 +1030,53 @@ def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
     return result if result.ndim else result[()]
 
 
-def _softmax_like(x, axis, out, num_threads, mode, name):
+def _softmax_like(x, axis, out, num_threads, mode):
     x = _block_input(x)
     threads = _num_threads(num_threads)
-    if x.ndim == 0:  # one element: softmax 1, log-softmax 0 (NaN stays NaN)
-        value = x.dtype.type(1.0 if mode == _core.MODE_SOFTMAX else 0.0) + 0 * x
-        if out is not None:
-            _check_out(out, x.shape, x.dtype)
-            np.copyto(out, value)
-            return out
-        return value
-    ax = _class_axis(x, axis, "x")
-    result, res_moved, _ = _grad_buffer(x, ax, out, "x")
+    axes = _normalize_axes(x, axis)
+    if out is not None:
+        _check_out(out, x.shape, x.dtype)
+        if not _same_view(out, x) and np.may_share_memory(out, x):
+            raise ValueError("out overlaps x without being the same array; pass out=x to "
+                             "overwrite it, or a separate buffer")
+        result = out
+    else:
+        result = None
+    scalar = x.ndim == 0
+    if scalar:  # one element (softmax 1, log-softmax 0; NaN for NaN and +-inf)
+        x = x.reshape(1)
+    perm, lead, k = _axes_last(x.shape, axes)
+    if result is None:
+        # allocated with the reduced axes last, so the kernels write it in place
+        buf = np.empty([x.shape[a] for a in perm], dtype=x.dtype)
+        result = np.transpose(buf, np.argsort(perm)).reshape(()) if scalar else \
+            np.transpose(buf, np.argsort(perm))
     if x.size == 0:
         return result
-    rows, out_rows, copy_back = _rows_and_out(np.moveaxis(x, ax, -1), res_moved)
+    res_moved = np.transpose(result.reshape(1) if scalar else result, perm)
+    rows_in = np.transpose(x, perm).reshape(lead + (k,))  # a copy when not a view
+    try:
+        rows_out, staged = np.reshape(res_moved, lead + (k,), copy=False), False
+    except ValueError:  # the reduced axes of out do not merge: compute aside, copy
+        rows_out, staged = np.empty(lead + (k,), dtype=x.dtype), True
+    rows, out_rows, copy_back = _rows_and_out(rows_in, rows_out)
     _run(rows, out_rows, mode, threads, in_place=out_rows is rows or _same_view(rows, out_rows))
     if copy_back:
-        np.copyto(res_moved, out_rows.reshape(res_moved.shape))
+        np.copyto(rows_out, out_rows.reshape(rows_out.shape))
+    if staged:
+        np.copyto(res_moved, rows_out.reshape(res_moved.shape))
+    if scalar and out is None:
+        return result[()]
     return result
+
+
+_SOFTMAX_AXIS_DOC = """axis : None, int or tuple of ints, default -1
+        The axis (or axes, taken jointly) along which the values sum to one;
+        None is all of them, as in ``scipy.special.softmax``.  The default
+        stays -1, the class axis of xentfast's losses and PyTorch's usual
+        ``dim``, where SciPy's default is None (the whole array): a softmax
+        over every element of a batch of rows is seldom what is meant.  A 0-d
+        x is one element, which axis 0 or -1 (or ``(0,)``) also names."""
 
 
 def softmax(x, axis=-1, *, out=None, num_threads=None):
@@ -1028,24 +1085,28 @@ def softmax(x, axis=-1, *, out=None, num_threads=None):
     Parameters
     ----------
     x : array_like
-        Floating input (integers are computed in float64); 0-d and empty
-        arrays are fine.
-    axis : int, default -1
+        Floating input; 0-d and empty arrays are fine.  Integers and bools are
+        accepted and computed in float64, as ``scipy.special.softmax`` does.
+    {axis}
     out : ndarray, optional
-        x's shape and dtype; ``out=x`` works in place.
+        x's shape and dtype (float64 for integer x); ``out=x`` works in place.
     num_threads : int, optional
 
     Returns
     -------
     ndarray
+        x's shape and dtype (a scalar for 0-d x, as SciPy, unless `out`).
 
     Examples
     --------
     >>> import numpy as np, xentfast
     >>> xentfast.softmax(np.array([0.0, np.log(3.0)], dtype=np.float32))
     array([0.25, 0.75], dtype=float32)
+    >>> xentfast.softmax(np.zeros((2, 2)), axis=None)  # over all four elements
+    array([[0.25, 0.25],
+           [0.25, 0.25]])
     """
-    return _softmax_like(x, axis, out, num_threads, _core.MODE_SOFTMAX, "softmax")
+    return _softmax_like(x, axis, out, num_threads, _core.MODE_SOFTMAX)
 
 
 def log_softmax(x, axis=-1, *, out=None, num_threads=None):
@@ -1054,16 +1115,17 @@ def log_softmax(x, axis=-1, *, out=None, num_threads=None):
     Parameters
     ----------
     x : array_like
-        Floating input (integers are computed in float64); 0-d and empty
-        arrays are fine.
-    axis : int, default -1
+        Floating input; 0-d and empty arrays are fine.  Integers and bools are
+        accepted and computed in float64, as ``scipy.special.log_softmax`` does.
+    {axis}
     out : ndarray, optional
-        x's shape and dtype; ``out=x`` works in place.
+        x's shape and dtype (float64 for integer x); ``out=x`` works in place.
     num_threads : int, optional
 
     Returns
     -------
     ndarray
+        x's shape and dtype (a scalar for 0-d x, as SciPy, unless `out`).
 
     Examples
     --------
@@ -1071,4 +1133,8 @@ def log_softmax(x, axis=-1, *, out=None, num_threads=None):
     >>> xentfast.log_softmax(np.array([0.0, 0.0], dtype=np.float32))
     array([-0.6931472, -0.6931472], dtype=float32)
     """
-    return _softmax_like(x, axis, out, num_threads, _core.MODE_LOG_SOFTMAX, "log_softmax")
+    return _softmax_like(x, axis, out, num_threads, _core.MODE_LOG_SOFTMAX)
+
+
+softmax.__doc__ = softmax.__doc__.format(axis=_SOFTMAX_AXIS_DOC)
+log_softmax.__doc__ = log_softmax.__doc__.format(axis=_SOFTMAX_AXIS_DOC)

@@ -104,11 +104,24 @@ def logsumexp(x, axis=None, keepdims=False):
     1000.6931471805599
     """
     x = np.asarray(x, dtype=np.float64)
+    axis = _scalar_axis(x, axis)
     m, log_sum = _shift_and_log_sum(x, axis)
     out = m + log_sum
     if not keepdims:
         out = out.reshape(()) if axis is None else np.squeeze(out, axis=axis)
     return out[()] if out.ndim == 0 else out
+
+
+def _scalar_axis(x, axis):
+    """A 0-d x is one element, which axis 0 or -1 (or a tuple of them) also names,
+    as in ``scipy.special.logsumexp``: such an axis becomes None."""
+    if x.ndim or axis is None:
+        return axis
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    for a in axes:
+        if a not in (0, -1):
+            raise np.exceptions.AxisError(a, 0)
+    return None if axes else ()
 
 
 def _shift_and_log_sum(x, axis):
@@ -139,7 +152,7 @@ def _shift_and_log_sum(x, axis):
 
 @_quiet
 def log_softmax(x, axis=-1):
-    """``x - logsumexp(x)`` along `axis`, in float64.
+    """``x - logsumexp(x)`` along `axis` (None, an int or a tuple), in float64.
 
     A slice that is all ``-inf`` gives NaN, as in PyTorch.
 
@@ -149,7 +162,7 @@ def log_softmax(x, axis=-1):
     [0.5, 0.5]
     """
     x = np.asarray(x, dtype=np.float64)
-    m, log_sum = _shift_and_log_sum(x, axis)
+    m, log_sum = _shift_and_log_sum(x, _scalar_axis(x, axis))
     # a +inf logit leaves no finite distribution: the whole slice is NaN (as PyTorch);
     # (x - m) - log_sum keeps log_sum next to huge logits, where x - lse loses it
     return np.where(np.isposinf(m + log_sum), np.nan, (x - m) - log_sum)
