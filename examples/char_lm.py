@@ -131,18 +131,32 @@ def sample(model: CharModel, prompt: str, alphabet: str, context: int, length: i
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=4000)
+    # The whole first paragraph of the module docstring (its first line alone stops
+    # mid-sentence), without the reST markup.
+    summary = " ".join(__doc__.split("\n\n")[0].split()).replace("``", "")
+    parser = argparse.ArgumentParser(description=summary)
+    parser.add_argument("--steps", type=int, default=4000,
+                        help="training steps (default: %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="300 steps and short samples (a smoke test, not a model)")
-    parser.add_argument("--context", type=int, default=8)
-    parser.add_argument("--dim", type=int, default=16)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--temperatures", type=float, nargs=2, default=[0.5, 1.2])
-    parser.add_argument("--prompt", default="Return the ")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--context", type=int, default=8,
+                        help="characters the model reads before each prediction "
+                             "(default: %(default)s)")
+    parser.add_argument("--dim", type=int, default=16,
+                        help="size of each character's embedding (default: %(default)s)")
+    parser.add_argument("--hidden", type=int, default=256,
+                        help="width of the MLP's hidden layer (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=128,
+                        help="sequences per training step (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=2e-3,
+                        help="Adam's learning rate (default: %(default)s)")
+    parser.add_argument("--temperatures", type=float, nargs=2, default=[0.5, 1.2],
+                        metavar=("LOW", "HIGH"),
+                        help="the two sampling temperatures (default: 0.5 1.2)")
+    parser.add_argument("--prompt", default="Return the ",
+                        help="text the samples start from (default: %(default)r)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the weights, batches and samples (default: %(default)s)")
     args = parser.parse_args(argv)
     steps = 300 if args.quick else args.steps
     sample_length = 80 if args.quick else 300

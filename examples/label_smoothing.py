@@ -63,9 +63,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoothing", type=float, nargs="+", default=[0.0, 0.1],
                         help="label smoothing values to compare (default: 0 0.1)")
     parser.add_argument("--epochs", type=int, default=200, help="at most this many")
-    parser.add_argument("--patience", type=int, default=10)
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--patience", type=int, default=10,
+                        help="stop after this many epochs without a better validation loss "
+                             "(default: %(default)s)")
+    parser.add_argument("--hidden", type=int, default=128,
+                        help="width of the MLP's hidden layer (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the initial weights and the data split "
+                             "(default: %(default)s)")
     args = parser.parse_args(argv)
 
     data = load_digits(seed=args.seed)

@@ -57,14 +57,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=200, help="at most this many")
     parser.add_argument("--patience", type=int, default=10,
                         help="stop after this many epochs without a better validation loss")
-    parser.add_argument("--hidden", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--hidden", type=int, default=128,
+                        help="width of the hidden layer (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help="examples per training step (default: %(default)s)")
+    parser.add_argument("--lr", type=float, default=1e-3,
+                        help="Adam's learning rate (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the initial weights and the data split "
+                             "(default: %(default)s)")
     parser.add_argument("--plot", default="mlp_digits_loss.png",
                         help="where to save the loss curves (default: %(default)s in the "
                              "current directory; needs matplotlib)")
-    parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--no-plot", action="store_true", help="save no plot")
     args = parser.parse_args(argv)
 
     data = load_digits(seed=args.seed)

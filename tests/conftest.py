@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, settings
 import xentfast
 from xentfast import _core
 
-# Derandomized in CI so a red run is reproducible; no deadline anywhere (the
-# machines are shared and a slow example is not a failure).
+# Derandomized in CI so a red run is reproducible; no deadline anywhere (on a
+# loaded host any example can be slow, and a slow example is not a failure).
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -146,3 +146,80 @@ def test_mean_denominator_is_thread_independent_across_scan_chunks():
     assert losses[1] == losses[2] == losses[3]
     want = reference.cross_entropy(x.astype(np.float64), t, **kw)
     np.testing.assert_allclose(losses[1], want, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# row and class weights
+
+def _weighted_calls(module):
+    """Every function of `module` that takes sample_weight and weight, as
+    f(logits, target, **kw)."""
+    return [module.cross_entropy, module.cross_entropy_and_grad, module.evaluate,
+            module.perplexity]
+
+
+@pytest.mark.parametrize("module", [xentfast, reference], ids=["xentfast", "reference"])
+@pytest.mark.parametrize("bad", [-1.0, -1e-30, np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("target", [T, np.full((4, 5), 0.2)], ids=["index", "probabilities"])
+def test_sample_weight_must_be_finite_and_non_negative(module, bad, target):
+    s = np.ones(4)
+    s[2] = bad
+    for fn in _weighted_calls(module):
+        for dtype in (np.float32, np.float64):
+            with pytest.raises(ValueError, match="sample_weight"):
+                fn(X, target, sample_weight=s.astype(dtype))
+    if module is xentfast:  # the message says which row, in the loss's shape
+        with pytest.raises(ValueError, match=r"sample_weight\[1, 0\] = "):
+            xentfast.cross_entropy(np.zeros((2, 3, 5)), np.zeros((2, 3), int),
+                                   sample_weight=np.array([[1.0, 1, 1], [bad, 1, 1]]))
+
+
+@pytest.mark.parametrize("module", [xentfast, reference], ids=["xentfast", "reference"])
+def test_zero_sample_weights_are_fine_and_all_zero_mean_is_nan(module):
+    s = np.array([0.0, -0.0, 2.0, 0.0])
+    x = np.arange(20, dtype=np.float64).reshape(4, 5) % 3
+    assert module.cross_entropy(x, T, sample_weight=s) == pytest.approx(
+        module.cross_entropy(x[2:3], T[2:3]))
+    zero = np.zeros(4)
+    assert np.isnan(module.cross_entropy(x, T, sample_weight=zero))  # 0/0: an empty mean
+    assert module.cross_entropy(x, T, sample_weight=zero, reduction="sum") == 0.0
+
+
+@pytest.mark.parametrize("module", [xentfast, reference], ids=["xentfast", "reference"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_class_weight_must_be_finite(module, bad):
+    w = np.ones(5)
+    w[4] = bad  # a class no row targets: PyTorch would not even notice it
+    for fn in _weighted_calls(module):
+        with pytest.raises(ValueError, match="weight"):
+            fn(X, T, weight=w)
+    if module is xentfast:
+        with pytest.raises(ValueError, match=r"weight\[4\] = "):
+            xentfast.cross_entropy(X, T, weight=w)
+        with pytest.raises(ValueError, match="weight"):  # finite float64, inf as float32
+            xentfast.cross_entropy(X, T, weight=np.array([1, 1, 1, 1, 1e39]))
+
+
+@pytest.mark.parametrize("module", [xentfast, reference], ids=["xentfast", "reference"])
+def test_negative_class_weight_is_accepted_as_in_pytorch(module):
+    # torch.nn.functional.cross_entropy(torch.zeros(2, 3), torch.tensor([0, 1]),
+    # weight=torch.tensor([-1., 2, 3])) is log 3 (reduction="none": [-log 3, 2 log 3])
+    x = np.zeros((2, 3))
+    t = np.array([0, 1])
+    w = np.array([-1.0, 2.0, 3.0])
+    np.testing.assert_allclose(module.cross_entropy(x, t, weight=w, reduction="none"),
+                               [-np.log(3), 2 * np.log(3)], rtol=1e-7)
+    assert module.cross_entropy(x, t, weight=w) == pytest.approx(np.log(3), rel=1e-7)
+
+
+def test_negative_class_weight_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 4))
+    t = rng.integers(0, 4, 6)
+    w = np.array([-0.5, 2.0, 1.0, -1.5])
+    for eps in (0.0, 0.2):
+        want = torch.nn.functional.cross_entropy(torch.tensor(x), torch.tensor(t),
+                                                 weight=torch.tensor(w), label_smoothing=eps)
+        assert xentfast.cross_entropy(x, t, weight=w, label_smoothing=eps) == pytest.approx(
+            float(want), rel=1e-9)

@@ -154,8 +154,6 @@ FUNCTIONS = ["cross_entropy", "cross_entropy_and_grad", "logsumexp", "softmax", 
 
 
 def _calls(name):
-    if not hasattr(xentfast, name):
-        pytest.skip(f"xentfast has no {name} yet")
     if name.startswith("cross_entropy"):
         return _ce_calls(name)
     if name in ("logsumexp", "softmax", "log_softmax"):

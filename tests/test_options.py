@@ -298,8 +298,8 @@ def test_float16_in_chunks(backend, rng, monkeypatch):
     assert np.array_equal(grad, grad32.astype(np.float16))
 
 
-def test_bfloat16_when_ml_dtypes_is_installed(rng):
-    ml_dtypes = pytest.importorskip("ml_dtypes")
+def test_bfloat16(rng):
+    import ml_dtypes  # in the test extra
     x, t = random_problem(rng, 64, 100)
     xb = x.astype(ml_dtypes.bfloat16)
     loss, grad = xentfast.cross_entropy_and_grad(xb, t)
@@ -308,6 +308,44 @@ def test_bfloat16_when_ml_dtypes_is_installed(rng):
 
 
 # ---------------------------------------------------------------- evaluation
+
+
+def _low_precision_dtypes():
+    import ml_dtypes  # in the test extra
+    return [np.float16, ml_dtypes.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64] + _low_precision_dtypes(),
+                         ids=lambda d: np.dtype(d).name)
+def test_evaluation_fields_have_documented_dtypes(rng, dtype):
+    x, t = random_problem(rng, 50, 7, ignore_frac=0.2)
+    x = x.astype(dtype)
+    ev = xentfast.evaluate(x, t, label_smoothing=0.1)
+    for name in ("loss", "lse", "entropy"):
+        assert getattr(ev, name).dtype == np.float64, name
+    assert ev.argmax.dtype == np.int64 and ev.correct.dtype == np.bool_
+    for field in (ev.loss, ev.lse, ev.entropy, ev.argmax, ev.correct):
+        assert field.shape == (50,)
+    # the float64 rows are the ones the mean is formed from: no rounding in between
+    assert np.sum(ev.loss) / np.count_nonzero(t != -100) == pytest.approx(ev.mean_loss,
+                                                                          rel=1e-12)
+    # and reduction="none", in the logits' (compute) dtype, is them rounded
+    none = xentfast.cross_entropy(x, t, label_smoothing=0.1, reduction="none")
+    np.testing.assert_array_equal(none, ev.loss.astype(none.dtype))
+
+
+def test_evaluation_repr_is_a_short_summary(rng):
+    x, t = random_problem(rng, 5000, 10)
+    ev = xentfast.evaluate(x.reshape(50, 100, 10), t.reshape(50, 100))
+    text = repr(ev)
+    assert text == str(ev) and "\n" not in text and len(text) < 200, text
+    assert text.startswith("Evaluation(shape=(50, 100), ")
+    for field in ("n_counted", "mean_loss", "accuracy", "perplexity", "bits_per_token"):
+        assert f"{field}=" in text, field
+    assert f"n_counted={ev.n_counted}," in text
+    assert f"mean_loss={ev.mean_loss:.6g}," in text
+    assert f"perplexity={ev.perplexity:.6g}," in text
+    assert "array" not in text
 
 
 @pytest.mark.parametrize("options", [{}, dict(label_smoothing=0.1, temperature=2.0)],

@@ -77,6 +77,10 @@ def main() -> None:
     accuracy: float = ev.accuracy
     bits: float = ev.bits_per_token
     predicted: NDArray[np.int64] = ev.argmax
+    row_losses: NDArray[np.float64] = ev.loss  # float64 whatever the logits' dtype
+    assert row_losses.dtype == np.float64
+    summary: str = repr(ev)
+    assert summary.startswith("Evaluation(shape=(8,)")
     assert isinstance(accuracy, float) and isinstance(bits, float) and predicted.shape == (8,)
     ppl = xentfast.perplexity(logits, target, temperature=2.0)
     assert_type(ppl, float)
@@ -86,6 +90,11 @@ def main() -> None:
     assert_type(probs, F32)
     logp = xentfast.log_softmax([[0.0, 1.0]])
     assert_type(logp, Floats)
+    joint = xentfast.softmax(logits, axis=None)  # over every element, as SciPy
+    assert_type(joint, F32)
+    assert abs(float(joint.sum()) - 1.0) < 1e-5
+    logp_joint = xentfast.log_softmax(logits, axis=(0, 1))
+    assert_type(logp_joint, F32)
     lse_all = xentfast.logsumexp(logits)
     assert_type(lse_all, np.float32)
     assert isinstance(lse_all, np.float32)

@@ -192,7 +192,7 @@ def cross_entropy_and_grad(
 class Evaluation:
     """Everything :func:`evaluate` measures in one read of the logits."""
 
-    loss: _Floats
+    loss: NDArray[np.float64]
     lse: NDArray[np.float64]
     argmax: NDArray[np.int64]
     correct: NDArray[np.bool_]
@@ -356,22 +356,22 @@ def logsumexp(
 ) -> _Floats | np.floating[Any]: ...
 @overload
 def softmax(
-    x: NDArray[_F], axis: SupportsIndex = -1, *, out: NDArray[Any] | None = None,
+    x: NDArray[_F], axis: _Axes = -1, *, out: NDArray[Any] | None = None,
     num_threads: int | None = None,
 ) -> NDArray[_F]: ...
 @overload
 def softmax(
-    x: ArrayLike, axis: SupportsIndex = -1, *, out: NDArray[Any] | None = None,
+    x: ArrayLike, axis: _Axes = -1, *, out: NDArray[Any] | None = None,
     num_threads: int | None = None,
 ) -> _Floats: ...
 @overload
 def log_softmax(
-    x: NDArray[_F], axis: SupportsIndex = -1, *, out: NDArray[Any] | None = None,
+    x: NDArray[_F], axis: _Axes = -1, *, out: NDArray[Any] | None = None,
     num_threads: int | None = None,
 ) -> NDArray[_F]: ...
 @overload
 def log_softmax(
-    x: ArrayLike, axis: SupportsIndex = -1, *, out: NDArray[Any] | None = None,
+    x: ArrayLike, axis: _Axes = -1, *, out: NDArray[Any] | None = None,
     num_threads: int | None = None,
 ) -> _Floats: ...
 

@@ -166,7 +166,15 @@ def _class_weight(weight, n_classes, dtype):
     w = _real_array(weight, "weight")
     if w.shape != (n_classes,):
         raise ValueError(f"weight must have shape ({n_classes},) (one weight per class), got {w.shape}")
-    return _aligned(w, dtype)
+    with np.errstate(over="ignore"):  # too large for float32: refused just below
+        w = _aligned(w, dtype)
+    # Negative class weights are accepted, as PyTorch accepts them.  A non-finite one
+    # is refused: it either changes nothing (its class absent, no smoothing) or makes
+    # the loss inf or NaN (PyTorch's "mean" is then inf/inf = NaN).
+    bad = np.flatnonzero(~np.isfinite(w))
+    if bad.size:
+        raise ValueError(f"weight must be finite, got weight[{bad[0]}] = {w[bad[0]]}")
+    return w
 
 
 def _sample_weight(sample_weight, lead_shape):
@@ -176,7 +184,15 @@ def _sample_weight(sample_weight, lead_shape):
     if s.shape != tuple(lead_shape):
         raise ValueError(f"sample_weight must have the loss's shape (one weight per row), "
                          f"{tuple(lead_shape)}, got {s.shape}")
-    return _aligned(s, np.float64).reshape(-1)
+    s = _aligned(s, np.float64).reshape(-1)
+    # A negative or non-finite row weight gives a loss of inf or NaN (or one that
+    # decreases as the row gets worse): never what a weighting means.
+    bad = np.flatnonzero(~(s >= 0.0) | np.isinf(s))
+    if bad.size:
+        where = ", ".join(map(str, np.unravel_index(bad[0], lead_shape))) if lead_shape else ""
+        raise ValueError(f"sample_weight must be finite and >= 0, got "
+                         f"sample_weight[{where}] = {s[bad[0]]}")
+    return s
 
 
 def _divide(numerator, denominator):
@@ -391,7 +407,11 @@ def _no_options(label_smoothing, z_loss, softcap, temperature):
 _CE_DOC_PARAMETERS = """
     logits : array_like of float32, float64, float16 or bfloat16
         Unnormalised scores, the classes along `axis`.  float16/bfloat16 are
-        read as they are and computed in float32.
+        read as they are and computed in float32.  Integer or bool logits are
+        a TypeError (cast them with ``.astype(np.float32)``): scores of a
+        model are floats, and integer ones are almost surely a mistake (the
+        building blocks :func:`logsumexp` and :func:`softmax` accept integers,
+        as SciPy does).
     target : array_like
         Integer class indices in ``[0, C)`` of the logits' shape without
         `axis` (entries equal to `ignore_index` add nothing), or floating class
@@ -399,10 +419,13 @@ _CE_DOC_PARAMETERS = """
     axis : int, default -1
         The class axis (``1`` for PyTorch's ``(N, C, d1, ...)`` layout).
     weight : array_like of shape (C,), optional
-        Per-class weights, as PyTorch's ``weight``.
+        Per-class weights, as PyTorch's ``weight``: finite (a ValueError
+        otherwise: an inf or NaN weight can only make the loss inf or NaN),
+        negative values allowed as PyTorch allows them.
     sample_weight : array_like, optional
-        One weight per row (the loss's shape): ``mean`` becomes
-        Σ s·l / Σ s·w_y over counted rows.
+        One finite weight >= 0 per row (the loss's shape; a ValueError
+        otherwise): ``mean`` becomes Σ s·l / Σ s·w_y over counted rows.  All
+        zero gives NaN for ``"mean"`` (0/0, as PyTorch's mean of nothing).
     ignore_index : int, default -100
         Target value whose rows are ignored (index targets only).
     reduction : {"mean", "sum", "none"}, default "mean"
@@ -551,16 +574,22 @@ def cross_entropy_and_grad(logits, target, *, axis=-1, weight=None, sample_weigh
 cross_entropy.__doc__ = cross_entropy.__doc__.format(params=_CE_DOC_PARAMETERS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Evaluation:
     """Everything :func:`evaluate` measures in one read of the logits.
 
     Per-row arrays have the loss's shape; ignored rows have loss 0 and NaN
-    lse/entropy, and do not count in the totals.
+    lse/entropy, and do not count in the totals.  The per-row float arrays
+    (``loss``, ``lse``, ``entropy``) are float64 whatever the logits' dtype:
+    the kernels produce every per-row figure in float64, and keeping them so
+    costs nothing beside the logits (N numbers, not N×C) and rounds nothing,
+    so sums of them (per sequence, per class) agree with ``mean_loss``, which
+    is formed from the same float64 values.  ``argmax`` is int64, ``correct``
+    bool.  ``repr()`` is a one-line summary; the arrays are the fields.
     """
 
     loss: np.ndarray
-    """per-row loss (as ``reduction="none"``)"""
+    """per-row loss (the values of ``reduction="none"``, in float64)"""
     lse: np.ndarray
     """per-row log-sum-exp of the (tempered, capped) logits"""
     argmax: np.ndarray
@@ -575,6 +604,12 @@ class Evaluation:
     """share of counted rows predicted right"""
     n_counted: int
     """rows that count (target != ignore_index)"""
+
+    def __repr__(self) -> str:
+        return (f"Evaluation(shape={self.loss.shape}, n_counted={self.n_counted}, "
+                f"mean_loss={self.mean_loss:.6g}, accuracy={self.accuracy:.6g}, "
+                f"perplexity={self.perplexity:.6g}, "
+                f"bits_per_token={self.bits_per_token:.6g})")
 
     @property
     def perplexity(self) -> float:
@@ -601,9 +636,10 @@ def evaluate(logits, target, *, axis=-1, weight=None, sample_weight=None, ignore
     Returns
     -------
     Evaluation
-        ``loss``, ``lse``, ``argmax``, ``correct``, ``entropy`` per row;
-        ``mean_loss``, ``accuracy``, ``n_counted``, ``perplexity`` and
-        ``bits_per_token`` for the batch.
+        ``loss``, ``lse``, ``entropy`` (float64 arrays), ``argmax`` (int64),
+        ``correct`` (bool) per row; ``mean_loss``, ``accuracy``, ``n_counted``,
+        ``perplexity`` and ``bits_per_token`` for the batch.  Its ``repr`` is a
+        one-line summary of the batch figures.
 
     Examples
     --------
@@ -614,6 +650,8 @@ def evaluate(logits, target, *, axis=-1, weight=None, sample_weight=None, ignore
     (array([0, 1]), array([ True, False]), 0.5)
     >>> round(ev.perplexity, 4), round(ev.bits_per_token, 4)
     (2.4507, 1.2932)
+    >>> ev
+    Evaluation(shape=(2,), n_counted=2, mean_loss=0.896378, accuracy=0.5, perplexity=2.45071, bits_per_token=1.2932)
     """
     p = _problem(logits, target, axis, weight, sample_weight, ignore_index, "none",
                  label_smoothing, z_loss, softcap, temperature, num_threads)
@@ -631,7 +669,7 @@ def evaluate(logits, target, *, axis=-1, weight=None, sample_weight=None, ignore
     n_counted = int(np.count_nonzero(counted))
     shape = p.lead_shape
     return Evaluation(
-        loss=row_loss.astype(p.logits.dtype).reshape(shape), lse=lse.reshape(shape),
+        loss=row_loss.reshape(shape), lse=lse.reshape(shape),
         argmax=argmax.reshape(shape), correct=correct.reshape(shape),
         entropy=entropy.reshape(shape), mean_loss=mean,
         accuracy=float(np.count_nonzero(correct)) / n_counted if n_counted else float("nan"),
@@ -785,6 +823,7 @@ def binary_cross_entropy_with_logits(logits, target, *, weight=None, pos_weight=
     Parameters
     ----------
     logits : array_like of float32 or float64 (float16/bfloat16 computed in float32)
+        Integer or bool logits are a TypeError, as in :func:`cross_entropy`.
     target : array_like
         Targets in [0, 1] of the logits' shape.
     weight : array_like, optional
@@ -852,6 +891,8 @@ def mean_squared_error(pred, target, *, reduction="mean", num_threads=None):
     Parameters
     ----------
     pred : array_like of float32 or float64
+        Integer or bool predictions are a TypeError, as logits are in
+        :func:`cross_entropy` (cast them with ``.astype(np.float32)``).
     target : array_like of the same shape
     reduction : {"mean", "sum", "none"}, default "mean"
     num_threads : int, optional
@@ -901,8 +942,12 @@ def _block_input(x):
 
 
 def _normalize_axes(x, axis):
+    """`axis` (None, an int or a tuple of ints) as a tuple of distinct axes of x.
+
+    A 0-d x is one element: axis 0 or -1 (or a tuple of them) names it, as
+    ``scipy.special.logsumexp`` has it; the caller reshapes x to (1,)."""
     if axis is None:
-        return tuple(range(x.ndim))
+        return tuple(range(max(x.ndim, 1)))
     axes = axis if isinstance(axis, tuple) else (axis,)
     out = []
     for a in axes:
@@ -910,10 +955,19 @@ def _normalize_axes(x, axis):
             a = operator.index(a)
         except TypeError:
             raise TypeError(f"axis must be None, an int or a tuple of ints, got {axis!r}") from None
-        out.append(np.lib.array_utils.normalize_axis_index(a, x.ndim, msg_prefix="axis"))
+        if x.ndim == 0 and a not in (0, -1):
+            raise np.exceptions.AxisError(a, 0, "axis")
+        out.append(np.lib.array_utils.normalize_axis_index(a, max(x.ndim, 1), msg_prefix="axis"))
     if len(set(out)) != len(out):
         raise ValueError(f"axis contains a repeated axis: {axis!r}")
     return tuple(out)
+
+
+def _axes_last(shape, axes):
+    """(permutation moving `axes` last, kept shape, reduced length)."""
+    keep = [a for a in range(len(shape)) if a not in axes]
+    perm = keep + list(axes)
+    return perm, tuple(shape[a] for a in keep), math.prod(shape[a] for a in axes)
 
 
 def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
@@ -922,9 +976,13 @@ def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
     Parameters
     ----------
     x : array_like
-        Floating input (integers are computed in float64, as SciPy does).
+        Floating input.  Integers and bools are accepted and computed in
+        float64, as ``scipy.special.logsumexp`` does (the losses refuse them:
+        see :func:`cross_entropy`).
     axis : None, int or tuple of ints, default None
-        Axes to reduce over (all of them by default, as ``scipy.special.logsumexp``).
+        Axes to reduce over, jointly (all of them by default, as
+        ``scipy.special.logsumexp``).  A 0-d x is one element, which axis 0
+        or -1 (or ``(0,)``) also names, as in SciPy.
     keepdims : bool, default False
         Keep the reduced axes with length one.
     out : ndarray, optional
@@ -935,7 +993,7 @@ def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
     Returns
     -------
     ndarray or scalar
-        Of x's dtype; ``-inf`` for an empty reduction.
+        Of x's dtype (float64 for integer x); ``-inf`` for an empty reduction.
 
     Examples
     --------
@@ -943,18 +1001,23 @@ def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
     >>> x = np.array([[0.0, 1000.0], [-np.inf, 0.0]], dtype=np.float32)
     >>> xentfast.logsumexp(x, axis=1)
     array([1000.,    0.], dtype=float32)
+    >>> float(xentfast.logsumexp(np.array([1, 1])))  # integers: float64, log 2 + 1
+    1.6931471805599454
     """
     x = _block_input(x)
     threads = _num_threads(num_threads)
     axes = _normalize_axes(x, axis)
-    keep = [a for a in range(x.ndim) if a not in axes]
-    moved = np.transpose(x, keep + list(axes))
-    lead = moved.shape[:len(keep)]
-    k = int(np.prod(moved.shape[len(keep):], dtype=np.int64))
-    out_shape = tuple(1 if a in axes else x.shape[a] for a in range(x.ndim)) if keepdims else lead
+    if x.ndim == 0:
+        out_shape = ()
+        x = x.reshape(1)
+    else:
+        out_shape = (tuple(1 if a in axes else x.shape[a] for a in range(x.ndim)) if keepdims
+                     else tuple(x.shape[a] for a in range(x.ndim) if a not in axes))
+    perm, lead, k = _axes_last(x.shape, axes)
+    moved = np.transpose(x, perm)
     if out is not None:
         _check_out(out, out_shape, x.dtype)
-    n_rows = int(np.prod(lead, dtype=np.int64))
+    n_rows = math.prod(lead)
     lse = np.empty(n_rows, dtype=np.float64)
     if k == 0:
         lse.fill(-np.inf)
@@ -967,25 +1030,53 @@ def logsumexp(x, axis=None, keepdims=False, *, out=None, num_threads=None):
     return result if result.ndim else result[()]
 
 
-def _softmax_like(x, axis, out, num_threads, mode, name):
+def _softmax_like(x, axis, out, num_threads, mode):
     x = _block_input(x)
     threads = _num_threads(num_threads)
-    if x.ndim == 0:  # one element: softmax 1, log-softmax 0 (NaN stays NaN)
-        value = x.dtype.type(1.0 if mode == _core.MODE_SOFTMAX else 0.0) + 0 * x
-        if out is not None:
-            _check_out(out, x.shape, x.dtype)
-            np.copyto(out, value)
-            return out
-        return value
-    ax = _class_axis(x, axis, "x")
-    result, res_moved, _ = _grad_buffer(x, ax, out, "x")
+    axes = _normalize_axes(x, axis)
+    if out is not None:
+        _check_out(out, x.shape, x.dtype)
+        if not _same_view(out, x) and np.may_share_memory(out, x):
+            raise ValueError("out overlaps x without being the same array; pass out=x to "
+                             "overwrite it, or a separate buffer")
+        result = out
+    else:
+        result = None
+    scalar = x.ndim == 0
+    if scalar:  # one element (softmax 1, log-softmax 0; NaN for NaN and +-inf)
+        x = x.reshape(1)
+    perm, lead, k = _axes_last(x.shape, axes)
+    if result is None:
+        # allocated with the reduced axes last, so the kernels write it in place
+        buf = np.empty([x.shape[a] for a in perm], dtype=x.dtype)
+        result = np.transpose(buf, np.argsort(perm)).reshape(()) if scalar else \
+            np.transpose(buf, np.argsort(perm))
     if x.size == 0:
         return result
-    rows, out_rows, copy_back = _rows_and_out(np.moveaxis(x, ax, -1), res_moved)
+    res_moved = np.transpose(result.reshape(1) if scalar else result, perm)
+    rows_in = np.transpose(x, perm).reshape(lead + (k,))  # a copy when not a view
+    try:
+        rows_out, staged = np.reshape(res_moved, lead + (k,), copy=False), False
+    except ValueError:  # the reduced axes of out do not merge: compute aside, copy
+        rows_out, staged = np.empty(lead + (k,), dtype=x.dtype), True
+    rows, out_rows, copy_back = _rows_and_out(rows_in, rows_out)
     _run(rows, out_rows, mode, threads, in_place=out_rows is rows or _same_view(rows, out_rows))
     if copy_back:
-        np.copyto(res_moved, out_rows.reshape(res_moved.shape))
+        np.copyto(rows_out, out_rows.reshape(rows_out.shape))
+    if staged:
+        np.copyto(res_moved, rows_out.reshape(res_moved.shape))
+    if scalar and out is None:
+        return result[()]
     return result
+
+
+_SOFTMAX_AXIS_DOC = """axis : None, int or tuple of ints, default -1
+        The axis (or axes, taken jointly) along which the values sum to one;
+        None is all of them, as in ``scipy.special.softmax``.  The default
+        stays -1, the class axis of xentfast's losses and PyTorch's usual
+        ``dim``, where SciPy's default is None (the whole array): a softmax
+        over every element of a batch of rows is seldom what is meant.  A 0-d
+        x is one element, which axis 0 or -1 (or ``(0,)``) also names."""
 
 
 def softmax(x, axis=-1, *, out=None, num_threads=None):
@@ -994,24 +1085,28 @@ def softmax(x, axis=-1, *, out=None, num_threads=None):
     Parameters
     ----------
     x : array_like
-        Floating input (integers are computed in float64); 0-d and empty
-        arrays are fine.
-    axis : int, default -1
+        Floating input; 0-d and empty arrays are fine.  Integers and bools are
+        accepted and computed in float64, as ``scipy.special.softmax`` does.
+    {axis}
     out : ndarray, optional
-        x's shape and dtype; ``out=x`` works in place.
+        x's shape and dtype (float64 for integer x); ``out=x`` works in place.
     num_threads : int, optional
 
     Returns
     -------
     ndarray
+        x's shape and dtype (a scalar for 0-d x, as SciPy, unless `out`).
 
     Examples
     --------
     >>> import numpy as np, xentfast
     >>> xentfast.softmax(np.array([0.0, np.log(3.0)], dtype=np.float32))
     array([0.25, 0.75], dtype=float32)
+    >>> xentfast.softmax(np.zeros((2, 2)), axis=None)  # over all four elements
+    array([[0.25, 0.25],
+           [0.25, 0.25]])
     """
-    return _softmax_like(x, axis, out, num_threads, _core.MODE_SOFTMAX, "softmax")
+    return _softmax_like(x, axis, out, num_threads, _core.MODE_SOFTMAX)
 
 
 def log_softmax(x, axis=-1, *, out=None, num_threads=None):
@@ -1020,16 +1115,17 @@ def log_softmax(x, axis=-1, *, out=None, num_threads=None):
     Parameters
     ----------
     x : array_like
-        Floating input (integers are computed in float64); 0-d and empty
-        arrays are fine.
-    axis : int, default -1
+        Floating input; 0-d and empty arrays are fine.  Integers and bools are
+        accepted and computed in float64, as ``scipy.special.log_softmax`` does.
+    {axis}
     out : ndarray, optional
-        x's shape and dtype; ``out=x`` works in place.
+        x's shape and dtype (float64 for integer x); ``out=x`` works in place.
     num_threads : int, optional
 
     Returns
     -------
     ndarray
+        x's shape and dtype (a scalar for 0-d x, as SciPy, unless `out`).
 
     Examples
     --------
@@ -1037,4 +1133,8 @@ def log_softmax(x, axis=-1, *, out=None, num_threads=None):
     >>> xentfast.log_softmax(np.array([0.0, 0.0], dtype=np.float32))
     array([-0.6931472, -0.6931472], dtype=float32)
     """
-    return _softmax_like(x, axis, out, num_threads, _core.MODE_LOG_SOFTMAX, "log_softmax")
+    return _softmax_like(x, axis, out, num_threads, _core.MODE_LOG_SOFTMAX)
+
+
+softmax.__doc__ = softmax.__doc__.format(axis=_SOFTMAX_AXIS_DOC)
+log_softmax.__doc__ = log_softmax.__doc__.format(axis=_SOFTMAX_AXIS_DOC)

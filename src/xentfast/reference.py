@@ -14,6 +14,11 @@ are those of ``DESIGN.md`` ("Semantics"), which are PyTorch's loss semantics:
   probability targets); ``none`` returns ``s_n l_n`` (0 for ignored rows).
 * binary cross-entropy with logits and mean squared error, as in PyTorch.
 
+Differences from lse are taken as ``(max - z_k) + log sum_j exp(z_j - max)`` (see
+``_shift_and_log_sum``), never as ``lse - z_k``: with huge logits (3e38 in float32, 1e17
+in float64) lse rounds to the max and ``lse - z_k`` loses the log-sum entirely (three
+equal logits would give loss 0 instead of log 3).  The z-loss uses lse itself.
+
 Results are float64: a Python float for ``reduction="mean"``/``"sum"``, a float64 array
 for ``"none"`` and for gradients.  Validation is deliberately minimal: this is an oracle
 for tests, not a user-facing API.  NaN and infinities are computed, not reported, so all
@@ -99,21 +104,55 @@ def logsumexp(x, axis=None, keepdims=False):
     1000.6931471805599
     """
     x = np.asarray(x, dtype=np.float64)
-    # Shift by the max m: lse = m + log(sum(exp(x - m))), every exp <= 1.
-    # `initial` makes an empty axis give m = -inf instead of raising.
-    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
-    # A non-finite max (+-inf, nan) cannot be subtracted (inf - inf = nan): shift by
-    # 0 instead, and let exp/log produce -inf (all -inf), inf (an inf) or nan.
-    m = np.where(np.isfinite(m), m, 0.0)
-    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    axis = _scalar_axis(x, axis)
+    m, log_sum = _shift_and_log_sum(x, axis)
+    out = m + log_sum
     if not keepdims:
         out = out.reshape(()) if axis is None else np.squeeze(out, axis=axis)
     return out[()] if out.ndim == 0 else out
 
 
+def _scalar_axis(x, axis):
+    """A 0-d x is one element, which axis 0 or -1 (or a tuple of them) also names,
+    as in ``scipy.special.logsumexp``: such an axis becomes None."""
+    if x.ndim or axis is None:
+        return axis
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    for a in axes:
+        if a not in (0, -1):
+            raise np.exceptions.AxisError(a, 0)
+    return None if axes else ()
+
+
+def _shift_and_log_sum(x, axis):
+    """``(m, log(sum(exp(x - m))))`` over `axis` (kept with length one), m the max.
+
+    lse = m + log_sum, but a difference from lse is better taken as
+    ``(m - x) - log_sum``: m - x is exact for neighbouring values and log_sum is in
+    [0, log n], so a small log_sum survives next to a huge m (lse of [3e38] * 3 is
+    3e38 in any float, while lse - x is log 3).
+    """
+    # `initial` makes an empty axis give m = -inf instead of raising.
+    m = np.max(x, axis=axis, keepdims=True, initial=-np.inf)
+    finite = np.isfinite(m)
+    # A non-finite max (+-inf, nan) cannot be subtracted (inf - inf = nan): shift by
+    # 0 instead, and let exp/log produce -inf (all -inf), inf (an inf) or nan.
+    m = np.where(finite, m, 0.0)
+    e = np.exp(x - m)
+    # With a finite max, the sum is 1 (one max) + rest: log1p(rest) keeps a tiny rest
+    # that log(1 + rest) rounds away (the loss of a confident right answer, ~e^-64).
+    # Entries equal to the max have e = 1 exactly.
+    at_max = x == m
+    rest = (np.sum(np.where(at_max, 0.0, e), axis=axis, keepdims=True)
+            + (np.sum(at_max, axis=axis, keepdims=True) - 1.0))
+    log_sum = np.where(finite, np.log1p(np.where(finite, rest, 0.0)),
+                       np.log(np.sum(e, axis=axis, keepdims=True)))
+    return m, log_sum
+
+
 @_quiet
 def log_softmax(x, axis=-1):
-    """``x - logsumexp(x)`` along `axis`, in float64.
+    """``x - logsumexp(x)`` along `axis` (None, an int or a tuple), in float64.
 
     A slice that is all ``-inf`` gives NaN, as in PyTorch.
 
@@ -123,9 +162,10 @@ def log_softmax(x, axis=-1):
     [0.5, 0.5]
     """
     x = np.asarray(x, dtype=np.float64)
-    lse = logsumexp(x, axis=axis, keepdims=True)
-    # a +inf logit leaves no finite distribution: the whole slice is NaN (as PyTorch)
-    return np.where(np.isposinf(lse), np.nan, x - lse)
+    m, log_sum = _shift_and_log_sum(x, _scalar_axis(x, axis))
+    # a +inf logit leaves no finite distribution: the whole slice is NaN (as PyTorch);
+    # (x - m) - log_sum keeps log_sum next to huge logits, where x - lse loses it
+    return np.where(np.isposinf(m + log_sum), np.nan, (x - m) - log_sum)
 
 
 @_quiet
@@ -175,12 +215,22 @@ def _ce_rows(logits, target, axis, weight, sample_weight, ignore_index,
         # d/dx [c tanh(x / (T c))] = sech^2(x / (T c)) / T   (= (1 - (z/c)^2) / T,
         # written with cosh to avoid the cancellation of 1 - tanh^2 near saturation).
         r.dz_dx = 1.0 / (np.cosh(u / softcap) ** 2 * temperature)
-    r.lse = logsumexp(r.z, axis=-1)
+    # lse = m + log_sum; differences from it are taken as (z - m) - log_sum (see
+    # _shift_and_log_sum): with huge logits lse - z would lose log_sum entirely.
+    m, log_sum = _shift_and_log_sum(r.z, -1)
+    r.lse = (m + log_sum)[:, 0]
+    r.log_p = (r.z - m) - log_sum  # log softmax(z) = z - lse
 
     w = np.ones(c) if weight is None else np.asarray(weight, dtype=np.float64)
     r.s = (np.ones(n) if sample_weight is None else
            np.broadcast_to(np.asarray(sample_weight, dtype=np.float64),
                            r.batch_shape).reshape(n))
+    # The two checks of the public API that change what a result means: row weights
+    # are finite and >= 0, class weights finite (negative ones allowed, as PyTorch).
+    if not np.all(np.isfinite(r.s) & (r.s >= 0.0)):
+        raise ValueError("sample_weight must be finite and >= 0")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("weight must be finite")
     eps = float(label_smoothing)
     target = np.asarray(target)
 
@@ -203,7 +253,7 @@ def _ce_rows(logits, target, axis, weight, sample_weight, ignore_index,
 
     r.b = w * q
     # A zero coefficient contributes 0 even against a masked class (0 * inf := 0).
-    terms = np.where(r.b != 0.0, r.b * (r.lse[:, None] - r.z), 0.0)
+    terms = np.where(r.b != 0.0, r.b * -r.log_p, 0.0)
     r.ce = np.sum(terms, axis=1)
     r.zl = z_loss * r.lse ** 2
     r.lam = z_loss
@@ -268,9 +318,10 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None,
     axis : int, optional
         The class axis.
     weight : array_like of shape (C,), optional
-        Class weights ``w``.
+        Class weights ``w``: finite (negative allowed, as PyTorch), else ValueError.
     sample_weight : array_like, optional
-        Row weights ``s`` (the logits' shape without `axis`).
+        Row weights ``s`` (the logits' shape without `axis`): finite and >= 0, else
+        ValueError.  All zero gives NaN for "mean" (0/0, as PyTorch's empty mean).
     ignore_index : int, optional
         Rows whose class index equals it are not counted (integer targets only).
     reduction : {"mean", "sum", "none"}, optional
@@ -352,7 +403,7 @@ def cross_entropy_and_grad(logits, target, *, axis=-1, weight=None, sample_weigh
     # Per row, with p = softmax(z) and dlse/dz = p:
     #   d/dz_j [sum_k b_k (lse - z_k)] = (sum_k b_k) p_j - b_j
     #   d/dz_j [lam lse^2]             = 2 lam lse p_j
-    p = np.exp(r.z - r.lse[:, None])
+    p = np.exp(r.log_p)
     a = np.sum(r.b, axis=1) + 2.0 * r.lam * r.lse
     dl_dz = p * a[:, None] - r.b
     # Chain rule: reduction (row scale) and dz/dx (temperature, softcap).
@@ -392,7 +443,7 @@ def evaluate(logits, target, *, axis=-1, ignore_index=-100, weight=None,
     rows_loss = _ce_reduce(r, r.ce + r.zl, "none")
     mean_loss = _ce_reduce(r, r.ce + r.zl, "mean")
     # Entropy H = -sum_k p_k log p_k, with 0 log 0 = 0 for masked classes.
-    logp = r.z - r.lse[:, None]
+    logp = r.log_p
     p = np.exp(logp)
     entropy = -np.sum(np.where(p == 0.0, 0.0, p * logp), axis=1)
     entropy[r.nan_row] = np.nan
