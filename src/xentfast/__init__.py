@@ -19,6 +19,18 @@ The whole public API:
 - :func:`backend`, :func:`show_config`: which kernels run, and the build.
 - :mod:`xentfast.reference`: the same functions in plain float64 NumPy (the
   test oracle).
+
+The layers, from a call down (docs/design.md has the whole design)::
+
+    xentfast.*  (_api.py)       validate, lay out rows, allocate, reduce
+      -> _core (_core.pyx)      OpenMP teams over blocks of rows
+        -> xf_plan (plan.c)     which algorithm the call runs, decided once
+          -> kernels (C)        per-row math, one template per concern,
+                                over a vector layer per ISA (scalar, AVX2,
+                                AVX-512), chosen at run time
+
+    apart: xentfast.reference (the oracle), xentfast.torch (PyTorch
+    adapter), xentfast.bench (the benchmark)
 """
 import os as _os
 

@@ -392,16 +392,20 @@ def _run(x_rows, out_rows, mode, threads, *, in_place=False, target=_EMPTY_I64, 
             out_rows[sl] = x_c
 
 
-def _simple_threads(num_threads):
-    return num_threads is None or (type(num_threads) is int and num_threads >= 1)
+def _plain_call(reduction, axis, weight, sample_weight, label_smoothing, z_loss, softcap,
+                temperature, return_z_loss, num_threads, ignore_index):
+    """Can the call skip the general argument handling (``_core.ce_fast``)?
 
-
-def _no_options(label_smoothing, z_loss, softcap, temperature):
-    """True when the loss options are at their defaults (exact types, so any
-    unusual value goes through the general path and its checks)."""
-    return (type(label_smoothing) is float and label_smoothing == 0.0
+    Only a question of argument handling: which kernel runs is the plan's
+    (kernels/plan.c) either way.  Exact types, so that any unusual value
+    goes through the general path and its checks."""
+    return ((reduction == "mean" or reduction == "sum") and type(axis) is int
+            and axis in (-1, 1) and weight is None and sample_weight is None
+            and type(label_smoothing) is float and label_smoothing == 0.0
             and type(z_loss) is float and z_loss == 0.0 and softcap is None
-            and type(temperature) is float and temperature == 1.0)
+            and type(temperature) is float and temperature == 1.0 and not return_z_loss
+            and (num_threads is None or (type(num_threads) is int and num_threads >= 1))
+            and type(ignore_index) is int)
 
 
 _CE_DOC_PARAMETERS = """
@@ -489,10 +493,8 @@ def cross_entropy(logits, target, *, axis=-1, weight=None, sample_weight=None, i
     >>> round(xentfast.cross_entropy(logits, target, label_smoothing=0.1), 6)
     0.744962
     """
-    if ((reduction == "mean" or reduction == "sum") and type(axis) is int and axis in (-1, 1)
-            and weight is None and sample_weight is None
-            and _no_options(label_smoothing, z_loss, softcap, temperature) and not return_z_loss
-            and _simple_threads(num_threads) and type(ignore_index) is int):
+    if _plain_call(reduction, axis, weight, sample_weight, label_smoothing, z_loss, softcap,
+                   temperature, return_z_loss, num_threads, ignore_index):
         loss = _core.ce_fast(logits, target, None, _core.MODE_LOSS, reduction == "mean",
                              ignore_index, 1.0, num_threads or _core.max_threads())
         if loss is not NotImplemented:
@@ -545,10 +547,8 @@ def cross_entropy_and_grad(logits, target, *, axis=-1, weight=None, sample_weigh
     array([[-0.1072,  0.0876,  0.0196],
            [ 0.1667,  0.1667, -0.3333]], dtype=float32)
     """
-    if ((reduction == "mean" or reduction == "sum") and type(axis) is int and axis in (-1, 1)
-            and weight is None and sample_weight is None
-            and _no_options(label_smoothing, z_loss, softcap, temperature) and not return_z_loss
-            and _simple_threads(num_threads) and type(ignore_index) is int
+    if (_plain_call(reduction, axis, weight, sample_weight, label_smoothing, z_loss, softcap,
+                    temperature, return_z_loss, num_threads, ignore_index)
             and (grad_output is None or type(grad_output) is float)):
         grad = out
         if (out is None and type(logits) is np.ndarray and logits.ndim == 2
