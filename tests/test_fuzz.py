@@ -1301,7 +1301,7 @@ print("ok")
 
 
 # KNOWN_MISALIGNED_READ: found by tools/sanitize.sh (UBSan: load of misaligned
-# address in kernel_body.h, on the loss-only, evaluate, logsumexp, element-wise
+# address in the kernels, on the loss-only, evaluate, logsumexp, element-wise
 # and probability-target paths), fixed; and KNOWN_MISALIGNED_AUX (UBSan:
 # misaligned int64 and double loads in _core's target scan), fixed by aligned
 # copies in _api.  Regression tests that mean something only in the sanitizer

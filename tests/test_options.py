@@ -70,7 +70,7 @@ def test_large_softcap_keeps_relative_accuracy(backend, rng, cap):
         np.testing.assert_allclose(xentfast.cross_entropy(x, t, softcap=cap), plain, rtol=1e-6)
 
 
-# Caps up to 64 take AVX-512's one-loop path (kernel_body.h: exps of z not
+# Caps up to 64 take AVX-512's one-loop path (softcap.h: exps of z not
 # shifted by the max, a tanh by exp); above, the two loops.  Either side of
 # the switch, on saturated logits (|x| >> c: z = +-c, chain factors near 0),
 # infinities and small ones, against the oracle.  z's absolute error grows
@@ -239,7 +239,7 @@ def test_options_bitwise_identical_across_threads(rng, threads):
         "softcap,smoothing,weight,probabilities"])
 def test_deferred_softcap_rows_equal_rows_written_alone(backend, rng, options):
     """A softcapped gradient row is written during the next row's z and exp
-    loops (kernel_body.h), with streaming stores for a large output; each row must
+    loops (softcap.h), with streaming stores for a large output; each row must
     equal, bit for bit, the same row computed alone (written at once, not
     streamed), also across ignored rows, unaligned output rows and segment
     tails (C = 7001: three whole segments and a tail)."""

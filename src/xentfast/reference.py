@@ -3,7 +3,7 @@
 Every public function of the fast path has a twin here, written for clarity in plain
 NumPy float64: no SIMD, no threads, no fusion, and no code shared with the rest of the
 package, so that a bug in the fast path cannot hide in the oracle too.  The semantics
-are those of ``DESIGN.md`` ("Semantics"), which are PyTorch's loss semantics:
+are those of ``docs/design.md`` ("Semantics"), which are PyTorch's loss semantics:
 
 * softmax cross-entropy, per counted row ``n`` with logits ``z`` (after temperature
   ``T`` and softcap ``c``: ``z = c * tanh((x / T) / c)``), ``lse = log sum_k exp z_k``::
