@@ -135,6 +135,18 @@ static inline XF_FN(pending_t)
     return row;
 }
 
+/* The general row's options for the call (also read, as neutral values,
+ * by the plain rows). */
+static inline void XF_FN(row_opts)(XF_FN(general_opts) *o, const xf_rows_args *a,
+                                   xf_plan_kind plan) {
+    XF_FN(general_opts_set)(o, a, plan);
+    o->w = (const XF_T *)a->class_weight;
+    o->want_wz = a->label_smoothing != 0;
+    o->want_ez = a->mode == XF_MODE_EVAL;
+    o->chain = a->mode == XF_MODE_GRAD && a->softcap != 0;
+    o->keep_chain = o->chain && (a->target_prob != NULL || a->label_smoothing != 0);
+}
+
 /* Rows [begin, end) of the call by the plan `plan` (not XF_PLAN_SPLIT). */
 static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin, int64_t end,
                         void *scratch) {
@@ -144,12 +156,7 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
     const int general = plan >= XF_PLAN_GENERAL;
     const int prob = a->target_prob != NULL;
     XF_FN(general_opts) o;
-    XF_FN(general_opts_set)(&o, a, plan);
-    o.w = (const XF_T *)a->class_weight;
-    o.want_wz = a->label_smoothing != 0;
-    o.want_ez = mode == XF_MODE_EVAL;
-    o.chain = mode == XF_MODE_GRAD && a->softcap != 0;
-    o.keep_chain = o.chain && (prob || a->label_smoothing != 0);
+    XF_FN(row_opts)(&o, a, plan);
     /* a softcapped float32 gradient is compute-bound while the row's stats
      * are taken and store-bound while it is written: each row's write waits
      * for the next row's loops (softcap_segment), which take the other set */
