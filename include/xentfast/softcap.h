@@ -250,9 +250,8 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
  * vector is issued before this one's exp (the chain is long; this keeps
  * independent work ahead of it).  XF_LEAN: no class weights or
  * probability targets (w and tp NULL) and no entropy or sum w z, so the
- * loop holds no tests for them.  Against the two loops, one thread, cap 30
- * in L1: 1.15 -> 1.07 cycles/element (`tools/kernel_bench.sh avx512 4 2000
- * 1 30 200000`). */
+ * loop holds no tests for them.  What it gains over the two loops:
+ * docs/design.md, "Specialisations". */
 static XF_ALWAYS_INLINE XF_FN(sums_t)
     XF_FN(one_loop_segment)(const XF_T *x, const XF_T *w, const XF_T *tp, int64_t n,
                             const XF_FN(general_opts) *o, XF_T *e, XF_T *chain_factors,

@@ -6,8 +6,8 @@
  *
  * Capabilities (read by xf_plan through the table):
  *   narrow rows       C <= 32, one row per lane, columns by gathers
- *   one-loop softcap  none (one loop with the rational tanh measured no
- *                     faster than two here: 1.79 -> 1.82 cycles/element)
+ *   one-loop softcap  none (no faster than two loops with the rational
+ *                     tanh: docs/design.md, "Specialisations")
  *   cheap exp         a degree-5 polynomial (xf_exp_mid_ps256)
  */
 #ifndef XENTFAST_VEC_AVX2_H
