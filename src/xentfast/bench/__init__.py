@@ -18,7 +18,8 @@ runs -- on a shared machine, many short runs find the undisturbed ones:
 - the peers: a straightforward NumPy implementation, PyTorch eager and
   ``torch.compile``, JAX ``jit(value_and_grad)`` and scikit-learn's
   ``HalfMultinomialLoss``.  A peer that is not installed, or fails, is shown as
-  ``unavailable: <reason>``.
+  ``unavailable: <reason>``.  Every peer is optional (PyTorch is optional; any
+  CPU build works).
 
 Columns: time, throughput in G elements/s (``N*C / time``), time relative to
 the copy bound (``x copy``, 1.0 is the floor), the xentfast speed-up (that
@@ -36,16 +37,19 @@ Other modes (they combine):
     weights, class weights, label smoothing + z-loss + softcap together, dense
     probability targets; the loss alone and :func:`xentfast.evaluate` with
     options; and PyTorch eager where PyTorch has the option.  ``x plain`` is
-    each row's time over the plain fused loss+grad, next to the Options
-    issue's limit (1.3, and 1.6 for probability targets); a row with a limit
-    is timed run for run against plain runs interleaved with its own, and
-    ``x plain`` is the ratio of the two bests (see :func:`measure`).  Each xentfast row is
+    each row's time over the plain fused loss+grad, next to its target
+    (:data:`~xentfast.bench.targets.OPTION_RATIO_LIMIT`, 1.3, and 1.6 for
+    probability targets; ``above`` when missed); a row with a target is timed
+    run for run against plain runs interleaved with its own, and ``x plain``
+    is the ratio of the two bests (see :func:`measure`).  Each xentfast row is
     checked against the float64 oracle on its first 256 rows (``oracle rel``);
     each PyTorch row against the xentfast row with the same option.
 ``--all``
-    Every shape of the Performance issue (:data:`ALL_SHAPES`) with every
+    Every shape of :data:`ALL_SHAPES` (three language-model vocabularies, a
+    classifier, a binary model, few huge rows, a tiny call) with every
     installed peer: each shape's table, then one summary table (one line per
-    shape, targets that are missed marked ``!``).  Implies ``--rss``.
+    shape, targets of :mod:`xentfast.bench.targets` that are missed marked
+    ``!``).  Implies ``--rss``.
 ``--sweep``
     Shapes of about 2**27 elements for C in 2 ... 262144 (:func:`sweep_shapes`),
     each with its table (a second panel in ``--plot``; with ``--all``, in
@@ -98,7 +102,7 @@ from . import peers  # noqa: F401  (registers the peers' rows)
 from .peers import numpy_cross_entropy_and_grad
 from .problem import (ALL_SHAPES, DEFAULT_SHAPE, EXTRAS, SWEEP_CLASSES, SWEEP_ELEMENTS,
                       Problem, Unavailable, make_problem, sweep_shapes)
-from .targets import OPTION_LIMIT, PROBABILITY_LIMIT, shape_targets
+from .targets import OPTION_RATIO_LIMIT, PROBABILITY_RATIO_LIMIT, shape_targets
 from .timing import (MAX_RUNS, ORACLE_ROWS, TIME_BUDGET, expected_result, measure,
                      option_oracle_check, oracle_check)
 from .memory import RSS_CALLS, measure_rss

@@ -61,8 +61,10 @@ def _parser():
                         help="the options table on --shape (instead of the default table): "
                              "each loss option's time over the plain fused loss+grad")
     parser.add_argument("--all", action="store_true",
-                        help="every shape of the Performance issue with every installed peer, "
-                             "then a summary table; implies --rss")
+                        help="every shape of xentfast.bench.ALL_SHAPES (language-model "
+                             "vocabularies, a classifier, a binary model, few huge rows, a tiny "
+                             "call) with every installed peer, then a summary table against the "
+                             "targets; implies --rss")
     parser.add_argument("--sweep", action="store_true",
                         help="shapes of ~2^27 elements for C in %s (with --all: added)"
                              % ", ".join(map(str, SWEEP_CLASSES)))

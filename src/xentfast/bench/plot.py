@@ -44,11 +44,11 @@ def plot_throughput(reports: list, path: str, min_rows: int = 64,
     """
     plt = _matplotlib()
     sweep = {tuple(s) for s in sweep_shapes()}
-    issue = [r for r in reports if tuple(r["info"]["shape"]) not in sweep
+    main_shapes = [r for r in reports if tuple(r["info"]["shape"]) not in sweep
              and r["info"]["shape"][0] >= min_rows
              and r["info"]["shape"][0] * r["info"]["shape"][1] >= min_elements]
     swept = [r for r in reports if tuple(r["info"]["shape"]) in sweep]
-    panels = [(f"shapes with N >= {min_rows} rows (--all: the Performance issue's)", issue),
+    panels = [(f"shapes with N >= {min_rows} rows", main_shapes),
               (f"N x C = 2^{round(math.log2(SWEEP_ELEMENTS))} elements", swept)]
     panels = [p for p in panels if p[1]] or [("every shape run", reports)]
     fig, axes = plt.subplots(1, len(panels), figsize=(max(9.0, 7.5 * len(panels)), 6.8),

@@ -10,8 +10,8 @@ import xentfast
 from xentfast import _core
 
 DEFAULT_SHAPE = (8192, 32000)
-# The Performance issue's shapes: three language-model vocabularies, a
-# classifier, a binary model as two classes, few huge rows, a tiny call.
+# The shapes of --all: three language-model vocabularies, a classifier,
+# a binary model as two classes, few huge rows, a tiny call.
 ALL_SHAPES = [(8192, 32000), (4096, 128256), (1024, 262144), (65536, 10), (1_000_000, 2),
               (1, 262144), (2, 262144), (64, 10)]
 SWEEP_ELEMENTS = 2**27

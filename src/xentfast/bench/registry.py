@@ -12,7 +12,7 @@ import numpy as np
 import xentfast
 
 from .problem import Problem, Unavailable
-from .targets import OPTION_LIMIT, PROBABILITY_LIMIT
+from .targets import OPTION_RATIO_LIMIT, PROBABILITY_RATIO_LIMIT
 
 
 @dataclass
@@ -77,6 +77,10 @@ class OptionCase:
         return (ev["mean_loss"] if isinstance(ev, dict) else ev.mean_loss), None
 
 
+# What a reader of an "unavailable" row needs to know about installing the module.
+_INSTALL_HINTS = {"torch": "PyTorch is optional; any CPU build works"}
+
+
 @dataclass(frozen=True)
 class Method:
     """A table row.
@@ -109,7 +113,8 @@ class Method:
     case : OptionCase, optional
         For xentfast's option rows: the call, checked against the oracle.
     limit : float, optional
-        The issue's limit on the row's time over the plain fused loss+grad.
+        The target on the row's time over the plain fused loss+grad
+        (:data:`~xentfast.bench.targets.OPTION_RATIO_LIMIT`, ...).
     """
 
     key: str
@@ -130,7 +135,9 @@ class Method:
             try:
                 importlib.import_module(module)
             except ImportError as exc:
-                raise Unavailable(f"{module} not installed ({exc})") from None
+                hint = _INSTALL_HINTS.get(module)
+                raise Unavailable(f"{module} not installed ({exc})"
+                                  + (f". {hint}" if hint else "")) from None
 
     @property
     def forward(self) -> bool:
@@ -287,7 +294,7 @@ def _register_option(key, name, call, options=None, *, probabilities=False, inpu
     case = OptionCase(call, options or (lambda p: {}), probabilities)
     limit = None
     if call == "grad":
-        limit = PROBABILITY_LIMIT if probabilities else OPTION_LIMIT
+        limit = PROBABILITY_RATIO_LIMIT if probabilities else OPTION_RATIO_LIMIT
     inputs = (("prob_target",) if probabilities else ()) + tuple(inputs)
     METHODS.append(Method(key, name, lambda p: _xentfast_case(case, p), kind="xentfast",
                           group="options", compare="none", inputs=inputs, case=case,

@@ -130,7 +130,7 @@ def _xentfast_row_failures(rows, loss, tol):
             failures.append(f"{r['key']} loss {r['loss']!r} differs from {loss!r}")
         if r["key"] == "xentfast-out-1t" and r["loss_diff"] != 0:
             failures.append(f"1 thread and the default threads differ: loss by "
-                            f"{r['loss_diff']!r} (DESIGN.md: bitwise identical)")
+                            f"{r['loss_diff']!r} (expected bitwise identical)")
         if r["compare"] == "plain" and r["grad_diff"] not in (None, 0):
             # fresh, in place, one thread: the same computation as out=, so
             # the same bits (a difference has always been a bug)

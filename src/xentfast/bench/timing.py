@@ -14,8 +14,8 @@ from .problem import Problem, Unavailable
 from .registry import Method, OptionCase, Prepared, method
 
 ORACLE_ROWS = 256
-# Relative tolerances of the oracle check, per dtype (DESIGN.md: 1e-6 for the
-# float32 loss; the bench is a smoke check and allows some slack).
+# Relative tolerances of the oracle check, per dtype (the float32 loss is
+# within 1e-6 of the oracle; the bench is a smoke check and allows some slack).
 _TOLERANCE = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-10}
 # Adaptive timing (--all, --sweep): seconds of timed runs per method, and a cap.
 TIME_BUDGET = 1.0
