@@ -15,6 +15,8 @@ runs -- on a shared machine, many short runs find the undisturbed ones:
 - xentfast's fused loss+gradient into a reused buffer (on ``--threads`` threads
   and on one thread), into a fresh array and in place (``out=logits``, the
   logits copied back outside the timed region), and its loss alone;
+- xentfast inside PyTorch: ``xentfast.torch.cross_entropy`` + backward, and
+  with ``inplace_backward=True`` where the adapter has that keyword;
 - the peers: a straightforward NumPy implementation, PyTorch eager and
   ``torch.compile``, JAX ``jit(value_and_grad)`` and scikit-learn's
   ``HalfMultinomialLoss``.  A peer that is not installed, or fails, is shown as
@@ -44,6 +46,18 @@ Other modes (they combine):
     is the ratio of the two bests (see :func:`measure`).  Each xentfast row is
     checked against the float64 oracle on its first 256 rows (``oracle rel``);
     each PyTorch row against the xentfast row with the same option.
+``--loop``
+    Training loops (:mod:`xentfast.bench.loop`) of 100 SGD steps of a linear
+    classifier: the README's NumPy loop with
+    :func:`xentfast.cross_entropy_and_grad` next to BLAS, the same loop with a
+    plain NumPy softmax gradient (the yardstick), and with PyTorch installed
+    (optional; any CPU build works) a PyTorch loop with
+    ``xentfast.torch.cross_entropy`` and with ``F.cross_entropy`` (its
+    yardstick).  Each loop runs in a fresh process under each thread setting
+    (the default environment, ``OMP_WAIT_POLICY=passive``,
+    ``OPENBLAS_NUM_THREADS=1``, ``OMP_NUM_THREADS=1``); the table shows its
+    best time under each and the ratio to its best under any, against
+    :data:`~xentfast.bench.targets.LOOP_SETTING_RATIO_LIMIT`.
 ``--all``
     Every shape of :data:`ALL_SHAPES` (three language-model vocabularies, a
     classifier, a binary model, few huge rows, a tiny call) with every
@@ -68,14 +82,17 @@ Other modes (they combine):
 Usage::
 
     python -m xentfast.bench [--shape N C] [--threads T] [--repeat R] [--budget S]
-                             [--dtype {float32,float64}] [--options] [--all]
-                             [--sweep] [--rss] [--plot FILE.png] [--json FILE]
+                             [--dtype {float32,float64}] [--options] [--loop]
+                             [--all] [--sweep] [--rss] [--plot FILE.png] [--json FILE]
 
 The methods live in one registry, :data:`METHODS`: each is a
 :class:`Method` whose ``setup(problem)`` returns a :class:`Prepared` (the
 callable to time, an optional untimed step before each run and how to read
 ``(loss, grad)`` from its result).  The pytest-benchmark suite in
 ``benchmarks/`` times the same registry, so every peer is written once, here.
+A table beside the default one is a :class:`~xentfast.bench.cli.Mode` in
+:data:`~xentfast.bench.cli.MODES` (its flag, its run, its text):
+:func:`~xentfast.bench.cli.register_mode` adds one.
 
 Examples
 --------
@@ -109,12 +126,16 @@ from .memory import RSS_CALLS, measure_rss
 from .run import machine_info, run_benchmark, summarize
 from .report import format_report, format_summary
 from .plot import plot_throughput
-from .cli import main
+from .loop import LOOPS, format_loop_report, measure_loop, run_loops
+from .cli import MODES, Mode, main, register_mode
 
 __all__ = [
     "ALL_SHAPES",
+    "LOOPS",
     "METHODS",
+    "MODES",
     "Method",
+    "Mode",
     "OptionCase",
     "Prepared",
     "Problem",
@@ -124,13 +145,16 @@ __all__ = [
     "main",
     "make_problem",
     "measure",
+    "measure_loop",
     "measure_rss",
     "method",
     "numpy_cross_entropy_and_grad",
     "option_methods",
     "option_oracle_check",
     "plot_throughput",
+    "register_mode",
     "run_benchmark",
+    "run_loops",
     "summarize",
     "sweep_shapes",
 ]

@@ -5,11 +5,14 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import numpy as np
 
 from xentfast import _core
 
+from .loop import LOOP_STEPS, format_loop_report, run_loops
 from .plot import _matplotlib, plot_throughput
 from .problem import ALL_SHAPES, DEFAULT_SHAPE, SWEEP_CLASSES, sweep_shapes
 from .registry import option_methods
@@ -38,6 +41,78 @@ def _seconds(text):
     return value
 
 
+@dataclass(frozen=True)
+class Context:
+    """What a mode's run gets: the parsed arguments and the shared settings."""
+
+    args: argparse.Namespace
+    threads: int
+    repeat: int
+    budget: Optional[float]
+    progress: Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Mode:
+    """A table a flag adds, in place of the default table.
+
+    Attributes
+    ----------
+    key : str
+        The flag is ``--key`` and the report is the JSON's ``key``.
+    help : str
+        The flag's help.
+    run : callable
+        ``run(context) -> report``: a JSON-ready dict with ``correctness``
+        (``{"ok": bool, ...}``), which decides the exit status.
+    format : callable
+        ``format(report) -> str``: the text printed.
+    """
+
+    key: str
+    help: str
+    run: Callable[[Context], dict]
+    format: Callable[[dict], str]
+
+
+def _run_options(ctx: Context) -> dict:
+    n, c = ctx.args.shape
+    return run_benchmark(n, c, threads=ctx.threads, repeat=ctx.repeat, dtype=ctx.args.dtype,
+                         methods=option_methods(), progress=ctx.progress, budget=ctx.budget,
+                         rss=ctx.args.rss)
+
+
+def _run_loop(ctx: Context) -> dict:
+    return run_loops(repeat=ctx.repeat, budget=ctx.budget or 0.0, progress=ctx.progress)
+
+
+MODES: dict = {}
+"""The modes by key, in the order they run (after the default or ``--all``
+tables); :func:`register_mode` adds one."""
+
+
+def register_mode(mode: Mode) -> Mode:
+    """Add `mode` to the command line (its flag is ``--<key>``)."""
+    if mode.key in MODES:
+        raise ValueError(f"a mode called {mode.key!r} is registered already")
+    MODES[mode.key] = mode
+    return mode
+
+
+register_mode(Mode(
+    "options",
+    "the options table on --shape (instead of the default table): each loss option's time "
+    "over the plain fused loss+grad",
+    _run_options, format_report))
+register_mode(Mode(
+    "loop",
+    f"training loops of {LOOP_STEPS} steps under several thread settings, each loop in a "
+    "fresh process (instead of the default table): the README's NumPy loop with xentfast and "
+    "with a NumPy softmax gradient, and with PyTorch installed (optional; any CPU build works) "
+    "xentfast.torch.cross_entropy and F.cross_entropy; --repeat and --budget apply per loop",
+    _run_loop, format_loop_report))
+
+
 def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m xentfast.bench",
@@ -49,7 +124,7 @@ def _parser():
                              "--options (default: %d %d)" % DEFAULT_SHAPE)
     parser.add_argument("--threads", type=_positive_int, default=None, metavar="T",
                         help=f"threads for xentfast, PyTorch and scikit-learn (default: "
-                             f"xentfast's default, {_core.max_threads()})")
+                             f"xentfast's default, {_core.max_threads()}; not --loop's)")
     parser.add_argument("--repeat", type=_positive_int, default=3, metavar="R",
                         help="timed runs per method at least (2 for methods slower than 1 s, "
                              "1 for slower than 5 s); the best is shown (default: %(default)s)")
@@ -57,9 +132,8 @@ def _parser():
                         help="then more runs until S seconds of timed runs per method, at most "
                              f"{MAX_RUNS}; 0: exactly R runs (default: %(default)s)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
-    parser.add_argument("--options", action="store_true",
-                        help="the options table on --shape (instead of the default table): "
-                             "each loss option's time over the plain fused loss+grad")
+    for mode in MODES.values():
+        parser.add_argument(f"--{mode.key}", action="store_true", help=mode.help)
     parser.add_argument("--all", action="store_true",
                         help="every shape of xentfast.bench.ALL_SHAPES (language-model "
                              "vocabularies, a classifier, a binary model, few huge rows, a tiny "
@@ -97,8 +171,9 @@ def main(argv=None) -> int:
     threads = args.threads or _core.max_threads()
     rss = args.rss or args.all
     many = args.all or args.sweep
+    modes = [m for m in MODES.values() if getattr(args, m.key)]
     shapes = (ALL_SHAPES if args.all else []) + (sweep_shapes() if args.sweep else [])
-    if not many and not args.options:
+    if not many and not modes:
         shapes = [tuple(args.shape)]
     repeat, budget = args.repeat, args.budget or None
 
@@ -107,7 +182,9 @@ def main(argv=None) -> int:
             print(f"  {name} ...", file=sys.stderr, flush=True)
 
     out = {"info": machine_info(threads), "argv": sys.argv[1:] if argv is None else list(argv),
-           "core": [], "summary": None, "options": None, "plot": None}
+           "core": [], "summary": None}
+    out.update((key, None) for key in MODES)
+    out["plot"] = None
     ok = True
     for i, (n, c) in enumerate(shapes):
         if many:
@@ -121,13 +198,11 @@ def main(argv=None) -> int:
     if len(out["core"]) > 1:
         out["summary"] = summarize(out["core"])
         print(format_summary(out["summary"], out["info"]), end="\n\n", flush=True)
-    if args.options:
-        n, c = args.shape
-        report = run_benchmark(n, c, threads=threads, repeat=repeat, dtype=args.dtype,
-                               methods=option_methods(), progress=progress,
-                               budget=budget, rss=args.rss)
-        print(format_report(report), end="\n\n", flush=True)
-        out["options"] = report
+    context = Context(args, threads, repeat, budget, progress)
+    for mode in modes:
+        report = mode.run(context)
+        print(mode.format(report), end="\n\n", flush=True)
+        out[mode.key] = report
         ok &= report["correctness"]["ok"]
     if args.plot and out["core"]:
         plot_throughput(out["core"], args.plot)
@@ -139,3 +214,4 @@ def main(argv=None) -> int:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2, allow_nan=True, default=_json_default)
             f.write("\n")
+    return 0 if ok else 1

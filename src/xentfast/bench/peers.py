@@ -2,6 +2,8 @@
 xentfast inside PyTorch (registered after xentfast's own rows)."""
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .problem import Problem, Unavailable
@@ -35,13 +37,18 @@ def _numpy(p: Problem) -> Prepared:
     return Prepared(lambda: numpy_cross_entropy_and_grad(p.x, p.target), result=_loss_grad)
 
 
-def _torch_backward(p: Problem, loss_fn, target=None) -> Prepared:
+def _torch_backward(p: Problem, loss_fn, target=None, overwrites=False) -> Prepared:
     """Time ``loss_fn(leaf, target).backward()`` on a leaf sharing x's memory
-    (`target`: p.target by default)."""
+    (`target`: p.target by default).
+
+    With `overwrites` (a loss that may write over its input), the leaf shares
+    a copy of x instead, restored outside the timed region before every run.
+    """
     import torch
 
     torch.set_num_threads(p.threads)
-    leaf = torch.from_numpy(p.x).requires_grad_()
+    work = np.empty_like(p.x) if overwrites and not p.may_overwrite else None
+    leaf = torch.from_numpy(p.x if work is None else work).requires_grad_()
     target = torch.from_numpy(p.target if target is None else target)
 
     def run():
@@ -51,6 +58,8 @@ def _torch_backward(p: Problem, loss_fn, target=None) -> Prepared:
 
     def clear():
         leaf.grad = None  # each run allocates its gradient, as in training
+        if work is not None:
+            np.copyto(work, p.x)
 
     return Prepared(run, before=clear,
                     result=lambda loss: (loss.item(), leaf.grad.numpy()))
@@ -70,6 +79,23 @@ def _torch_xentfast(p: Problem) -> Prepared:
     import xentfast.torch
 
     return _torch_backward(p, xentfast.torch.cross_entropy)
+
+
+@_register("torch-xentfast-inplace",
+           "PyTorch + xentfast (xentfast.torch.cross_entropy, inplace_backward=True)",
+           kind="adapter", requires=["torch"],
+           note="inplace_backward=True lets the adapter keep its gradient in the logits' "
+                "memory; that row's logits are a copy, restored before each run")
+def _torch_xentfast_inplace(p: Problem) -> Prepared:
+    """The adapter keeping the gradient in the logits' memory (where it has the keyword)."""
+    import xentfast.torch
+
+    if "inplace_backward" not in inspect.signature(xentfast.torch.cross_entropy).parameters:
+        raise Unavailable("xentfast.torch.cross_entropy has no inplace_backward keyword "
+                          f"in xentfast {xentfast.__version__}")
+    return _torch_backward(
+        p, lambda x, t: xentfast.torch.cross_entropy(x, t, inplace_backward=True),
+        overwrites=True)
 
 
 @_register("torch-compile", "torch.compile (cross_entropy + backward)", requires=["torch"])
