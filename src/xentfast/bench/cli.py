@@ -133,7 +133,7 @@ def _parser():
                              f"{MAX_RUNS}; 0: exactly R runs (default: %(default)s)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     for mode in MODES.values():
-        parser.add_argument(f"--{mode.key}", action="store_true", help=mode.help)
+        parser.add_argument(f"--{mode.key}", dest=mode.key, action="store_true", help=mode.help)
     parser.add_argument("--all", action="store_true",
                         help="every shape of xentfast.bench.ALL_SHAPES (language-model "
                              "vocabularies, a classifier, a binary model, few huge rows, a tiny "
