@@ -130,7 +130,7 @@ def test_loop_report_marks_a_setting_above_the_target(monkeypatch):
     assert f"above ({LOOP_SETTING_RATIO_LIMIT:.2f})" in text
     assert f"ok ({LOOP_SETTING_RATIO_LIMIT:.2f})" in text
     assert "unavailable: torch not installed" in text
-    assert [v for k, v in calls if k == "numpy-xentfast"] == settings
+    assert [v for k, v in calls if k == "numpy-xentfast"] == settings + settings[::-1]
 
     # a final loss away from the yardstick's fails the loop check
     fake["numpy-softmax"] = [dict(cell(0.2), final_loss=0.6)] * 4
@@ -159,3 +159,12 @@ def test_a_registered_mode_gets_its_flag(capsys):
         assert "echo [3, 4]" in capsys.readouterr().out
     finally:
         del cli.MODES["echo-mode"]
+
+
+def test_rounds_keep_every_run_and_every_failure():
+    first = {"times": [0.3, 0.2], "final_loss": 0.5}
+    merged = loop._merge(loop._merge(None, dict(first)), {"times": [0.1], "final_loss": 0.5})
+    assert (merged["time"], merged["runs"]) == (0.1, 3)
+    crashed = loop._merge(merged, {"error": "exit status -11"})
+    assert crashed["time"] == 0.1 and crashed["round_errors"] == ["exit status -11"]
+    assert loop._merge({"error": "timed out"}, dict(first))["round_errors"] == ["timed out"]

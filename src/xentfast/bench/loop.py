@@ -28,6 +28,9 @@ from .targets import LOOP_SETTING_RATIO_LIMIT
 LOOP_ROWS, LOOP_FEATURES, LOOP_CLASSES = 4096, 64, 10
 LOOP_STEPS = 100
 LOOP_LEARNING_RATE = 0.5
+# Each loop runs in a fresh process per setting this many times, the best of
+# all its runs kept: on a shared machine one process can meet a busy moment.
+LOOP_ROUNDS = 2
 # The final losses of a loop and its yardstick (same steps, same data) agree
 # to this relative tolerance; float32 sums in another order drift a little.
 LOOP_LOSS_RTOL = 1e-4
@@ -105,24 +108,54 @@ def measure_loop(loop: Loop, variables: dict, *, repeat: int = 3, budget: float 
     if not tagged:
         lines = proc.stderr.strip().splitlines()
         return {"error": f"exit status {proc.returncode}" + (f": {lines[-1]}" if lines else "")}
-    result = json.loads(tagged[-1][len(_CHILD_TAG):])
+    return _with_best(json.loads(tagged[-1][len(_CHILD_TAG):]))
+
+
+def _with_best(result: dict) -> dict:
     if "times" in result:
         times = sorted(result["times"])
         result.update(time=times[0], median_time=times[len(times) // 2], runs=len(times))
     return result
 
 
-def run_loops(*, repeat: int = 3, budget: float = 1.0, progress=None) -> dict:
-    """Every loop under every setting; the ``--loop`` report (JSON-ready)."""
+def _merge(old: Optional[dict], new: dict) -> dict:
+    """One setting's results over several rounds: every run's time; a round
+    that failed is kept in ``round_errors`` (``error`` when every round failed)."""
+    if old is None:
+        return new
+    if "error" in old or "error" in new:
+        ok, failed = (new, old) if "error" in old else (old, new)
+        errors = old.get("round_errors", []) + new.get("round_errors", []) + [failed["error"]]
+        return dict(ok, round_errors=errors)
+    errors = old.get("round_errors", []) + new.get("round_errors", [])
+    merged = dict(old, times=old["times"] + new["times"])
+    if errors:
+        merged["round_errors"] = errors
+    return _with_best(merged)
+
+
+def run_loops(*, repeat: int = 3, budget: float = 1.0, rounds: int = LOOP_ROUNDS,
+              progress=None) -> dict:
+    """Every loop under every setting, `rounds` times (a fresh process each);
+    the ``--loop`` report (JSON-ready)."""
     rows = []
     for loop in LOOPS:
-        cells = {}
-        for label, variables in LOOP_SETTINGS:
-            if progress:
-                progress(f"{loop.name}, {label}")
-            cells[label] = measure_loop(loop, variables, repeat=repeat, budget=budget)
-            if "error" in cells[label] and "not installed" in cells[label]["error"]:
-                break  # the same under every setting
+        cells = dict.fromkeys(label for label, _ in LOOP_SETTINGS)
+        missing = False
+        for i in range(rounds):
+            # every other round in reverse order: a load that drifts during
+            # the loop's rounds weighs on every setting alike
+            for label, variables in LOOP_SETTINGS[::-1 if i % 2 else 1]:
+                if progress:
+                    progress(f"{loop.name}, {label}, round {i + 1}/{rounds}")
+                result = measure_loop(loop, variables, repeat=repeat, budget=budget)
+                cells[label] = _merge(cells[label], result)
+                missing = "not installed" in result.get("error", "")
+                if missing:
+                    break  # the same under every setting
+            if missing:
+                break
+        cells = {label: c for label, c in cells.items() if c is not None}
         rows.append({"key": loop.key, "name": loop.name, "yardstick": loop.yardstick,
                      "settings": cells})
     by_key = {r["key"]: r for r in rows}
@@ -150,9 +183,12 @@ def run_loops(*, repeat: int = 3, budget: float = 1.0, progress=None) -> dict:
                                     f"{other['final_loss']!r} of {r['yardstick']}")
             elif "error" in c and "not installed" not in c["error"]:
                 failures.append(f"{r['key']}, {label}: {c['error']}")
+        failures.extend(f"{r['key']}, {label}: {e}" for label, c in r["settings"].items()
+                        for e in c.get("round_errors", ()))
     removed = sorted(v for v in LOOP_VARIABLES if v in os.environ)
     return {"shape": [LOOP_ROWS, LOOP_FEATURES, LOOP_CLASSES], "steps": LOOP_STEPS,
-            "repeat": repeat, "budget": budget, "limit": LOOP_SETTING_RATIO_LIMIT,
+            "repeat": repeat, "budget": budget, "rounds": rounds,
+            "limit": LOOP_SETTING_RATIO_LIMIT,
             "settings": [label for label, _ in LOOP_SETTINGS], "removed_variables": removed,
             "results": rows, "correctness": {"ok": not failures, "failures": failures}}
 
@@ -163,9 +199,10 @@ def format_loop_report(report: dict) -> str:
     settings = report["settings"]
     lines = [
         f"training loops: {report['steps']} SGD steps of a linear classifier, X {rows_n} x "
-        f"{features} float32, W {features} x {classes}; each loop and setting in a fresh process,",
-        f"best of the loops in ~{report['budget']:g} s (>= {report['repeat']}) after a warm-up "
-        f"loop; cell = time per {report['steps']} steps (x its best under any setting)",
+        f"{features} float32, W {features} x {classes}; each loop and setting in a fresh process "
+        f"{report['rounds']} times,",
+        f"each timing the loops in ~{report['budget']:g} s (>= {report['repeat']}) after a warm-up "
+        f"loop; cell = the best time per {report['steps']} steps (x the row's best)",
         "",
     ]
     table = []
@@ -198,8 +235,9 @@ def format_loop_report(report: dict) -> str:
         f" (removed from this environment: {', '.join(report['removed_variables'])})"
         if report["removed_variables"] else "") + "; each other setting sets one of them.")
     for r in report["results"]:
-        failed = [f"{label}: {c['error']}" for label, c in r["settings"].items()
-                  if "error" in c and r["best_time"] is not None]
+        failed = [f"{label}: {e}" for label, c in r["settings"].items()
+                  for e in ([c["error"]] if "error" in c else []) + c.get("round_errors", [])
+                  if r["best_time"] is not None]
         lines.extend(f"  {r['name']} failed under {f}" for f in failed)
     ch = report["correctness"]
     lines.append(f"loop correctness (final loss against the yardstick's, rel <= "
