@@ -146,8 +146,8 @@ def child(spec_json):
     try:
         run = LOOPS[spec["loop"]](spec)
     except ImportError as exc:
-        hint = f". {TORCH_HINT}" if spec["loop"].startswith("torch") else ""
-        return report(error=f"{exc.name or exc} not installed ({exc}){hint}")
+        hint = f". {TORCH_HINT}" if exc.name == "torch" else ""
+        return report(error=f"{exc.name} not installed{hint}" if exc.name else str(exc))
     try:
         times, final_loss = _time(run, spec)
     except Exception as exc:

@@ -77,10 +77,6 @@ class OptionCase:
         return (ev["mean_loss"] if isinstance(ev, dict) else ev.mean_loss), None
 
 
-# What a reader of an "unavailable" row needs to know about installing the module.
-_INSTALL_HINTS = {"torch": "PyTorch is optional; any CPU build works"}
-
-
 @dataclass(frozen=True)
 class Method:
     """A table row.
@@ -135,9 +131,8 @@ class Method:
             try:
                 importlib.import_module(module)
             except ImportError as exc:
-                hint = _INSTALL_HINTS.get(module)
-                raise Unavailable(f"{module} not installed ({exc})"
-                                  + (f". {hint}" if hint else "")) from None
+                detail = "" if exc.name == module else f" ({exc})"  # a broken install
+                raise Unavailable(f"{module} not installed{detail}") from None
 
     @property
     def forward(self) -> bool:

@@ -7,6 +7,9 @@ import numpy as np
 
 from .timing import ORACLE_ROWS
 
+# What a reader of an "unavailable: <module> not installed" row needs to know.
+INSTALL_NOTES = {"torch": "PyTorch is optional; any CPU build works"}
+
 
 def _three_digits(v):
     return f"{v:.{max(0, 2 - math.floor(math.log10(v)))}f}" if v > 0 else f"{v:g}"
@@ -137,6 +140,8 @@ def format_report(report: dict) -> str:
                   if "error" in r.get("rss", {})]
         lines.extend(f"  RSS not measured for {f}" for f in failed)
     lines.extend(f"note: {note}." for note in report["notes"])
+    lines.extend(f"note: {note}." for module, note in INSTALL_NOTES.items()
+                 if any((r["error"] or "").startswith(f"{module} not installed") for r in rows))
     ch = report["correctness"]
     if ch["rows"] is not None:
         lines.append(
