@@ -123,15 +123,17 @@ LOOPS = {
 
 
 def _time(run, spec):
-    """Seconds per run: one untimed run, then at least `repeat` runs and more
-    until `budget` seconds of timed runs (at most `max_runs`)."""
+    """Seconds per run: one untimed run, then at least `repeat` runs (2 for a
+    loop slower than 1 s, 1 for slower than 5 s, as the bench's other tables)
+    and more until `budget` seconds of timed runs (at most `max_runs`)."""
     final_loss = run()
     times = []
     while True:
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
-        if len(times) >= spec["max_runs"] or (len(times) >= spec["repeat"]
+        least = spec["repeat"] if times[0] < 1.0 else 2 if times[0] < 5.0 else 1
+        if len(times) >= spec["max_runs"] or (len(times) >= least
                                               and sum(times) >= spec["budget"]):
             return times, final_loss
 

@@ -201,8 +201,9 @@ def format_loop_report(report: dict) -> str:
         f"training loops: {report['steps']} SGD steps of a linear classifier, X {rows_n} x "
         f"{features} float32, W {features} x {classes}; each loop and setting in a fresh process "
         f"{report['rounds']} times,",
-        f"each timing the loops in ~{report['budget']:g} s (>= {report['repeat']}) after a warm-up "
-        f"loop; cell = the best time per {report['steps']} steps (x the row's best)",
+        f"each timing the loops in ~{report['budget']:g} s (>= {report['repeat']}; 2 if > 1 s, 1 "
+        f"if > 5 s) after a warm-up loop; cell = the best time per {report['steps']} steps (x the "
+        "row's best)",
         "",
     ]
     table = []
