@@ -15,7 +15,7 @@ from xentfast import bench
 # binary model's as two classes.
 FULL_SHAPES = [(8192, 32000), (4096, 128256), (65536, 10), (1_000_000, 2)]
 SMALL_SHAPES = [(1024, 4000), (64, 128256), (8192, 10), (100_000, 2)]
-# The loss options are timed on the language model's batch of the Options issue.
+# The loss options are timed on a language model's batch (bench --options' default).
 FULL_OPTIONS_SHAPE = (8192, 32000)
 SMALL_OPTIONS_SHAPE = (1024, 4000)
 
