@@ -7,8 +7,10 @@ from .problem import SWEEP_ELEMENTS, sweep_shapes
 
 
 _PLOT_LINES = (  # key, label, matplotlib style
-    ("copy", "copy bound: np.multiply(x, 2, out=y)",
-     {"color": "black", "linestyle": "--", "linewidth": 2.5}),
+    ("bound-stream", "bound: read + streaming write (xentfast's C pass)",
+     {"color": "black", "linestyle": "-", "linewidth": 2.5}),
+    ("copy", "copy: np.multiply(x, 2, out=y)",
+     {"color": "black", "linestyle": "--", "linewidth": 1.5}),
     ("xentfast-out", "xentfast loss+grad (out= reused buffer)",
      {"color": "C3", "linewidth": 2.5, "marker": "o"}),
     ("xentfast-inplace", "xentfast loss+grad (out=logits, in place)",

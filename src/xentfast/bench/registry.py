@@ -202,6 +202,47 @@ def _copy_threads(p: Problem) -> Prepared:
     return Prepared(run, close=pool.shutdown)
 
 
+def _bound(p: Problem, op, threads) -> Prepared:
+    from .. import _core
+
+    flat = p.x.reshape(-1)
+    if op == _core.BOUND_STREAM:
+        y = np.empty_like(flat)
+        return Prepared(lambda: _core.bound(op, flat, y, threads))
+    if op == _core.BOUND_IN_PLACE:
+        work = flat.copy()  # negated in place, run after run: the logits stay intact
+        return Prepared(lambda: _core.bound(op, work, None, threads))
+    return Prepared(lambda: _core.bound(op, flat, None, threads))
+
+
+@_register("bound-stream", "bound: read + streaming write", kind="bound",
+           note="the bounds are xentfast's own C passes over the same array, threaded as the "
+                "kernels are: one read (the loss alone), one read and one write with "
+                "streaming stores (loss+grad into a buffer), one read and one write in place "
+                "(loss+grad over the logits)")
+def _bound_stream(p: Problem) -> Prepared:
+    from .. import _core
+    return _bound(p, _core.BOUND_STREAM, p.threads)
+
+
+@_register("bound-stream-1t", "bound: read + streaming write, 1 thread", kind="bound")
+def _bound_stream_1t(p: Problem) -> Prepared:
+    from .. import _core
+    return _bound(p, _core.BOUND_STREAM, 1)
+
+
+@_register("bound-inplace", "bound: read + write in place", kind="bound")
+def _bound_inplace(p: Problem) -> Prepared:
+    from .. import _core
+    return _bound(p, _core.BOUND_IN_PLACE, p.threads)
+
+
+@_register("bound-read", "bound: read", kind="bound")
+def _bound_read(p: Problem) -> Prepared:
+    from .. import _core
+    return _bound(p, _core.BOUND_READ, p.threads)
+
+
 @_register("max", "read bound: np.max(x)", kind="bound",
            note="np.max(x) reads every element once (one thread): the bound of a "
                 "forward-only pass")

@@ -94,7 +94,8 @@ def format_report(report: dict) -> str:
              if "loss_rel_error" in r.get("oracle", {}) else "-"),
         ]
     else:
-        columns += [("x copy", lambda r: f"{r['x_copy']:.2f}"),
+        columns += [("of bound", lambda r: f"{r['of_bound']:.2f}"),
+                    ("x copy", lambda r: f"{r['x_copy']:.2f}"),
                     ("speed-up", lambda r: f"{r['speedup']:.2f}")]
     columns += [("|dloss|", lambda r: _diff(r["loss_diff"])),
                 ("max|dgrad|", lambda r: _diff(r["grad_diff"])),
@@ -127,6 +128,9 @@ def format_report(report: dict) -> str:
         lines.append("|dloss|, max|dgrad|: PyTorch rows against the xentfast row with the same "
                      "option, plain rows against the plain loss+grad.")
     else:
+        lines.append("of bound = the matching bound's time / time (1 = at the machine's bound: "
+                     "read + streaming write for loss+grad,")
+        lines.append("  read + write in place for out=logits, read for the loss alone);")
         lines.append("x copy = time / np.multiply copy time; speed-up = time / time of xentfast "
                      "loss+grad (out=);")
         if report["loss"] is not None:
@@ -159,6 +163,10 @@ def format_report(report: dict) -> str:
 _SUMMARY_COLUMNS = (  # header, key, format
     ("fused time", "time", _with_unit),
     ("G el/s", "gelem_per_s", _three_digits),
+    ("of bound", "of_bound", lambda v: f"{v:.2f}"),
+    ("1t of bound", "of_bound_1t", lambda v: f"{v:.2f}"),
+    ("in-place of bound", "inplace_of_bound", lambda v: f"{v:.2f}"),
+    ("fwd of bound", "fwd_of_bound", lambda v: f"{v:.2f}"),
     ("x copy", "x_copy", lambda v: f"{v:.2f}"),
     ("in-place x copy", "inplace_x_copy", lambda v: f"{v:.2f}"),
     ("fwd x max", "fwd_x_max", lambda v: f"{v:.2f}"),
@@ -186,8 +194,10 @@ def format_summary(summary: list, info: dict) -> str:
     lines += _render(headers, table)
     lines += [
         "",
-        "fused = xentfast loss+grad into a reused buffer (out=); x copy = its time / "
-        "np.multiply(x, 2, out=y);",
+        "fused = xentfast loss+grad into a reused buffer (out=); of bound = the time of a read "
+        "+ streaming write of x / fused time",
+        "(1t: both on one thread; in-place: read + write in place / out=logits; fwd: read / "
+        "loss only); x copy = fused / np.multiply(x, 2, out=y);",
         "in-place = out=logits; fwd x max = loss-only time / np.max(x); 1->T threads = "
         "fused time on 1 thread / on T;",
         "best peer among NumPy, PyTorch eager, torch.compile, JAX, scikit-learn; vs eager, "

@@ -148,6 +148,12 @@ def _ratio(a, b):
     return a / b if a and b else None
 
 
+# each fused row against the bound of the same memory traffic (bounds.h)
+BOUND_OF = {"xentfast-out": "bound-stream", "xentfast-fresh": "bound-stream",
+            "xentfast-out-1t": "bound-stream-1t", "xentfast-inplace": "bound-inplace",
+            "xentfast-loss": "bound-read"}
+
+
 def _add_ratios(rows, elements):
     times = {r["key"]: r["time"] for r in rows}
     copy, fused = times.get("copy"), times.get("xentfast-out")
@@ -156,6 +162,8 @@ def _add_ratios(rows, elements):
         t = r["time"]
         r["gelem_per_s"] = elements / t / 1e9 if t else None
         r["x_copy"] = _ratio(t, copy)
+        # the fraction of the machine's bound this row reaches (1 = at the bound)
+        r["of_bound"] = _ratio(times.get(BOUND_OF.get(r["key"])), t)
         # "x plain" in the options table: against the plain runs interleaved
         # with this row's when it has them
         r["speedup"] = _ratio(t, r.get("paired_time") or fused)
@@ -185,6 +193,10 @@ def summarize(reports: list) -> list:
             "x_copy": _ratio(fused, t("copy")),
             "inplace_x_copy": _ratio(t("xentfast-inplace"), t("copy")),
             "fwd_x_max": _ratio(t("xentfast-loss"), t("max")),
+            "of_bound": _ratio(t("bound-stream"), fused),
+            "of_bound_1t": _ratio(t("bound-stream-1t"), t("xentfast-out-1t")),
+            "inplace_of_bound": _ratio(t("bound-inplace"), t("xentfast-inplace")),
+            "fwd_of_bound": _ratio(t("bound-read"), t("xentfast-loss")),
             "thread_speedup": _ratio(t("xentfast-out-1t"), fused),
             "best_peer": best["key"] if best else None,
             "best_peer_gelem_per_s": best["gelem_per_s"] if best else None,

@@ -16,6 +16,10 @@ PROBABILITY_RATIO_LIMIT = 1.6  # dense probability targets: a second N x C array
 LOOP_SETTING_RATIO_LIMIT = 1.2  # every loop within this of its best time under any thread setting
 
 # -- the --all summary, per shape (see shape_targets)
+STREAM_BOUND_FRACTION_MIN = 0.85  # large vocabularies: fused loss+grad (out=) at this
+#   fraction of a read + streaming write of the logits, on all threads and on one
+INPLACE_BOUND_FRACTION_MIN = 0.85  # ... in place: of a read + write in place
+FORWARD_BOUND_FRACTION_MIN = 0.9  # ... the loss alone: of one read of the logits
 FUSED_X_COPY_LIMIT = 1.1  # large vocabularies: fused loss+grad (out=) near one read + one write
 INPLACE_X_COPY_LIMIT = 1.0  # ... and in place (out=logits) no slower than a scale-copy
 FORWARD_X_MAX_LIMIT = 1.2  # the loss alone near one read of the logits (np.max)
@@ -32,6 +36,10 @@ def shape_targets(n: int, c: int, threads: int) -> dict:
     the columns of the ``--all`` summary (see :func:`xentfast.bench.summarize`)."""
     t = {}
     if c >= 32000 and n >= 1024:
+        t.update(of_bound=(">=", STREAM_BOUND_FRACTION_MIN),
+                 of_bound_1t=(">=", STREAM_BOUND_FRACTION_MIN),
+                 inplace_of_bound=(">=", INPLACE_BOUND_FRACTION_MIN),
+                 fwd_of_bound=(">=", FORWARD_BOUND_FRACTION_MIN))
         t.update(x_copy=("<=", FUSED_X_COPY_LIMIT), inplace_x_copy=("<=", INPLACE_X_COPY_LIMIT),
                  fwd_x_max=("<=", FORWARD_X_MAX_LIMIT), vs_eager=(">=", VS_EAGER_MIN),
                  vs_compile=(">=", VS_COMPILE_MIN))
