@@ -289,6 +289,9 @@ def scenario_vocab(world, ck):
     b.x[3, 33] = np.nan
     b.y[:4] = [31, 2, 5, 0]
     for opts in ({}, {"label_smoothing": 0.1}, {"softcap": 20.0}):
+        # (the single-process sum w z of a row of 3e38 overflows float32
+        # lanes under smoothing: that row is left out there)
+        b.x[1] = 3e38 if "label_smoothing" not in opts else 1.0
         for grad in (False, True):
             run_case(ck, b, slice(0, 6), spans(widths)[world.rank], opts, "none", grad,
                      vocab=comm, tag="vocab adversarial")
@@ -387,9 +390,8 @@ def scenario_errors(world, ck):
                  ValueError, ["rows"])
     # mismatched communicators: the data ranks hold different classes
     expect_error(ck, "data ranks with different classes",
-                 lambda: xd.cross_entropy(x, y % 5, data_comm=comm) if widths[0] == 5 else
-                 xd.cross_entropy(x[:, : 10 - r], y % 5, data_comm=comm),
-                 ValueError, ["data_comm"] if widths[0] == 5 else ["classes"])
+                 lambda: xd.cross_entropy(x[:, : 5 - (r == 1)], y % 4, data_comm=comm),
+                 ValueError, ["data_comm", "vocabulary shards"])
     expect_error(ck, "same communicator twice",
                  lambda: xd.cross_entropy(x, y, vocab_comm=comm, data_comm=comm), ValueError,
                  ["same communicator"])
@@ -417,38 +419,45 @@ def scenario_torch_autograd(world, ck):
     for opts in ({}, {"label_smoothing": 0.1, "weight": True}, {"z_loss": 1e-3, "softcap": 20.0}):
         for reduction in ("mean", "sum", "none"):
             def check():
+                import torch.nn.functional as F
                 kw = {k: v for k, v in opts.items() if k != "weight"}
-                full = torch.tensor(b.x, requires_grad=True)
-                w_full = torch.tensor(b.w, dtype=torch.float32) if "weight" in opts else None
-                ref = xentfast.torch.cross_entropy(full, torch.tensor(b.y), weight=w_full,
-                                                   reduction=reduction, **kw)
+                w_full = b.w.astype(np.float32) if "weight" in opts else None
+                up = b.g.astype(np.float32) if reduction == "none" else 0.5
+                ref, ref_grad = xentfast.cross_entropy_and_grad(
+                    b.x, b.y, weight=w_full, reduction=reduction, grad_output=up, **kw)
+                ref = torch.as_tensor(ref, dtype=torch.float32)
+                if "z_loss" not in opts:  # PyTorch's own, where it has the options
+                    torch.testing.assert_close(
+                        F.cross_entropy(torch.tensor(b.x), torch.tensor(b.y),
+                                        weight=None if w_full is None else torch.tensor(w_full),
+                                        reduction=reduction, **kw), ref, rtol=1e-5, atol=1e-6)
                 mine = torch.tensor(np.ascontiguousarray(b.x[:, cols]), requires_grad=True)
-                w_mine = w_full[cols] if w_full is not None else None
+                w_mine = torch.tensor(w_full[cols]) if w_full is not None else None
                 loss = cross_entropy(mine, torch.tensor(b.y), weight=w_mine, reduction=reduction,
                                      vocab_group=world.comm, **kw)
-                up = torch.tensor(b.g, dtype=torch.float32) if reduction == "none" else 0.5
-                (ref * up).sum().backward()
-                (loss * up).sum().backward()
+                (loss * torch.as_tensor(up)).sum().backward()
                 torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-6)
-                torch.testing.assert_close(mine.grad, full.grad[:, cols], rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(mine.grad, torch.tensor(ref_grad[:, cols]), rtol=1e-5,
+                                           atol=1e-6)
                 module = CrossEntropyLoss(weight=w_mine, reduction=reduction,
                                           vocab_group=world.comm, **kw)
-                torch.testing.assert_close(module(mine.detach(), torch.tensor(b.y)), ref.detach(),
-                                           rtol=1e-5, atol=1e-6)
+                with torch.no_grad():
+                    torch.testing.assert_close(module(mine, torch.tensor(b.y)), ref, rtol=1e-5,
+                                               atol=1e-6)
             ck.check(f"torch autograd {opts} {reduction}", check)
     # rows split over a data group: the mean over the whole batch
     counts = {2: [8, 5], 4: [4, 0, 6, 3]}[P]
     rows = spans(counts)[r]
 
     def check_data():
-        full = torch.tensor(b.x, requires_grad=True)
-        ref = xentfast.torch.cross_entropy(full, torch.tensor(b.y))
+        ref, ref_grad = xentfast.cross_entropy_and_grad(b.x, b.y)
         mine = torch.tensor(np.ascontiguousarray(b.x[rows]), requires_grad=True)
         loss = cross_entropy(mine, torch.tensor(b.y[rows]), data_group=world.comm)
-        ref.backward()
         loss.backward()
-        torch.testing.assert_close(loss, ref, rtol=1e-6, atol=1e-7)
-        torch.testing.assert_close(mine.grad, full.grad[rows], rtol=0, atol=0)
+        torch.testing.assert_close(loss, torch.tensor(ref, dtype=torch.float32), rtol=1e-6,
+                                   atol=1e-7)
+        # the same kernel on the same rows, the same mean denominator: bit for bit
+        np.testing.assert_array_equal(mine.grad.numpy(), ref_grad[rows])
     ck.check("torch autograd data", check_data)
 
 
