@@ -218,11 +218,11 @@ def _setup(logits, target, want_grad, vocab_comm, vocab_start, data_comm, option
     same error on every rank when any rank's arguments are bad."""
     vocab = None if vocab_comm is None else _Comm(vocab_comm, "vocab_comm")
     data = None if data_comm is None else _Comm(data_comm, "data_comm")
+    if vocab is None and vocab_start is not None:
+        raise ValueError("vocab_start needs vocab_comm")
     if vocab is None and data is None:
         raise ValueError("give vocab_comm, data_comm or both (for one process, call "
                          "xentfast.cross_entropy)")
-    if vocab is None and vocab_start is not None:
-        raise ValueError("vocab_start needs vocab_comm")
     if vocab is not None and data is not None and vocab.same_as(data):
         raise ValueError("vocab_comm and data_comm are the same communicator: the classes and "
                          "the rows must be split over different ones")
