@@ -100,6 +100,7 @@ OPTIONS = [
     {"weight": True, "sample_weight": True, "label_smoothing": 0.05, "z_loss": 1e-4},
     {"prob": True},
     {"prob": True, "weight": True, "label_smoothing": 0.1, "sample_weight": True},
+    {"num_threads": 2, "z_loss": 1e-3},
 ]
 
 
@@ -179,7 +180,7 @@ def _run_case(b, rows, cols, opts, reduction, grad, vocab, data, vocab_start, re
         y[y == -100] = opts["ignore_index"]
         y[y == opts["ignore_index"]] = opts["ignore_index"]
     t_full, t_mine = (b.p, b.p[rows, cols]) if opts.get("prob") else (y, y[rows])
-    x_mine = np.ascontiguousarray(b.x[rows, cols])
+    x_mine = b.x[rows, cols]  # a strided view of the whole batch, read in place
     if return_z:
         kw_full["return_z_loss"] = kw_mine["return_z_loss"] = True
     comms = dict(vocab_comm=vocab, data_comm=data, vocab_start=vocab_start)
@@ -279,6 +280,24 @@ def scenario_vocab(world, ck):
         for reduction in ("mean", "none"):
             run_case(ck, b16, slice(0, n), cols, {"weight": True}, reduction, True, vocab=comm,
                      tag="vocab f16")
+    # PyTorch's (N, C, d) layout: the class axis 1 is the sharded one
+    def layout():
+        rng = np.random.default_rng(4)
+        c = 37
+        x = rng.standard_normal((5, c, 3)).astype(np.float32)
+        y = rng.integers(0, c, (5, 3))
+        y[0, 1] = -100
+        mine = spans({2: [30, 7], 4: [16, 1, 12, 8]}[P])[world.rank]
+        loss, grad = xd.cross_entropy_and_grad(x[:, mine], y, axis=1, vocab_comm=comm,
+                                               reduction="sum", label_smoothing=0.1)
+        want, want_grad = xentfast.cross_entropy_and_grad(x, y, axis=1, reduction="sum",
+                                                          label_smoothing=0.1)
+        np.testing.assert_allclose(loss, want, rtol=2e-6)
+        np.testing.assert_allclose(grad, want_grad[:, mine], rtol=1e-5, atol=1e-6)
+        out = np.empty_like(x[:, mine])
+        _, g2 = xd.cross_entropy_and_grad(x[:, mine], y, axis=1, vocab_comm=comm, out=out)
+        assert g2 is out
+    ck.check("vocab axis=1", layout)
     # adversarial rows: a row masked on every shard but one, a row of huge
     # logits, a +inf logit, a NaN logit, a one-class shard
     b = Batch(6, 37, seed=3)
@@ -392,6 +411,10 @@ def scenario_errors(world, ck):
     expect_error(ck, "data ranks with different classes",
                  lambda: xd.cross_entropy(x[:, : 5 - (r == 1)], y % 4, data_comm=comm),
                  ValueError, ["data_comm", "vocabulary shards"])
+    expect_error(ck, "one communicator in two roles",
+                 lambda: xd.cross_entropy(x, y, vocab_comm=comm) if r == 0 else
+                 xd.cross_entropy(x, y % 5, data_comm=comm), ValueError,
+                 ["every rank must pass the same communicators"])
     expect_error(ck, "same communicator twice",
                  lambda: xd.cross_entropy(x, y, vocab_comm=comm, data_comm=comm), ValueError,
                  ["same communicator"])
@@ -502,6 +525,32 @@ def scenario_timing(world, ck):
                   f"{dt * 1e3:.0f} ms; per rank {traffic['floats']} floats reduced "
                   f"({traffic['floats'] / n:.2f} per row) and a gather of "
                   f"{traffic['gather_bytes']} bytes")
+
+
+def scenario_shard_timing(world, ck):
+    """One shard's two passes against the one-pass single-process call on
+    the same logits (a one-rank communicator: no traffic)."""
+    n, c = int(os.environ.get("XF_TIMING_ROWS", 4096)), int(os.environ.get("XF_TIMING_CLASSES",
+                                                                            64128))
+    x = np.random.default_rng(0).standard_normal((n, c), dtype=np.float32)
+    y = np.random.default_rng(1).integers(0, c, n)
+    out = np.empty_like(x)
+
+    def ms(fn):
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        return (time.perf_counter() - t0) * 1e3
+
+    for th in (1, 2):
+        one = ms(lambda: xentfast.cross_entropy_and_grad(x, y, out=out, num_threads=th))
+        two = ms(lambda: xd.cross_entropy_and_grad(x, y, vocab_comm=world.comm, out=out,
+                                                   num_threads=th))
+        loss = ms(lambda: xentfast.cross_entropy(x, y, num_threads=th))
+        stats = ms(lambda: xd.cross_entropy(x, y, vocab_comm=world.comm, num_threads=th))
+        print(f"{n}x{c} float32, {th} thread(s): loss+grad, one pass {one:.0f} ms, a shard's "
+              f"two passes {two:.0f} ms; loss {loss:.0f} ms, a shard's statistics pass "
+              f"{stats:.0f} ms")
 
 
 def main():

@@ -144,6 +144,11 @@ def _raise(err):
 
 def _first_error(headers, comm):
     for rank, h in enumerate(headers):
+        if h["role"] != comm.name:  # one communicator, two roles: no layout to agree on
+            return ("ValueError", f"rank {rank} passed this communicator as {h['role']}, rank "
+                    f"{comm.rank} as {comm.name}: every rank must pass the same communicators "
+                    f"in the same roles")
+    for rank, h in enumerate(headers):
         if h["error"] is not None:
             kind, message = h["error"]
             return kind, message if h.get("relayed") else f"rank {rank} of {comm.name}: {message}"
@@ -247,7 +252,7 @@ def _setup(logits, target, want_grad, vocab_comm, vocab_start, data_comm, option
         p.target_prob is not None, want_grad)
     layout = None
     if vocab is not None:
-        header = {"error": error}
+        header = {"role": "vocab_comm", "error": error}
         if p is not None:
             header.update(
                 width=p.n_classes, vocab_start=None if vocab_start is None else int(vocab_start),
@@ -260,7 +265,7 @@ def _setup(logits, target, want_grad, vocab_comm, vocab_start, data_comm, option
     if data is not None:
         if vocab is None:
             relayed = False
-        header = {"error": error, "relayed": relayed}
+        header = {"role": "data_comm", "error": error, "relayed": relayed}
         if error is None:
             header.update(vocab=(layout, p.n_classes), options=opts,
                           has_weight=p.weight is not None,
