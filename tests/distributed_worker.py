@@ -139,7 +139,7 @@ class Checker:
                 print(f"{len(failures)} FAILED of {sum(c for _, c in everything)}")
                 print("\n".join(failures[:20]))
             else:
-                print(f"OK {sum(c for _, c in everything)} checks")
+                print(f"OK {sum(c for _, c in everything)} checks ({xentfast._core.backend()})")
             sys.stdout.flush()
         return 1 if failures else 0
 

@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import pytest
 
+from xentfast import _core
 import xentfast.distributed as xd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -75,6 +76,19 @@ def test_mpi(scenario, n_ranks):
         pytest.fail(f"mpiexec -n {n_ranks} {scenario} did not finish in {TIMEOUT_SECONDS} s "
                     f"(a hung collective?)\n{e.stdout}\n{e.stderr}")
     _check([run.stdout, run.stderr], [run.returncode])
+
+
+@pytest.mark.parametrize("backend", ["scalar", "avx2"])
+def test_mpi_vocab_other_backends(backend):
+    """The shard passes of every backend (the runs above take the best one)."""
+    if backend not in _core.supported_backends():
+        pytest.skip(f"the {backend} kernels are not built or not supported by this CPU")
+    mpiexec = _mpiexec()
+    run = subprocess.run([mpiexec, "-n", "2", sys.executable, WORKER, "mpi", "vocab"],
+                         capture_output=True, text=True, timeout=TIMEOUT_SECONDS,
+                         env=dict(_env(), XENTFAST_BACKEND=backend))
+    _check([run.stdout, run.stderr], [run.returncode])
+    assert f"({backend})" in run.stdout, run.stdout
 
 
 def _free_port():
