@@ -297,7 +297,28 @@ def scenario_vocab(world, ck):
         out = np.empty_like(x[:, mine])
         _, g2 = xd.cross_entropy_and_grad(x[:, mine], y, axis=1, vocab_comm=comm, out=out)
         assert g2 is out
+        # out=logits: the gradient overwrites this rank's logits
+        xc = np.ascontiguousarray(x[:, mine])
+        _, g3 = xd.cross_entropy_and_grad(xc, y, axis=1, vocab_comm=comm, out=xc,
+                                          reduction="sum", label_smoothing=0.1)
+        assert g3 is xc
+        np.testing.assert_allclose(xc, want_grad[:, mine], rtol=1e-5, atol=1e-6)
     ck.check("vocab axis=1", layout)
+
+    def streamed():
+        # a gradient over 8 MiB per rank: written with streaming stores
+        rng = np.random.default_rng(6)
+        c = 9000 * P
+        x = rng.standard_normal((300, c)).astype(np.float32)
+        y = rng.integers(0, c, 300)
+        mine = spans([9000] * P)[world.rank]
+        assert x[:, mine].nbytes >= xentfast._core.STREAMING_BYTES
+        for kw in ({}, {"softcap": 30.0, "label_smoothing": 0.1}):
+            loss, grad = xd.cross_entropy_and_grad(x[:, mine], y, vocab_comm=comm, **kw)
+            want, want_grad = xentfast.cross_entropy_and_grad(x, y, **kw)
+            np.testing.assert_allclose(loss, want, rtol=2e-6)
+            np.testing.assert_allclose(grad, want_grad[:, mine], rtol=1e-5, atol=1e-7)
+    ck.check("vocab streamed", streamed)
     # adversarial rows: a row masked on every shard but one, a row of huge
     # logits, a +inf logit, a NaN logit, a one-class shard
     b = Batch(6, 37, seed=3)

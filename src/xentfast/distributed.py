@@ -15,7 +15,9 @@ while every process exchanges O(rows) numbers, never logits:
   per row, MAX), then on the rescaled sums (SUM: 2 floats per row for the
   plain loss, 3 with class weights, +1 with label smoothing, 3 for
   probability targets), as Megatron-LM's ``VocabParallelCrossEntropy``
-  (``megatron/core/tensor_parallel/cross_entropy.py``) does; the gradient is
+  (``megatron/core/tensor_parallel/cross_entropy.py``) does (flash-attn's
+  cross-entropy with a ``process_group`` gathers each shard's lse instead:
+  one float per row per rank); the gradient is
   then written in a second read of the logits against the global M and log S
   (``include/xentfast/rows_shard.h``).  Two passes are unavoidable: no
   gradient entry can be written before every shard's statistics are in.
@@ -284,7 +286,7 @@ def _setup(logits, target, want_grad, vocab_comm, vocab_start, data_comm, option
 _PER_ROW = ("target", "row_scale", "row_loss", "row_z_loss", "row_weight", "row_shard")
 
 
-def _shard_run(x_rows, out_rows, mode, threads, *, target_prob=None, **args):
+def _shard_run(x_rows, out_rows, mode, threads, *, target_prob=None, in_place=False, **args):
     """One shard-mode kernel call over all rows; float16/bfloat16 rows (and
     probability targets of another dtype) widened a bounded chunk of rows at
     a time, as _api._run does."""
@@ -292,18 +294,20 @@ def _shard_run(x_rows, out_rows, mode, threads, *, target_prob=None, **args):
     per_row = {k: v for k, v in args.items() if k in _PER_ROW}
     scalars = {k: v for k, v in args.items() if k not in _PER_ROW}
 
-    def call(x, out, prob, rows):
+    def call(x, out, prob, rows, streaming):
         _core.rows(x, out, rows.get("target", _EMPTY_I64), scalars["weight"],
                    scalars["ignore_index"], scalars["scale"], rows.get("row_scale", _EMPTY_F64),
-                   rows.get("row_loss", _EMPTY_F64), _EMPTY_F64, mode,
-                   out is not None and out is not x and out.nbytes >= _api._STREAMING_BYTES,
-                   threads, target_prob=prob, row_shard=rows["row_shard"],
+                   rows.get("row_loss", _EMPTY_F64), _EMPTY_F64, mode, streaming, threads, target_prob=prob, row_shard=rows["row_shard"],
                    row_z_loss=rows.get("row_z_loss"), row_weight=rows.get("row_weight"),
                    **{k: v for k, v in scalars.items()
                       if k not in ("weight", "ignore_index", "scale")})
 
     if x_rows.dtype == compute and (target_prob is None or target_prob.dtype == compute):
-        call(x_rows, out_rows, target_prob, per_row)
+        # streaming stores spare a large gradient its read-for-ownership,
+        # unless it overwrites the logits (as _api._run)
+        call(x_rows, out_rows, target_prob, per_row,
+             out_rows is not None and not in_place and out_rows is not x_rows
+             and out_rows.nbytes >= _api._STREAMING_BYTES)
         return
     n_rows, n_classes = x_rows.shape
     step = -(-max(1, _api._CHUNK_ELEMENTS // max(1, n_classes)) // 16) * 16
@@ -312,7 +316,7 @@ def _shard_run(x_rows, out_rows, mode, threads, *, target_prob=None, **args):
         x_c = np.ascontiguousarray(x_rows[sl], dtype=compute)
         prob = None if target_prob is None else target_prob[sl].astype(compute, copy=False)
         rows = {k: (v[sl] if v is not None and len(v) else v) for k, v in per_row.items()}
-        call(x_c, None if out_rows is None else x_c, prob, rows)
+        call(x_c, None if out_rows is None else x_c, prob, rows, False)
         if out_rows is not None:
             out_rows[sl] = x_c
 
@@ -405,7 +409,7 @@ def _vocab_rows(p, vocab, layout, data, want_grad, grad_output, out, want_z):
     common["scale"] = scale
     # pass 2: the loss of every row and its gradient against the global statistics
     _shard_run(x_rows, out_rows, _core.MODE_SHARD_GRAD, p.threads, target_prob=prob_rows,
-               target=y_local, ignore_index=_IGNORED, row_shard=glob, row_scale=row_scale,
+               in_place=in_place, target=y_local, ignore_index=_IGNORED, row_shard=glob, row_scale=row_scale,
                row_loss=row_loss, row_z_loss=row_z, **common)
     if copy_back:
         np.copyto(grad_moved, out_rows.reshape(grad_moved.shape))
