@@ -155,7 +155,9 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
         softcap=softcap, temperature=temperature, num_threads=num_threads)
     target_np = _numpy(target, "target")
     if input.requires_grad and torch.is_grad_enabled():
-        return _apply(input, target_np, axis, reduction, return_z_loss, options)
+        result: torch.Tensor | tuple[torch.Tensor, torch.Tensor] = _apply(
+            input, target_np, axis, reduction, return_z_loss, options)
+        return result
     loss: Any = _xd.cross_entropy(_numpy(input, "input"), target_np, axis=axis,
                                   reduction=reduction, return_z_loss=return_z_loss, **options)
     if return_z_loss:
