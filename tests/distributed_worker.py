@@ -254,7 +254,8 @@ def _run_case(b, rows, cols, opts, reduction, grad, vocab, data, vocab_start, re
 def scenario_vocab(world, ck):
     comm = world.comm
     P = world.size
-    cases = [(37, {2: [30, 7], 4: [16, 1, 12, 8]}), (5000, {2: [4100, 900], 4: [2049, 1, 2500, 450]})]
+    cases = [(37, {2: [30, 7], 4: [16, 1, 12, 8]}),
+             (5000, {2: [4100, 900], 4: [2049, 1, 2500, 450]})]
     for c, widths_by_p in cases:
         widths = widths_by_p[P]
         cols = spans(widths)[world.rank]

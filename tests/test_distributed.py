@@ -178,3 +178,45 @@ print("OK")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=_env(), timeout=TIMEOUT_SECONDS)
     assert run.returncode == 0 and "OK" in run.stdout, run.stdout + run.stderr
+
+
+def _example_script(doc):
+    """The indented literal block after the docstring's "::" (its Examples)."""
+    import textwrap
+    block = doc.split("::\n\n", 1)[1]
+    lines = []
+    for line in block.splitlines():
+        if line.strip() and not line.startswith(" " * 8):
+            break
+        lines.append(line)
+    return textwrap.dedent("\n".join(lines))
+
+
+@pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_and_grad"])
+def test_docstring_example_mpi(function, tmp_path):
+    mpiexec = _mpiexec()
+    script = tmp_path / "example.py"
+    script.write_text(_example_script(getattr(xd, function).__doc__))
+    run = subprocess.run([mpiexec, "-n", "2", sys.executable, str(script)], capture_output=True,
+                         text=True, env=_env(), timeout=TIMEOUT_SECONDS)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_docstring_example_torch(tmp_path):
+    torch = pytest.importorskip("torch")  # noqa: F841
+    from xentfast import _torch_distributed
+    script = tmp_path / "example.py"
+    script.write_text(_example_script(_torch_distributed.cross_entropy.__doc__))
+    port = _free_port()
+    procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True,
+                              env=dict(_env(), RANK=str(r), WORLD_SIZE="2", LOCAL_RANK=str(r),
+                                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)))
+             for r in range(2)]
+    try:
+        outs = [p.communicate(timeout=TIMEOUT_SECONDS)[0] for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        pytest.fail("the example did not finish")
+    assert all(p.returncode == 0 for p in procs), "\n".join(outs)

@@ -166,7 +166,8 @@ def _agree_vocab(headers, comm):
     first = headers[0]
     for key, what in (("lead_shape", "rows (the logits' shape without the class axis)"),
                       ("target_hash", "targets"), ("options", "options"),
-                      ("sample_weight_hash", "sample_weight"), ("has_weight", "weight (given or not)"),
+                      ("sample_weight_hash", "sample_weight"),
+                      ("has_weight", "weight (given or not)"),
                       ("dtype", "logits dtype")):
         for rank, h in enumerate(headers):
             if h[key] != first[key]:
@@ -271,7 +272,7 @@ def _setup(logits, target, want_grad, vocab_comm, vocab_start, data_comm, option
         if error is None:
             header.update(vocab=(layout, p.n_classes), options=opts,
                           has_weight=p.weight is not None,
-                          weight_hash=None if vocab is not None else _hash(p.weight),
+                          weight_hash=_hash(p.weight),
                           prob=p.target_prob is not None)
         error = _agree_data(data.allgather(header), data)
     if error is not None:
@@ -297,7 +298,8 @@ def _shard_run(x_rows, out_rows, mode, threads, *, target_prob=None, in_place=Fa
     def call(x, out, prob, rows, streaming):
         _core.rows(x, out, rows.get("target", _EMPTY_I64), scalars["weight"],
                    scalars["ignore_index"], scalars["scale"], rows.get("row_scale", _EMPTY_F64),
-                   rows.get("row_loss", _EMPTY_F64), _EMPTY_F64, mode, streaming, threads, target_prob=prob, row_shard=rows["row_shard"],
+                   rows.get("row_loss", _EMPTY_F64), _EMPTY_F64, mode, streaming, threads,
+                   target_prob=prob, row_shard=rows["row_shard"],
                    row_z_loss=rows.get("row_z_loss"), row_weight=rows.get("row_weight"),
                    **{k: v for k, v in scalars.items()
                       if k not in ("weight", "ignore_index", "scale")})
@@ -409,8 +411,8 @@ def _vocab_rows(p, vocab, layout, data, want_grad, grad_output, out, want_z):
     common["scale"] = scale
     # pass 2: the loss of every row and its gradient against the global statistics
     _shard_run(x_rows, out_rows, _core.MODE_SHARD_GRAD, p.threads, target_prob=prob_rows,
-               in_place=in_place, target=y_local, ignore_index=_IGNORED, row_shard=glob, row_scale=row_scale,
-               row_loss=row_loss, row_z_loss=row_z, **common)
+               in_place=in_place, target=y_local, ignore_index=_IGNORED, row_shard=glob,
+               row_scale=row_scale, row_loss=row_loss, row_z_loss=row_z, **common)
     if copy_back:
         np.copyto(grad_moved, out_rows.reshape(grad_moved.shape))
     return row_loss, row_z, total_weight, grad
@@ -507,9 +509,9 @@ def cross_entropy(logits, target, *, vocab_comm=None, vocab_start=None, data_com
         probabilities (the logits' shape).
     vocab_comm : mpi4py.MPI.Comm or torch.distributed.ProcessGroup, optional
         The ranks over which the class axis is split.  Each holds the same
-        rows; per-class arrays (`weight`) are this rank's slice.  Traffic:
-        (3 + class weights + label smoothing) floats per row, probability
-        targets 4 (one MAX of one float per row, one SUM of the rest).
+        rows; per-class arrays (`weight`) are this rank's slice.  Traffic
+        per row: one float in a MAX, then 2 in a SUM (+1 with class weights,
+        +1 with label smoothing; probability targets 3, +1 with smoothing).
     vocab_start : int, optional
         This rank's first class.  By default the shards follow each other in
         rank order (their widths are exchanged: one small collective, which
@@ -518,9 +520,12 @@ def cross_entropy(logits, target, *, vocab_comm=None, vocab_start=None, data_com
         The ranks over which the rows are split: ``"mean"`` divides by the
         summed weights of the counted rows of all of them.  With
         `vocab_comm`, a 2-D grid (each rank in one of each).
-    axis, weight, sample_weight, ignore_index, reduction, label_smoothing, z_loss, softcap, temperature, num_threads, return_z_loss
+    axis, weight, sample_weight, ignore_index, reduction, label_smoothing
         As :func:`xentfast.cross_entropy`; label smoothing spreads over the
         whole vocabulary (ε/C, C the sum of the shards' widths).
+    z_loss, softcap, temperature, num_threads, return_z_loss
+        As :func:`xentfast.cross_entropy`; softcap and temperature act on
+        each logit, on its own shard.
 
     Returns
     -------
@@ -540,17 +545,18 @@ def cross_entropy(logits, target, *, vocab_comm=None, vocab_start=None, data_com
 
     Examples
     --------
-    Run with ``mpiexec -n 2 python script.py``; each rank holds half of the
-    classes of the same rows:
+    Two ranks, each with half of the classes of the same rows; saved as
+    ``vocab.py`` and run with ``mpiexec -n 2 python vocab.py``::
 
-    >>> from mpi4py import MPI  # doctest: +SKIP
-    >>> import numpy as np, xentfast.distributed as xd  # doctest: +SKIP
-    >>> comm = MPI.COMM_WORLD  # doctest: +SKIP
-    >>> logits = np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32)  # doctest: +SKIP
-    >>> mine = logits[:, 5 * comm.rank:5 * comm.rank + 5]  # doctest: +SKIP
-    >>> loss = xd.cross_entropy(mine, np.array([0, 3, 7, 9]), vocab_comm=comm)  # doctest: +SKIP
-    >>> bool(np.isclose(loss, xentfast.cross_entropy(logits, np.array([0, 3, 7, 9]))))  # doctest: +SKIP
-    True
+        import numpy as np, xentfast, xentfast.distributed as xd
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD
+        logits = np.random.default_rng(0).standard_normal((4, 10)).astype(np.float32)
+        target = np.array([0, 3, 7, 9])  # indices into all 10 classes
+        mine = logits[:, 5 * comm.rank:5 * comm.rank + 5]  # this rank's 5 classes
+        loss = xd.cross_entropy(mine, target, vocab_comm=comm)
+        assert np.isclose(loss, xentfast.cross_entropy(logits, target))
     """
     return _compute(logits, target, False, vocab_comm, vocab_start, data_comm, None, None,
                     return_z_loss,
@@ -582,15 +588,19 @@ def cross_entropy_and_grad(logits, target, *, vocab_comm=None, vocab_start=None,
 
     Examples
     --------
-    Run with ``mpiexec -n 2 python script.py``; each rank holds its own rows:
+    Two ranks, each with its own rows (the mean is over all of them); saved
+    as ``rows.py`` and run with ``mpiexec -n 2 python rows.py``::
 
-    >>> from mpi4py import MPI  # doctest: +SKIP
-    >>> import numpy as np, xentfast.distributed as xd  # doctest: +SKIP
-    >>> comm = MPI.COMM_WORLD  # doctest: +SKIP
-    >>> rows = np.random.default_rng(comm.rank).standard_normal((3, 8)).astype(np.float32)  # doctest: +SKIP
-    >>> loss, grad = xd.cross_entropy_and_grad(rows, np.array([1, 2, 3]), data_comm=comm)  # doctest: +SKIP
-    >>> grad.shape  # doctest: +SKIP
-    (3, 8)
+        import numpy as np, xentfast, xentfast.distributed as xd
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD
+        logits = np.random.default_rng(0).standard_normal((6, 8)).astype(np.float32)
+        target = np.array([1, 2, 3, 4, 5, 6])
+        rows = slice(3 * comm.rank, 3 * comm.rank + 3)  # this rank's 3 rows
+        loss, grad = xd.cross_entropy_and_grad(logits[rows], target[rows], data_comm=comm)
+        want, want_grad = xentfast.cross_entropy_and_grad(logits, target)
+        assert np.isclose(loss, want) and np.array_equal(grad, want_grad[rows])
     """
     return _compute(logits, target, True, vocab_comm, vocab_start, data_comm, grad_output, out,
                     return_z_loss,
