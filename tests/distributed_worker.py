@@ -14,8 +14,10 @@ failed, and rank 0 prints them, or "OK <checks>".
 Scenarios: vocab (uneven shard widths), data (uneven row counts, a rank
 whose rows are all ignored, a rank without rows), grid (2 x 2: both),
 errors (bad input raises on every rank), torch_autograd (the PyTorch
-autograd function and module; torch backend only), timing (prints the time
-of a vocabulary-sharded call; see the report).
+autograd function and module; torch backend only); and timings, which
+print: timing (a vocabulary-sharded 4096 x 128256 call and its traffic),
+single_timing (the same batch in one process; one rank), shard_timing (a
+shard's two passes against one pass; one rank).
 """
 from __future__ import annotations
 
@@ -547,6 +549,25 @@ def scenario_timing(world, ck):
                   f"{dt * 1e3:.0f} ms; per rank {traffic['floats']} floats reduced "
                   f"({traffic['floats'] / n:.2f} per row) and a gather of "
                   f"{traffic['gather_bytes']} bytes")
+
+
+def scenario_single_timing(world, ck):
+    """The single-process call on the whole batch that the timing scenario
+    shards (run it with one rank)."""
+    n, c = int(os.environ.get("XF_TIMING_ROWS", 4096)), int(os.environ.get("XF_TIMING_CLASSES",
+                                                                            128256))
+    x = np.random.default_rng(0).standard_normal((n, c), dtype=np.float32)
+    y = np.random.default_rng(0).integers(0, c, n)
+    out = np.empty_like(x)
+    threads = int(os.environ.get("XF_TIMING_THREADS", 1))
+    for label, fn in (("loss", lambda: xentfast.cross_entropy(x, y, num_threads=threads)),
+                      ("loss+grad", lambda: xentfast.cross_entropy_and_grad(
+                          x, y, out=out, num_threads=threads))):
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        print(f"{label}: {n}x{c} float32, one process ({threads} thread(s)): "
+              f"{(time.perf_counter() - t0) * 1e3:.0f} ms")
 
 
 def scenario_shard_timing(world, ck):
