@@ -35,6 +35,7 @@
 #include "xentfast/general_row.h"  /* temperature, smoothing, probabilities, entropy */
 #include "xentfast/softcap.h"      /* the softcap's transform and loops */
 #include "xentfast/rows_narrow.h"  /* rows of a few classes, one row per lane */
+#include "xentfast/rows_shard.h"   /* a vocabulary shard's two passes */
 #include "xentfast/rows.h"         /* the row loop: every plan but the split */
 #include "xentfast/rows_split.h"   /* a few long rows over the threads */
 #include "xentfast/elementwise.h"  /* BCE, MSE, and the maps for the accuracy tests */

@@ -23,8 +23,23 @@ enum xf_mode {
     XF_MODE_SOFTMAX = 2,     /* softmax row into out                          */
     XF_MODE_LOG_SOFTMAX = 3, /* log-softmax row into out                      */
     XF_MODE_LSE = 4,         /* per-row log-sum-exp only                      */
-    XF_MODE_EVAL = 5         /* per-row loss, lse, entropy, argmax            */
+    XF_MODE_EVAL = 5,        /* per-row loss, lse, entropy, argmax            */
+    XF_MODE_SHARD_STATS = 6, /* a vocabulary shard's per-row statistics into
+                              * row_shard (rows_shard.h)                       */
+    XF_MODE_SHARD_GRAD = 7   /* loss + gradient row of a vocabulary shard from
+                              * the row's global statistics in row_shard      */
 };
+
+/* A vocabulary shard's row statistics (XF_MODE_SHARD_STATS writes them per
+ * row, XF_MODE_SHARD_GRAD reads the global ones back): M and log S of the
+ * shard's z (lse = M + log S), the target's z (0 when the target is on
+ * another shard), sum w z, sum w p z, sum w p, and (read only) the target's
+ * class weight w_y.  rows_shard.h says how the shards' combine. */
+enum { XF_SHARD_M, XF_SHARD_LOG_S, XF_SHARD_ZY, XF_SHARD_WZ, XF_SHARD_WTZ, XF_SHARD_WT,
+       XF_SHARD_WY, XF_SHARD_DOUBLES };
+
+/* The target of a counted row whose class lies on another shard. */
+#define XF_TARGET_ELSEWHERE (-2)
 
 /* Segment length (elements) of the per-row online (max, sum-exp) pass.  A
  * row is cut into segments of this fixed size whatever the thread count, so
@@ -95,6 +110,9 @@ typedef struct xf_rows_args {
     double *row_z_loss;         /* per-row s * lam * lse^2, or NULL             */
     double *row_entropy;        /* per-row entropy of softmax(z), or NULL       */
     int64_t *row_argmax;        /* per-row argmax of the logits, or NULL        */
+    double *row_shard;          /* XF_SHARD_DOUBLES per row (the shard modes)   */
+    int64_t smoothing_classes;  /* the C of eps/C: the whole vocabulary under
+                                 * vocabulary sharding, 0 for n_classes         */
 } xf_rows_args;
 
 /* The algorithms of the row kernels; xf_plan() picks one per call (the

@@ -38,7 +38,8 @@ typedef struct xf_row_end {
 static inline xf_row_end xf_row_finish(const xf_rows_args *a, int64_t r, int64_t y, double w_y,
                                        const xf_row_stats *st) {
     const double eps = a->label_smoothing, lam = a->z_loss, W = a->weight_total;
-    const int64_t C = a->n_classes;
+    /* eps/C spreads over the whole vocabulary, also from one shard of it */
+    const int64_t C = a->smoothing_classes > 0 ? a->smoothing_classes : a->n_classes;
     const double M = st->M, log_S = st->log_S, lse = M + log_S;
     const double s_r = a->row_weight ? a->row_weight[r] : 1.0;
     const double zl = lam * lse * lse; /* also for lam = 0: NaN stays NaN */

@@ -143,7 +143,7 @@ static inline void XF_FN(row_opts)(XF_FN(general_opts) *o, const xf_rows_args *a
     o->w = (const XF_T *)a->class_weight;
     o->want_wz = a->label_smoothing != 0;
     o->want_ez = a->mode == XF_MODE_EVAL;
-    o->chain = a->mode == XF_MODE_GRAD && a->softcap != 0;
+    o->chain = (a->mode == XF_MODE_GRAD || a->mode == XF_MODE_SHARD_GRAD) && a->softcap != 0;
     o->keep_chain = o->chain && (a->target_prob != NULL || a->label_smoothing != 0);
 }
 
@@ -152,7 +152,8 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
                         void *scratch) {
     const int64_t C = a->n_classes;
     const int mode = a->mode, stream = a->streaming;
-    const int want_out = (mode == XF_MODE_GRAD || mode == XF_MODE_SOFTMAX);
+    const int grad = (mode == XF_MODE_GRAD || mode == XF_MODE_SHARD_GRAD);
+    const int want_out = (grad || mode == XF_MODE_SOFTMAX);
     const int general = plan >= XF_PLAN_GENERAL;
     const int prob = a->target_prob != NULL;
     XF_FN(general_opts) o;
@@ -176,11 +177,13 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
         if (a->target && y == a->ignore_index) { /* zero loss, zero gradient */
             xf_row_ignored(a, r);
             if (a->row_argmax) a->row_argmax[r] = XF_FN(row_argmax)(x, C);
-            if (mode == XF_MODE_GRAD)
-                XF_FN(write_segment)(out, NULL, NULL, NULL, NULL, C, 0, 0, 0, stream);
+            if (mode == XF_MODE_SHARD_STATS) XF_FN(shard_ignored)(a, r);
+            if (grad) XF_FN(write_segment)(out, NULL, NULL, NULL, NULL, C, 0, 0, 0, stream);
             continue;
         }
-        const double w_y = (a->target && o.w) ? (double)o.w[y] : 1.0;
+        /* y < 0 from here: probability targets, no targets, or (a shard's
+         * passes) a target on another shard */
+        double w_y = (a->target && o.w && y >= 0) ? (double)o.w[y] : 1.0;
         double M, S;
         XF_FN(sums_t) sums = {0, 0, 0, 0, 0};
         if (general) {
@@ -194,8 +197,7 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
         } else {
             XF_FN(row_stats)(x, C, want_out ? sc.e : NULL, want_out ? sc.seg_max : NULL, &M, &S);
         }
-        const double log_S = log(S);
-        if (a->row_lse) a->row_lse[r] = xf_row_lse(M, log_S);
+        double log_S = log(S);
         /* H = sum p (lse - z) = log S - sum e^{z-M} (z-M) / S */
         if (a->row_entropy) a->row_entropy[r] = log_S - sums.ez / S;
         if (a->row_argmax) a->row_argmax[r] = XF_FN(row_argmax)(x, C);
@@ -203,12 +205,24 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
         const double z_y = (prob || y < 0) ? 0.0
                            : general       ? XF_FN(transform1)(x[y], &o)
                                            : (double)x[y];
-        const xf_row_stats st = {M, log_S, z_y, sums.wz, sums.wtz, sums.wt};
-        const xf_row_end fin = xf_row_finish(a, r, y, w_y, &st);
+        xf_row_stats st = {M, log_S, z_y, sums.wz, sums.wtz, sums.wt};
+        if (mode == XF_MODE_SHARD_STATS) {
+            XF_FN(shard_store)(a, r, &st);
+            continue;
+        }
+        /* a shard's row ends, and its gradient is written, against the
+         * whole row's statistics: the exps in scratch are relative to this
+         * shard's segment maxima, which seg_factor() turns into global
+         * probabilities against the global M and log S */
+        const int64_t y_end = mode == XF_MODE_SHARD_GRAD ? XF_FN(shard_global)(a, r, y, &st, &w_y) : y;
+        M = st.M;
+        log_S = st.log_S;
+        if (a->row_lse) a->row_lse[r] = xf_row_lse(M, log_S);
+        const xf_row_end fin = xf_row_finish(a, r, y_end, w_y, &st);
         xf_row_store(a, r, &fin);
         /* a row with every class masked has no distribution: NaN out, as PyTorch */
         if (M == -INFINITY) M = NAN;
-        if (mode == XF_MODE_GRAD) {
+        if (grad) {
             const XF_FN(pending_t) row = XF_FN(gradient_row)(
                 a, &o, general, out, tp, &sc, y, w_y, z_y, M, log_S, xf_row_scale(a, r), &fin);
             if (defer) { /* written during the next row's loops (or after the last row) */

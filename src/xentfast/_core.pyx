@@ -42,6 +42,10 @@ MODE_SOFTMAX = XF_MODE_SOFTMAX
 MODE_LOG_SOFTMAX = XF_MODE_LOG_SOFTMAX
 MODE_LSE = XF_MODE_LSE
 MODE_EVAL = XF_MODE_EVAL
+MODE_SHARD_STATS = XF_MODE_SHARD_STATS
+MODE_SHARD_GRAD = XF_MODE_SHARD_GRAD
+SHARD_DOUBLES = XF_SHARD_DOUBLES
+TARGET_ELSEWHERE = XF_TARGET_ELSEWHERE
 OP_BCE = XF_OP_BCE
 OP_MSE = XF_OP_MSE
 OPENMP = bool(xf_omp_enabled)
@@ -279,7 +283,8 @@ def rows(x, out, const int64_t[::1] target, class_weight, int64_t ignore_index,
          double inv_temperature=1.0, double weight_total=0.0,
          const double[::1] row_weight=None, target_prob=None,
          double[::1] row_z_loss=None, double[::1] row_entropy=None,
-         int64_t[::1] row_argmax=None):
+         int64_t[::1] row_argmax=None, double[:, ::1] row_shard=None,
+         int64_t smoothing_classes=0):
     """Run one kernel over all rows of the 2-D array `x` (unit column stride).
 
     `out` and `target_prob` (or None) are 2-D arrays of x's shape and dtype
@@ -338,6 +343,8 @@ def rows(x, out, const int64_t[::1] target, class_weight, int64_t ignore_index,
     a.softcap = softcap
     a.inv_temperature = inv_temperature
     a.weight_total = weight_total
+    if mode == XF_MODE_SHARD_STATS or mode == XF_MODE_SHARD_GRAD:
+        _shard_rows(&a, row_shard, smoothing_classes)
     if n_rows == 0:
         return
     _run(&a, is_f32, num_threads)
@@ -789,3 +796,78 @@ def bound(int op, float[::1] x, float[::1] y, int num_threads):
         total += part[k]
     free(part)
     return total
+
+# --------------------------------------------------------------------------
+# a vocabulary shard (xentfast.distributed, include/xentfast/rows_shard.h)
+
+from libc.math cimport NAN
+
+cdef int _shard_rows(xf_rows_args *a, double[:, ::1] row_shard,
+                     int64_t smoothing_classes) except -1:
+    """The shard modes' fields of `a`: the per-row statistics and the whole
+    vocabulary's size."""
+    if row_shard is None or row_shard.shape[0] != a.n_rows or row_shard.shape[1] != XF_SHARD_DOUBLES:
+        raise ValueError("internal: row_shard must be (n_rows, SHARD_DOUBLES) float64")
+    if a.n_rows:
+        a.row_shard = &row_shard[0, 0]
+    a.smoothing_classes = smoothing_classes
+    return 0
+
+
+def shard_finish(const double[:, ::1] row_shard, const int64_t[::1] target,
+                 int64_t ignore_index, double[::1] row_loss, double[::1] row_z_loss,
+                 double[::1] row_lse, *, bint target_prob, int64_t smoothing_classes,
+                 double label_smoothing=0.0, double z_loss=0.0, double weight_total=0.0,
+                 const double[::1] row_weight=None):
+    """Rows' loss, z-loss and lse from their combined shard statistics
+    (`row_shard`, as XF_MODE_SHARD_GRAD reads them) by the kernels' own row
+    end (row_finish.h): the loss of a vocabulary-sharded call without a
+    second pass over the logits.  `target` holds the rows' targets
+    (ignore_index for ignored rows; any other value counts) or is empty for
+    probability targets; `row_z_loss` and `row_lse` may be empty."""
+    cdef xf_rows_args a
+    cdef xf_row_stats st
+    cdef xf_row_end end
+    cdef int64_t n_rows = row_shard.shape[0], r, y
+    cdef const double *s
+    cdef char dummy = 0
+    if row_shard.shape[1] != XF_SHARD_DOUBLES or row_loss.shape[0] != n_rows:
+        raise ValueError("internal: shard_finish's shapes")
+    if not target_prob and target.shape[0] != n_rows:
+        raise ValueError("internal: shard_finish's targets")
+    memset(&a, 0, sizeof(a))
+    a.n_rows = n_rows
+    a.n_classes = smoothing_classes
+    a.smoothing_classes = smoothing_classes
+    a.label_smoothing = label_smoothing
+    a.z_loss = z_loss
+    a.weight_total = weight_total
+    a.inv_temperature = 1.0
+    a.target_prob = <const void *>&dummy if target_prob else NULL  # only tested for NULL
+    a.row_weight = _const_row_ptr(row_weight, n_rows, "row_weight")
+    cdef bint want_z = row_z_loss.shape[0] != 0, want_lse = row_lse.shape[0] != 0
+    if (want_z and row_z_loss.shape[0] != n_rows) or (want_lse and row_lse.shape[0] != n_rows):
+        raise ValueError("internal: shard_finish's per-row outputs")
+    with nogil:
+        for r in range(n_rows):
+            y = -1 if target_prob else target[r]
+            if not target_prob and y == ignore_index:
+                row_loss[r] = 0.0
+                if want_z:
+                    row_z_loss[r] = 0.0
+                if want_lse:
+                    row_lse[r] = NAN
+                continue
+            s = &row_shard[r, 0]
+            st.M = s[XF_SHARD_M]
+            st.log_S = s[XF_SHARD_LOG_S]
+            st.z_y = s[XF_SHARD_ZY]
+            st.wz = s[XF_SHARD_WZ]
+            st.wtz = s[XF_SHARD_WTZ]
+            st.wt = s[XF_SHARD_WT]
+            end = xf_row_finish(&a, r, -1 if target_prob else 0, s[XF_SHARD_WY], &st)
+            row_loss[r] = end.loss
+            if want_z:
+                row_z_loss[r] = end.z_loss
+            if want_lse:
+                row_lse[r] = xf_row_lse(st.M, st.log_S)

@@ -31,6 +31,8 @@ cdef extern from "xentfast/kernels.h" nogil:
         double *row_z_loss
         double *row_entropy
         int64_t *row_argmax
+        double *row_shard
+        int64_t smoothing_classes
     ctypedef enum xf_plan_kind:
         XF_PLAN_PLAIN
         XF_PLAN_NARROW
@@ -99,6 +101,18 @@ cdef extern from "xentfast/kernels.h" nogil:
     int xf_select_backend(const char *name)
     const xf_kernel_table *xf_table()
     int XF_MODE_LOSS, XF_MODE_GRAD, XF_MODE_SOFTMAX, XF_MODE_LOG_SOFTMAX, XF_MODE_LSE, XF_MODE_EVAL
+    int XF_MODE_SHARD_STATS, XF_MODE_SHARD_GRAD
+    int XF_SHARD_M, XF_SHARD_LOG_S, XF_SHARD_ZY, XF_SHARD_WZ, XF_SHARD_WTZ, XF_SHARD_WT
+    int XF_SHARD_WY, XF_SHARD_DOUBLES, XF_TARGET_ELSEWHERE
+
+cdef extern from "xentfast/row_finish.h" nogil:
+    ctypedef struct xf_row_stats:
+        double M, log_S, z_y, wz, wtz, wt
+    ctypedef struct xf_row_end:
+        double loss, z_loss, A, alpha, beta, hit
+    xf_row_end xf_row_finish(const xf_rows_args *a, int64_t r, int64_t y, double w_y,
+                             const xf_row_stats *st)
+    double xf_row_lse(double M, double log_S)
     int XF_OP_BCE, XF_OP_MSE
     int XF_CPU_SSE2, XF_CPU_AVX, XF_CPU_AVX2, XF_CPU_FMA, XF_CPU_AVX512F
     int XF_CPU_AVX512DQ, XF_CPU_AVX512BW, XF_CPU_AVX512VL, XF_CPU_OS_AVX, XF_CPU_OS_AVX512

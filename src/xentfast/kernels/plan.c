@@ -12,8 +12,8 @@
  * general row? can the narrow and split kernels honour it?) and then
  * counted here.  tests/test_plan.py checks every option against the oracle
  * on every plan. */
-typedef char xf_rows_args_has_26_fields_known_to_the_plan
-    [sizeof(xf_rows_args) == 6 * sizeof(int64_t) + 12 * sizeof(void *) + 6 * sizeof(double) +
+typedef char xf_rows_args_has_28_fields_known_to_the_plan
+    [sizeof(xf_rows_args) == 7 * sizeof(int64_t) + 13 * sizeof(void *) + 6 * sizeof(double) +
                                  2 * sizeof(int)
          ? 1
          : -1];
@@ -39,6 +39,9 @@ xf_plan_kind xf_plan(const xf_rows_args *a, const xf_caps *caps, int n_threads) 
     if (a->label_smoothing != 0 || a->target_prob != NULL || a->inv_temperature != 1 ||
         a->mode == XF_MODE_EVAL || a->row_entropy != NULL || a->row_argmax != NULL)
         return XF_PLAN_GENERAL;
+    /* a vocabulary shard's two passes (rows_shard.h) end every row through
+     * the row loop: neither the narrow rows nor the split fold know them */
+    if (a->mode == XF_MODE_SHARD_STATS || a->mode == XF_MODE_SHARD_GRAD) return XF_PLAN_PLAIN;
     /* what is left: index targets (or none), class and row weights, z-loss,
      * per-row scales, which every plain-loss kernel honours */
     if (C <= caps->narrow_max && a->x_stride == C &&
