@@ -42,6 +42,8 @@ class Options(NamedTuple):
 
 
 def check_cpu(t: Tensor, name: str) -> None:
+    if type(t) is torch.Tensor and t.is_cpu:  # the common case, without a device object
+        return
     if t.device.type != "cpu":
         raise TypeError(
             f"{name} is on device {t.device}, but xentfast runs on the CPU: move it with "
@@ -50,9 +52,9 @@ def check_cpu(t: Tensor, name: str) -> None:
 
 def numpy_view(t: Tensor, name: str) -> np.ndarray:
     """A NumPy view of a CPU tensor's memory (no copy, strides kept); bfloat16 through
-    ml_dtypes."""
-    check_cpu(t, name)
-    t = t.detach()
+    ml_dtypes.  The caller has checked the device."""
+    if t.requires_grad:
+        t = t.detach()
     if t.dtype == torch.bfloat16:
         if _NP_BFLOAT16 is None:
             raise TypeError(f"{name} is bfloat16: install ml_dtypes (pip install ml_dtypes) "
@@ -61,12 +63,19 @@ def numpy_view(t: Tensor, name: str) -> np.ndarray:
     return t.numpy()
 
 
+_NUMPY_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64),
+                 torch.float16: np.dtype(np.float16)}
+
+
 def tensor_from(value: Any, dtype: torch.dtype) -> Tensor:
     """A loss from xentfast (a Python float or an ndarray) as a tensor of `dtype`."""
     if isinstance(value, np.ndarray):
         if value.dtype == _NP_BFLOAT16:
             return torch.from_numpy(value.view(np.int16)).view(torch.bfloat16)
         return torch.from_numpy(value).to(dtype)
+    np_dtype = _NUMPY_DTYPES.get(dtype)
+    if np_dtype is not None:  # a few microseconds less than torch.tensor
+        return torch.from_numpy(np.array(value, dtype=np_dtype))
     return torch.tensor(value, dtype=dtype)
 
 
@@ -119,13 +128,13 @@ def loss_and_grad(input: Tensor, target: Tensor, weight: Optional[Tensor],
                                  compute_grad=True, out=out)
     kw = _kwargs(opts, weight, sample_weight, return_z_loss)
     x = numpy_view(input, "input")
-    if out is None:
-        out = empty_grad(input, opts.axis)
-    g = x if out is input else numpy_view(out, "out")
+    g = None if out is None else x if out is input else numpy_view(out, "out")
     result: Any = xentfast.cross_entropy_and_grad(x, numpy_view(target, "target"), out=g,
                                                   **kw)
     loss = tensor_from(result[0], input.dtype)
     zpart = tensor_from(result[1], input.dtype) if return_z_loss else None
+    if out is None:  # xentfast's new array: classes contiguous, as empty_grad()
+        out = tensor_from(result[-1], input.dtype)
     return loss, zpart, out
 
 
@@ -242,9 +251,11 @@ def grad_formula(input: Tensor, target: Tensor, weight: Optional[Tensor],
     else:
         counted = target != opts.ignore_index
         y = torch.where(counted, target, 0).long()
-        w_full = torch.ones(n_classes, dtype=compute) if w is None else w
-        wy = torch.where(counted, w_full[y], 0)
-        a = torch.nn.functional.one_hot(y, n_classes).to(compute) * ((1 - eps) * wy)[..., None]
+        # one-hot by comparison: no data-dependent indexing, so vmap can batch it
+        hot = (torch.arange(n_classes, device=x.device) == y[..., None]).to(compute)
+        w_full = torch.ones(n_classes, dtype=compute, device=x.device) if w is None else w
+        wy = torch.where(counted, (hot * w_full).sum(-1), 0)
+        a = hot * ((1 - eps) * wy)[..., None]
         if eps:
             a = a + (eps / n_classes) * w_full * counted[..., None].to(compute)
         if opts.reduction == "mean":

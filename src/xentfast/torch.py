@@ -57,8 +57,8 @@ __all__ = ["CrossEntropyLoss", "cross_entropy"]
 # of compilers and export, functorch wrappers, other subclasses) goes through the
 # custom operator.
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
-_is_functorch_wrapped: Callable[[torch.Tensor], bool] = \
-    torch._C._functorch.is_functorch_wrapped_tensor
+# the innermost active torch.func transform (grad, vmap, ...), None outside them
+_functorch_interpreter: Callable[[], Any] = torch._C._functorch.peek_interpreter_stack
 _dispatch_modes: Callable[[], int] = torch._C._len_torch_dispatch_stack
 _is_compiling: Callable[[], bool] = torch.compiler.is_compiling
 
@@ -67,7 +67,7 @@ def _traced(t: torch.Tensor) -> bool:
     """True when `t` is being traced or transformed (torch.compile, torch.export,
     make_fx, torch.func): its memory cannot, or must not, be read here."""
     return (_is_compiling() or type(t) not in _PLAIN_TENSOR_TYPES
-            or _is_functorch_wrapped(t) or _dispatch_modes() > 0)
+            or _functorch_interpreter() is not None or _dispatch_modes() > 0)
 
 
 class _FusedCrossEntropy(torch.autograd.Function):
@@ -131,8 +131,42 @@ class _FusedCrossEntropy(torch.autograd.Function):
         return (grad,) + none
 
 
-# torch's Function.apply carries no annotations; this is its signature here
+class _FunctorchCrossEntropy(torch.autograd.Function):
+    """torch.func path (grad, vmap, jacrev, ...): the loss from the custom operator, the
+    gradient from the differentiable formula (functorch builds a graph of every
+    backward pass, so a fused gradient would be computed for nothing)."""
+
+    generate_vmap_rule = True  # forward: the operator's vmap rule; backward: torch ops
+
+    @staticmethod
+    def forward(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor],
+                sample_weight: Optional[torch.Tensor], opts: Options,
+                return_z_loss: bool) -> Any:
+        loss, zpart, _ = _ops.cross_entropy_op(
+            input, target, weight, sample_weight, opts.axis, opts.reduction,
+            opts.ignore_index, float(opts.label_smoothing), float(opts.z_loss),
+            None if opts.softcap is None else float(opts.softcap), float(opts.temperature),
+            opts.num_threads, False)
+        return (loss, zpart) if return_z_loss else loss
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        input, target, weight, sample_weight, opts, return_z_loss = inputs
+        ctx.opts = opts
+        ctx.save_for_backward(input, target, weight, sample_weight)
+        if return_z_loss:
+            ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor, *unused: Any) -> Any:
+        input, target, weight, sample_weight = ctx.saved_tensors
+        grad = _ops.grad_formula(input, target, weight, sample_weight, ctx.opts, grad_loss)
+        return (grad,) + (None,) * 5
+
+
+# torch's Function.apply carries no annotations; these are their signatures here
 _apply_fused: Callable[..., Any] = _FusedCrossEntropy.apply
+_apply_functorch: Callable[..., Any] = _FunctorchCrossEntropy.apply
 
 
 @overload
@@ -281,12 +315,12 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
     grad_enabled = torch.is_grad_enabled()
-    if grad_enabled:
-        for name, t in (("target", target), ("weight", weight),
-                        ("sample_weight", sample_weight)):
-            if isinstance(t, torch.Tensor) and t.requires_grad:
-                raise ValueError(f"{name} requires grad, but xentfast.torch differentiates "
-                                 f"only with respect to input: pass {name}.detach()")
+    if grad_enabled and (target.requires_grad or (weight is not None and weight.requires_grad)
+                         or (sample_weight is not None and sample_weight.requires_grad)):
+        name = ("target" if target.requires_grad else "weight"
+                if weight is not None and weight.requires_grad else "sample_weight")
+        raise ValueError(f"{name} requires grad, but xentfast.torch differentiates "
+                         f"only with respect to input: pass {name}.detach()")
     if torch.is_autocast_enabled("cpu"):
         # cross_entropy is on autocast's float32 list: half tensors are widened first
         # (differentiably: the gradient reaches the logits in their own dtype)
@@ -300,15 +334,19 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
                    z_loss, softcap, temperature, num_threads)
     needs_grad = grad_enabled and input.requires_grad
     if _traced(input):
+        if not _is_compiling() and _functorch_interpreter() is not None:
+            result = _apply_functorch(input, target, weight, sample_weight, opts, return_z_loss)
+            return result
         loss, zpart, _ = _ops.cross_entropy_op(
             input, target, weight, sample_weight, opts.axis, reduction, ignore_index,
             float(label_smoothing), float(z_loss),
             None if softcap is None else float(softcap), float(temperature), num_threads,
-            needs_grad and not _is_functorch_wrapped(input))
+            needs_grad)
         return (loss, zpart) if return_z_loss else loss
-    for name, t in (("weight", weight), ("sample_weight", sample_weight)):
-        if t is not None:
-            check_cpu(t, name)
+    if weight is not None:
+        check_cpu(weight, "weight")
+    if sample_weight is not None:
+        check_cpu(sample_weight, "sample_weight")
     if needs_grad:
         if inplace_backward:
             _check_inplace(input)
