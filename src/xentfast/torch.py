@@ -153,7 +153,9 @@ class _FunctorchCrossEntropy(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         input, target, weight, sample_weight, opts, return_z_loss = inputs
         ctx.opts = opts
+        ctx.return_z_loss = return_z_loss
         ctx.save_for_backward(input, target, weight, sample_weight)
+        ctx.save_for_forward(input, target, weight, sample_weight)
         if return_z_loss:
             ctx.mark_non_differentiable(output[1])
 
@@ -162,6 +164,20 @@ class _FunctorchCrossEntropy(torch.autograd.Function):
         input, target, weight, sample_weight = ctx.saved_tensors
         grad = _ops.grad_formula(input, target, weight, sample_weight, ctx.opts, grad_loss)
         return (grad,) + (None,) * 5
+
+    @staticmethod
+    def jvp(ctx: Any, input_tangent: torch.Tensor, *unused: Any) -> Any:
+        """Forward mode (jvp, jacfwd, hessian): each row's loss changes by its
+        gradient . the row's tangent."""
+        input, target, weight, sample_weight = ctx.saved_tensors
+        opts: Options = ctx.opts
+        ones = torch.ones((), dtype=input.dtype, device=input.device)
+        if opts.reduction == "none":
+            ones = ones.expand(_ops.loss_shape(input, target, opts.axis, "none"))
+        grad = _ops.grad_formula(input, target, weight, sample_weight, opts, ones)
+        product = grad * input_tangent
+        tangent = (product.sum(opts.axis) if opts.reduction == "none" else product.sum())
+        return (tangent, None) if ctx.return_z_loss else tangent
 
 
 # torch's Function.apply carries no annotations; these are their signatures here
