@@ -72,7 +72,7 @@ def tensor_from(value: Any, dtype: torch.dtype) -> Tensor:
     if isinstance(value, np.ndarray):
         if value.dtype == _NP_BFLOAT16:
             return torch.from_numpy(value.view(np.int16)).view(torch.bfloat16)
-        return torch.from_numpy(value).to(dtype)
+        return torch.from_numpy(value)  # xentfast returns arrays in the logits' dtype
     np_dtype = _NUMPY_DTYPES.get(dtype)
     if np_dtype is not None:  # a few microseconds less than torch.tensor
         return torch.from_numpy(np.array(value, dtype=np_dtype))

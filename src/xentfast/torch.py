@@ -44,9 +44,11 @@ keyword-only arguments and optional tensors; TorchScript is deprecated in favour
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, Optional, overload
+from typing import Any, Callable, Literal, NamedTuple, Optional, overload
 
 import torch
+
+import xentfast
 
 from . import _torch_ops as _ops
 from ._torch_ops import FLOAT_DTYPES, LOW_PRECISION, REDUCTIONS, Options, check_cpu
@@ -57,10 +59,14 @@ __all__ = ["CrossEntropyLoss", "cross_entropy"]
 # of compilers and export, functorch wrappers, other subclasses) goes through the
 # custom operator.
 _PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+# a tensor that escaped a torch.func transform (Function.apply unwraps it)
+_is_functorch_wrapped: Callable[[torch.Tensor], bool] = \
+    torch._C._functorch.is_functorch_wrapped_tensor
 # the innermost active torch.func transform (grad, vmap, ...), None outside them
 _functorch_interpreter: Callable[[], Any] = torch._C._functorch.peek_interpreter_stack
 _dispatch_modes: Callable[[], int] = torch._C._len_torch_dispatch_stack
 _is_compiling: Callable[[], bool] = torch.compiler.is_compiling
+_autocast_enabled: Callable[[str], bool] = torch.is_autocast_enabled
 
 
 def _traced(t: torch.Tensor) -> bool:
@@ -70,15 +76,37 @@ def _traced(t: torch.Tensor) -> bool:
             or _functorch_interpreter() is not None or _dispatch_modes() > 0)
 
 
+class _Call(NamedTuple):
+    """The arguments of one eager call besides the input and target tensors."""
+
+    weight: Optional[torch.Tensor]
+    sample_weight: Optional[torch.Tensor]
+    opts: Options
+    return_z_loss: bool
+    inplace: bool
+    plain: bool  # no weights or options: the shortest way through
+
+
 class _FusedCrossEntropy(torch.autograd.Function):
     """Eager path: fused loss + gradient forward, a scaling backward."""
 
     @staticmethod
-    def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor,
-                weight: Optional[torch.Tensor], sample_weight: Optional[torch.Tensor],
-                opts: Options, return_z_loss: bool, inplace: bool) -> Any:
-        loss, zpart, grad = _ops.loss_and_grad(input, target, weight, sample_weight, opts,
-                                               return_z_loss, out=input if inplace else None)
+    def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor, call: _Call) -> Any:
+        # the other arguments travel in one object: Function.apply walks its arguments
+        weight, sample_weight, opts, return_z_loss, inplace, plain = call
+        if plain and not inplace:
+            # the common call, in as few steps as possible (small calls are all overhead)
+            loss_np, grad_np = xentfast.cross_entropy_and_grad(
+                input.detach().numpy(), _ops.numpy_view(target, "target"), axis=opts.axis,
+                reduction=opts.reduction, ignore_index=opts.ignore_index,
+                num_threads=opts.num_threads)
+            loss = _ops.tensor_from(loss_np, input.dtype)
+            grad = torch.from_numpy(grad_np)
+            zpart = None
+        else:
+            loss, zpart, grad = _ops.loss_and_grad(input, target, weight, sample_weight, opts,
+                                                   return_z_loss,
+                                                   out=input if inplace else None)
         ctx.grad = grad
         ctx.opts = opts
         ctx.inplace = inplace
@@ -95,7 +123,7 @@ class _FusedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, *unused: Any) -> Any:
-        none = (None,) * 6
+        none = (None, None)
         opts: Options = ctx.opts
         if torch.is_grad_enabled():
             # create_graph=True: the gradient must itself be differentiable
@@ -182,6 +210,14 @@ class _FunctorchCrossEntropy(torch.autograd.Function):
 
 # torch's Function.apply carries no annotations; these are their signatures here
 _apply_fused: Callable[..., Any] = _FusedCrossEntropy.apply
+try:
+    # Function.apply without its Python prologue (setup_context binding, torch.func
+    # checks), which costs a few microseconds per call: what Function.apply itself
+    # calls when no torch.func transform is active, as on the eager path
+    _apply_fused_direct: Callable[..., Any] = super(  # type: ignore[misc]
+        torch.autograd.Function, _FusedCrossEntropy).apply
+except AttributeError:  # pragma: no cover - a torch without that layout
+    _apply_fused_direct = _apply_fused
 _apply_functorch: Callable[..., Any] = _FunctorchCrossEntropy.apply
 
 
@@ -322,9 +358,14 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
     check_cpu(input, "input")
     check_cpu(target, "target")
-    if input.dtype not in FLOAT_DTYPES:
+    if weight is not None:
+        check_cpu(weight, "weight")
+    if sample_weight is not None:
+        check_cpu(sample_weight, "sample_weight")
+    dtype = input.dtype
+    if dtype not in FLOAT_DTYPES:
         raise TypeError(f"input must be a float16, bfloat16, float32 or float64 tensor, got "
-                        f"{input.dtype} (convert it with .float())")
+                        f"{dtype} (convert it with .float())")
     if input.ndim == 0:
         raise ValueError("input must have at least one dimension (the classes), got a 0-d "
                          "tensor")
@@ -337,11 +378,12 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
                 if weight is not None and weight.requires_grad else "sample_weight")
         raise ValueError(f"{name} requires grad, but xentfast.torch differentiates "
                          f"only with respect to input: pass {name}.detach()")
-    if torch.is_autocast_enabled("cpu"):
+    if _autocast_enabled("cpu"):
         # cross_entropy is on autocast's float32 list: half tensors are widened first
         # (differentiably: the gradient reaches the logits in their own dtype)
-        if input.dtype in LOW_PRECISION:
+        if dtype in LOW_PRECISION:
             input = input.float()
+            dtype = torch.float32
         if target.dtype in LOW_PRECISION:
             target = target.float()
         if weight is not None and weight.dtype in LOW_PRECISION:
@@ -359,15 +401,16 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
             None if softcap is None else float(softcap), float(temperature), num_threads,
             needs_grad)
         return (loss, zpart) if return_z_loss else loss
-    if weight is not None:
-        check_cpu(weight, "weight")
-    if sample_weight is not None:
-        check_cpu(sample_weight, "sample_weight")
     if needs_grad:
         if inplace_backward:
             _check_inplace(input)
-        result: Any = _apply_fused(input, target, weight, sample_weight, opts, return_z_loss,
-                                   inplace_backward)
+        plain = (weight is None and sample_weight is None and not return_z_loss
+                 and (dtype is torch.float32 or dtype is torch.float64)
+                 and label_smoothing == 0.0 and z_loss == 0.0 and softcap is None
+                 and temperature == 1.0)
+        apply = _apply_fused if _is_functorch_wrapped(input) else _apply_fused_direct
+        result: Any = apply(input, target, _Call(weight, sample_weight, opts, return_z_loss,
+                                                 inplace_backward, plain))
         return result
     # no graph to record (inference, torch.no_grad()): the loss alone
     loss, zpart = _ops.loss_only(input, target, weight, sample_weight, opts, return_z_loss)
