@@ -63,8 +63,9 @@ def numpy_view(t: Tensor, name: str) -> np.ndarray:
     return t.numpy()
 
 
-_NUMPY_DTYPES = {torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64),
-                 torch.float16: np.dtype(np.float16)}
+_NUMPY_DTYPES: dict[torch.dtype, np.dtype[Any]] = {
+    torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64),
+    torch.float16: np.dtype(np.float16)}
 
 
 def tensor_from(value: Any, dtype: torch.dtype) -> Tensor:
@@ -124,8 +125,10 @@ def loss_and_grad(input: Tensor, target: Tensor, weight: Optional[Tensor],
     The gradient goes to `out` (``out is input`` overwrites the logits), else to a new
     tensor."""
     if input.dtype == torch.bfloat16 and _NP_BFLOAT16 is None:
-        return _widened_bfloat16(input, target, weight, sample_weight, opts, return_z_loss,
-                                 compute_grad=True, out=out)
+        loss, zpart, grad = _widened_bfloat16(input, target, weight, sample_weight, opts,
+                                              return_z_loss, compute_grad=True, out=out)
+        assert grad is not None
+        return loss, zpart, grad
     kw = _kwargs(opts, weight, sample_weight, return_z_loss)
     x = numpy_view(input, "input")
     g = None if out is None else x if out is input else numpy_view(out, "out")

@@ -96,12 +96,12 @@ class _FusedCrossEntropy(torch.autograd.Function):
         weight, sample_weight, opts, return_z_loss, inplace, plain = call
         if plain and not inplace:
             # the common call, in as few steps as possible (small calls are all overhead)
-            loss_np, grad_np = xentfast.cross_entropy_and_grad(
+            fused: Any = xentfast.cross_entropy_and_grad(
                 input.detach().numpy(), _ops.numpy_view(target, "target"), axis=opts.axis,
                 reduction=opts.reduction, ignore_index=opts.ignore_index,
                 num_threads=opts.num_threads)
-            loss = _ops.tensor_from(loss_np, input.dtype)
-            grad = torch.from_numpy(grad_np)
+            loss = _ops.tensor_from(fused[0], input.dtype)
+            grad = torch.from_numpy(fused[1])
             zpart = None
         else:
             loss, zpart, grad = _ops.loss_and_grad(input, target, weight, sample_weight, opts,
@@ -133,8 +133,10 @@ class _FusedCrossEntropy(torch.autograd.Function):
                     "input with the gradient, so it has no second derivative: call it "
                     "without inplace_backward to differentiate twice (create_graph=True)")
             (input,) = ctx.saved_tensors
+            target, weight, sample_weight = ctx.others
             ctx.grad = None
-            return (_ops.grad_formula(input, *ctx.others, opts, grad_loss),) + none
+            return (_ops.grad_formula(input, target, weight, sample_weight, opts, grad_loss),) \
+                + none
         grad: Optional[torch.Tensor] = ctx.grad
         if grad is None:
             if ctx.inplace:
@@ -146,7 +148,9 @@ class _FusedCrossEntropy(torch.autograd.Function):
             # a second backward pass through a retained graph: the first one consumed
             # the buffer, so compute the gradient again
             (input,) = ctx.saved_tensors
-            grad = _ops.loss_and_grad(input.detach(), *ctx.others, opts, False)[2]
+            target, weight, sample_weight = ctx.others
+            grad = _ops.loss_and_grad(input.detach(), target, weight, sample_weight, opts,
+                                      False)[2]
         ctx.grad = None  # hand the buffer over: no reference to it stays in the graph
         if opts.reduction == "none":
             if not bool(torch.all(grad_loss == 1)):
@@ -214,7 +218,7 @@ try:
     # Function.apply without its Python prologue (setup_context binding, torch.func
     # checks), which costs a few microseconds per call: what Function.apply itself
     # calls when no torch.func transform is active, as on the eager path
-    _apply_fused_direct: Callable[..., Any] = super(  # type: ignore[misc]
+    _apply_fused_direct: Callable[..., Any] = super(
         torch.autograd.Function, _FusedCrossEntropy).apply
 except AttributeError:  # pragma: no cover - a torch without that layout
     _apply_fused_direct = _apply_fused
@@ -391,10 +395,11 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
     opts = Options(0 if input.ndim == 1 else 1, reduction, ignore_index, label_smoothing,
                    z_loss, softcap, temperature, num_threads)
     needs_grad = grad_enabled and input.requires_grad
+    result: Any
     if _traced(input):
         if not _is_compiling() and _functorch_interpreter() is not None:
             result = _apply_functorch(input, target, weight, sample_weight, opts, return_z_loss)
-            return result
+            return result  # type: ignore[no-any-return]
         loss, zpart, _ = _ops.cross_entropy_op(
             input, target, weight, sample_weight, opts.axis, reduction, ignore_index,
             float(label_smoothing), float(z_loss),
@@ -409,9 +414,9 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
                  and label_smoothing == 0.0 and z_loss == 0.0 and softcap is None
                  and temperature == 1.0)
         apply = _apply_fused if _is_functorch_wrapped(input) else _apply_fused_direct
-        result: Any = apply(input, target, _Call(weight, sample_weight, opts, return_z_loss,
+        result = apply(input, target, _Call(weight, sample_weight, opts, return_z_loss,
                                                  inplace_backward, plain))
-        return result
+        return result  # type: ignore[no-any-return]
     # no graph to record (inference, torch.no_grad()): the loss alone
     loss, zpart = _ops.loss_only(input, target, weight, sample_weight, opts, return_z_loss)
     return (loss, zpart) if return_z_loss else loss  # type: ignore[return-value]
