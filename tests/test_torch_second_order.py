@@ -184,3 +184,27 @@ def test_second_derivative_after_inplace_backward_raises():
     loss = xt.cross_entropy(x @ w, t, inplace_backward=True)
     with pytest.raises(RuntimeError, match="inplace_backward.*second derivative"):
         torch.autograd.grad(loss, w, create_graph=True)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"softcap": 3.0}, {"label_smoothing": 0.1},
+                                    {"z_loss": 0.1, "temperature": 0.5}])
+def test_create_graph_gradient_on_adversarial_inputs(kwargs):
+    """Masked (-inf) classes, a NaN row, huge and equal logits, C = 1, N = 0: the
+    differentiable formula gives the fused pass's gradient (NaN where it is NaN)."""
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(6, 5, generator=g, dtype=DT)
+    x[:, 1] = -float("inf")
+    x[2, 3] = float("nan")
+    x[3] = 1e4
+    x[4] = torch.tensor([3e2, -float("inf"), -3e2, 0.0, 1.0])
+    cases = [(x, torch.tensor([0, 2, 3, 4, 0, 2])),
+             (torch.randn(3, 1, generator=g, dtype=DT), torch.zeros(3, dtype=torch.long)),
+             (torch.randn(0, 4, dtype=DT), torch.zeros(0, dtype=torch.long))]
+    for logits, t in cases:
+        grads = []
+        for create_graph in (False, True):
+            xi = logits.clone().requires_grad_()
+            (gx,) = torch.autograd.grad(xt.cross_entropy(xi, t, reduction="sum", **kwargs),
+                                        xi, create_graph=create_graph)
+            grads.append(gx.detach())
+        torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-14, equal_nan=True)
