@@ -26,11 +26,13 @@ How it runs.
   (``create_graph=True``, ``torch.autograd.functional.hessian``, ``gradgradcheck``),
   the backward pass computes the gradient again with differentiable torch operations
   (the same formula), so that autograd can differentiate it once more.
-* ``torch.compile`` (also with ``fullgraph=True``), ``torch.export`` and ``torch.func``
-  (``grad``, ``vmap``, ``jacrev``, ...) see the custom operator
-  ``torch.ops.xentfast.cross_entropy``, with a fake (meta) implementation, an autograd
-  formula and a vmap rule (one call per batch entry).  The adapter takes that route by
-  itself whenever it is traced or transformed.
+* ``torch.compile`` (also with ``fullgraph=True``) and ``torch.export`` see the custom
+  operator ``torch.ops.xentfast.cross_entropy`` (loss, z-loss part and fused gradient
+  in one call), with a fake (meta) implementation, an autograd formula (the compiled
+  backward multiplies the saved gradient) and a vmap rule (one call per batch entry).
+  Under ``torch.func`` (``grad``, ``vmap``, ``jacrev``, ``jvp``, ``hessian``) the loss
+  comes from that operator and the derivatives from the differentiable formula.  The
+  adapter takes these routes by itself whenever it is traced or transformed.
 * Under ``torch.autocast("cpu", ...)`` float16/bfloat16 tensors are widened to float32
   first, as autocast does for ``F.cross_entropy`` (an op of its float32 list): the
   loss is float32, the gradient reaches the logits in their own dtype.  Outside
