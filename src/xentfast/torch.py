@@ -3,142 +3,228 @@
 ``import xentfast`` never imports torch; ``import xentfast.torch`` does.
 
 :func:`cross_entropy` and :class:`CrossEntropyLoss` are drop-in replacements for
-``torch.nn.functional.cross_entropy`` and ``torch.nn.CrossEntropyLoss`` on CPU
-float32/float64 tensors: the same layout (classes along dim 1 of ``(N, C, d1, ...)``,
-or dim 0 of a single ``(C,)`` row), the same semantics (class weights,
-``ignore_index``, reductions, label smoothing, index or probability targets), the same
-results to float tolerance, plus xentfast's options (``sample_weight``, ``z_loss``,
-``softcap``, ``temperature``, ``num_threads``).
+``torch.nn.functional.cross_entropy`` and ``torch.nn.CrossEntropyLoss`` on CPU tensors
+(float32, float64, float16, bfloat16): the same layout (classes along dim 1 of
+``(N, C, d1, ...)``, or dim 0 of a single ``(C,)`` row), the same semantics (class
+weights, ``ignore_index``, reductions, label smoothing, index or probability targets),
+the same results to float tolerance, plus xentfast's options (``sample_weight``,
+``z_loss``, ``softcap``, ``temperature``, ``num_threads``) and an opt-in in-place
+backward (``inplace_backward=True``).
 
-How it runs.  The forward pass hands the tensors' memory to xentfast as NumPy views
-(no copy, strided views included: xentfast makes at most one internal copy, and only
-when the class axis is not contiguous) and, when the input requires a gradient,
-computes the loss *and* d loss / d input in the same fused pass, keeping the gradient
-for the backward pass, whose output is that buffer wrapped with ``torch.from_numpy``
-(no copy either):
+How it runs.
 
-* ``reduction="mean"``/``"sum"``: the backward pass multiplies by the scalar upstream
-  gradient, in place, or does nothing at all when it is 1 (``loss.backward()``), so a
-  training step reads the logits once and writes the gradient once.
-* ``reduction="none"``: the forward pass computes the gradient for an upstream gradient
-  of ones and the backward pass scales each row in place by its upstream gradient
-  (skipped when they are all 1).  The alternative, a loss-only forward and a full
-  recomputation in the backward pass, reads the logits twice and evaluates every
-  exponential twice; on 2048 x 32000 float32 logits it measured 116 ms against 96 ms
-  for the scaling, which costs one streaming pass over the gradient.
+* Eager autograd (the training loop): a ``torch.autograd.Function`` whose forward pass
+  hands the tensors' memory to xentfast as NumPy views (no copy) and, when the input
+  requires a gradient, computes the loss *and* d loss / d input in the same fused pass,
+  keeping the gradient for the backward pass.  The backward pass multiplies it by the
+  upstream gradient in place (nothing at all for ``loss.backward()`` on a ``"mean"``
+  or ``"sum"`` loss) and returns it, so a training step reads the logits once and
+  writes the gradient once.  Like PyTorch's own cross-entropy, which keeps the N x C
+  log-softmax, this holds one N x C buffer between forward and backward, unless
+  ``inplace_backward=True`` puts the gradient over the logits.
+* Second derivatives: when a graph of the backward pass is being built
+  (``create_graph=True``, ``torch.autograd.functional.hessian``, ``gradgradcheck``),
+  the backward pass computes the gradient again with differentiable torch operations
+  (the same formula), so that autograd can differentiate it once more.
+* ``torch.compile`` (also with ``fullgraph=True``) and ``torch.export`` see the custom
+  operator ``torch.ops.xentfast.cross_entropy`` (loss, z-loss part and fused gradient
+  in one call), with a fake (meta) implementation, an autograd formula (the compiled
+  backward multiplies the saved gradient) and a vmap rule (one call per batch entry).
+  Under ``torch.func`` (``grad``, ``vmap``, ``jacrev``, ``jvp``, ``hessian``) the loss
+  comes from that operator and the derivatives from the differentiable formula.  The
+  adapter takes these routes by itself whenever it is traced or transformed.
+* Under ``torch.autocast("cpu", ...)`` float16/bfloat16 tensors are widened to float32
+  first, as autocast does for ``F.cross_entropy`` (an op of its float32 list): the
+  loss is float32, the gradient reaches the logits in their own dtype.  Outside
+  autocast, float16/bfloat16 logits are read as they are, computed in float32 a
+  bounded block at a time, and loss and gradient come back in the logits' dtype, as
+  with ``F.cross_entropy``.
 
-Like PyTorch's own cross-entropy, which keeps the N x C log-softmax for its backward
-pass, this holds one N x C buffer between forward and backward.  A second backward
-pass through the same graph (``retain_graph=True``) recomputes the gradient from the
-saved input.
+TorchScript (``torch.jit.script``) is not supported: the adapter is Python code with
+keyword-only arguments and optional tensors; TorchScript is deprecated in favour of
+``torch.compile`` and ``torch.export``, which are.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Literal, overload
+from typing import Any, Callable, Literal, NamedTuple, Optional, overload
 
-import numpy as np
 import torch
-from numpy.typing import NDArray
-from torch.autograd.function import once_differentiable
 
 import xentfast
 
+from . import _torch_ops as _ops
+from ._torch_ops import FLOAT_DTYPES, LOW_PRECISION, REDUCTIONS, Options, check_cpu
+
 __all__ = ["CrossEntropyLoss", "cross_entropy"]
 
-_FLOAT_DTYPES = (torch.float32, torch.float64)
-_REDUCTIONS = ("mean", "sum", "none")
+# Tensors whose memory the eager path may read directly; anything else (fake tensors
+# of compilers and export, functorch wrappers, other subclasses) goes through the
+# custom operator.
+_PLAIN_TENSOR_TYPES = (torch.Tensor, torch.nn.Parameter)
+# a tensor that escaped a torch.func transform (Function.apply unwraps it)
+_is_functorch_wrapped: Callable[[torch.Tensor], bool] = \
+    torch._C._functorch.is_functorch_wrapped_tensor
+# the innermost active torch.func transform (grad, vmap, ...), None outside them
+_functorch_interpreter: Callable[[], Any] = torch._C._functorch.peek_interpreter_stack
+_dispatch_modes: Callable[[], int] = torch._C._len_torch_dispatch_stack
+_is_compiling: Callable[[], bool] = torch.compiler.is_compiling
+_autocast_enabled: Callable[[str], bool] = torch.is_autocast_enabled
 
 
-def _check_cpu(t: torch.Tensor, name: str) -> None:
-    if t.device.type != "cpu":
-        raise TypeError(
-            f"{name} is on device {t.device}, but xentfast runs on the CPU: move it with "
-            f".cpu(), or use torch.nn.functional.cross_entropy for {t.device.type} tensors")
+def _traced(t: torch.Tensor) -> bool:
+    """True when `t` is being traced or transformed (torch.compile, torch.export,
+    make_fx, torch.func): its memory cannot, or must not, be read here."""
+    return (_is_compiling() or type(t) not in _PLAIN_TENSOR_TYPES
+            or _functorch_interpreter() is not None or _dispatch_modes() > 0)
 
 
-def _numpy(t: torch.Tensor, name: str) -> NDArray[Any]:
-    """A NumPy view of a CPU tensor's memory (no copy, strides kept)."""
-    _check_cpu(t, name)
-    return t.detach().numpy()
+class _Call(NamedTuple):
+    """The arguments of one eager call besides the input and target tensors."""
+
+    weight: Optional[torch.Tensor]
+    sample_weight: Optional[torch.Tensor]
+    opts: Options
+    return_z_loss: bool
+    inplace: bool
+    plain: bool  # no weights or options: the shortest way through
 
 
-class _CrossEntropyFunction(torch.autograd.Function):
-    """Fused forward (+ gradient) in xentfast; the backward pass only rescales."""
+class _FusedCrossEntropy(torch.autograd.Function):
+    """Eager path: fused loss + gradient forward, a scaling backward."""
 
     @staticmethod
-    def forward(ctx: Any, input: torch.Tensor, target: NDArray[Any],
-                axis: int, reduction: str, return_z_loss: bool,
-                options: dict[str, Any]) -> Any:
-        x = _numpy(input, "input")
-        if not ctx.needs_input_grad[0]:
-            return _loss_only(x, target, axis, reduction, return_z_loss, options, input.dtype)
-        result: tuple[Any, ...] = xentfast.cross_entropy_and_grad(
-            x, target, axis=axis, reduction=reduction, **options)
-        # the gradient buffer is ours: backward may scale it in place and return it
-        ctx.grad = torch.from_numpy(result[-1])
-        ctx.save_for_backward(input)
-        ctx.recompute = (target, axis, reduction, options)
-        ctx.reduction = reduction
-        ctx.axis = axis
-        outputs = tuple(_to_tensor(p, input.dtype) for p in result[:-1])
+    def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor, call: _Call) -> Any:
+        # the other arguments travel in one object: Function.apply walks its arguments
+        weight, sample_weight, opts, return_z_loss, inplace, plain = call
+        if plain and not inplace:
+            # the common call, in as few steps as possible (small calls are all overhead)
+            fused: Any = xentfast.cross_entropy_and_grad(
+                input.detach().numpy(), _ops.numpy_view(target, "target"), axis=opts.axis,
+                reduction=opts.reduction, ignore_index=opts.ignore_index,
+                num_threads=opts.num_threads)
+            loss = _ops.tensor_from(fused[0], input.dtype)
+            grad = torch.from_numpy(fused[1])
+            zpart = None
+        else:
+            loss, zpart, grad = _ops.loss_and_grad(input, target, weight, sample_weight, opts,
+                                                   return_z_loss,
+                                                   out=input if inplace else None)
+        ctx.grad = grad
+        ctx.opts = opts
+        ctx.inplace = inplace
+        ctx.others = (target, weight, sample_weight)
+        if inplace:
+            # input's memory now holds the gradient: any saved use of it must fail
+            torch.autograd.graph.increment_version(input)
+        else:  # kept for second derivatives and a second backward pass
+            ctx.save_for_backward(input)
         if return_z_loss:
-            ctx.mark_non_differentiable(outputs[1])
-            return outputs
-        return outputs[0]
+            ctx.mark_non_differentiable(zpart)
+            return loss, zpart
+        return loss
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad_loss: torch.Tensor, *unused: Any) -> Any:
-        grad: torch.Tensor | None = ctx.grad
-        if grad is None:
-            # A second backward pass through a retained graph: the first one consumed
-            # the buffer, so compute the gradient again, for this upstream gradient.
+        none = (None, None)
+        opts: Options = ctx.opts
+        if torch.is_grad_enabled():
+            # create_graph=True: the gradient must itself be differentiable
+            if ctx.inplace:
+                raise RuntimeError(
+                    "xentfast.torch.cross_entropy(..., inplace_backward=True) overwrote its "
+                    "input with the gradient, so it has no second derivative: call it "
+                    "without inplace_backward to differentiate twice (create_graph=True)")
             (input,) = ctx.saved_tensors
-            target, axis, reduction, options = ctx.recompute
-            upstream = _numpy(grad_loss, "grad_output")
-            result: tuple[Any, ...] = xentfast.cross_entropy_and_grad(
-                _numpy(input, "input"), target, axis=axis, reduction=reduction,
-                grad_output=upstream if reduction == "none" else float(upstream), **options)
-            return (torch.from_numpy(result[-1]),) + (None,) * 5
+            target, weight, sample_weight = ctx.others
+            ctx.grad = None
+            return (_ops.grad_formula(input, target, weight, sample_weight, opts, grad_loss),) \
+                + none
+        grad: Optional[torch.Tensor] = ctx.grad
+        if grad is None:
+            if ctx.inplace:
+                raise RuntimeError(
+                    "xentfast.torch.cross_entropy(..., inplace_backward=True) overwrote its "
+                    "input with the gradient, which the first backward pass handed on: it "
+                    "cannot go backward a second time (retain_graph=True); call it without "
+                    "inplace_backward for that")
+            # a second backward pass through a retained graph: the first one consumed
+            # the buffer, so compute the gradient again
+            (input,) = ctx.saved_tensors
+            target, weight, sample_weight = ctx.others
+            grad = _ops.loss_and_grad(input.detach(), target, weight, sample_weight, opts,
+                                      False)[2]
         ctx.grad = None  # hand the buffer over: no reference to it stays in the graph
-        if ctx.reduction == "none":
+        if opts.reduction == "none":
             if not bool(torch.all(grad_loss == 1)):
                 # one upstream value per row, broadcast along the class dim
-                grad.mul_(grad_loss.unsqueeze(ctx.axis) if grad_loss.ndim else grad_loss)
+                grad.mul_(grad_loss.unsqueeze(opts.axis) if grad_loss.ndim else grad_loss)
         else:
             scale = float(grad_loss)
             if scale != 1.0:
                 grad.mul_(scale)
+        return (grad,) + none
+
+
+class _FunctorchCrossEntropy(torch.autograd.Function):
+    """torch.func path (grad, vmap, jacrev, ...): the loss from the custom operator, the
+    gradient from the differentiable formula (functorch builds a graph of every
+    backward pass, so a fused gradient would be computed for nothing)."""
+
+    generate_vmap_rule = True  # forward: the operator's vmap rule; backward: torch ops
+
+    @staticmethod
+    def forward(input: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor],
+                sample_weight: Optional[torch.Tensor], opts: Options,
+                return_z_loss: bool) -> Any:
+        loss, zpart, _ = _ops.cross_entropy_op(
+            input, target, weight, sample_weight, opts.axis, opts.reduction,
+            opts.ignore_index, float(opts.label_smoothing), float(opts.z_loss),
+            None if opts.softcap is None else float(opts.softcap), float(opts.temperature),
+            opts.num_threads, False)
+        return (loss, zpart) if return_z_loss else loss
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        input, target, weight, sample_weight, opts, return_z_loss = inputs
+        ctx.opts = opts
+        ctx.return_z_loss = return_z_loss
+        ctx.save_for_backward(input, target, weight, sample_weight)
+        ctx.save_for_forward(input, target, weight, sample_weight)
+        if return_z_loss:
+            ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor, *unused: Any) -> Any:
+        input, target, weight, sample_weight = ctx.saved_tensors
+        grad = _ops.grad_formula(input, target, weight, sample_weight, ctx.opts, grad_loss)
         return (grad,) + (None,) * 5
 
-
-# torch's Function.apply carries no annotations; this is its signature here
-_apply_cross_entropy: Callable[..., Any] = _CrossEntropyFunction.apply
-
-
-def _loss_only(x: NDArray[Any], target: NDArray[Any], axis: int, reduction: str,
-               return_z_loss: bool, options: dict[str, Any], dtype: torch.dtype) -> Any:
-    """The loss alone (no gradient is needed): one read of the logits."""
-    loss: Any = xentfast.cross_entropy(x, target, axis=axis, reduction=reduction, **options)
-    if return_z_loss:
-        return _to_tensor(loss[0], dtype), _to_tensor(loss[1], dtype)
-    return _to_tensor(loss, dtype)
-
-
-def _to_tensor(value: float | NDArray[Any], dtype: torch.dtype) -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    return torch.tensor(value, dtype=dtype)
+    @staticmethod
+    def jvp(ctx: Any, input_tangent: torch.Tensor, *unused: Any) -> Any:
+        """Forward mode (jvp, jacfwd, hessian): each row's loss changes by its
+        gradient . the row's tangent."""
+        input, target, weight, sample_weight = ctx.saved_tensors
+        opts: Options = ctx.opts
+        ones = torch.ones((), dtype=input.dtype, device=input.device)
+        if opts.reduction == "none":
+            ones = ones.expand(_ops.loss_shape(input, target, opts.axis, "none"))
+        grad = _ops.grad_formula(input, target, weight, sample_weight, opts, ones)
+        product = grad * input_tangent
+        tangent = (product.sum(opts.axis) if opts.reduction == "none" else product.sum())
+        return (tangent, None) if ctx.return_z_loss else tangent
 
 
-@overload
-def cross_entropy(input: torch.Tensor, target: torch.Tensor,
-                  weight: torch.Tensor | None = None, *, ignore_index: int = -100,
-                  reduction: str = "mean", label_smoothing: float = 0.0,
-                  sample_weight: torch.Tensor | None = None, z_loss: float = 0.0,
-                  softcap: float | None = None, temperature: float = 1.0,
-                  num_threads: int | None = None,
-                  return_z_loss: Literal[False] = False) -> torch.Tensor: ...
+# torch's Function.apply carries no annotations; these are their signatures here
+_apply_fused: Callable[..., Any] = _FusedCrossEntropy.apply
+try:
+    # Function.apply without its Python prologue (setup_context binding, torch.func
+    # checks), which costs a few microseconds per call: what Function.apply itself
+    # calls when no torch.func transform is active, as on the eager path
+    _apply_fused_direct: Callable[..., Any] = super(
+        torch.autograd.Function, _FusedCrossEntropy).apply
+except AttributeError:  # pragma: no cover - a torch without that layout
+    _apply_fused_direct = _apply_fused
+_apply_functorch: Callable[..., Any] = _FunctorchCrossEntropy.apply
 
 
 @overload
@@ -148,7 +234,8 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
                   sample_weight: torch.Tensor | None = None, z_loss: float = 0.0,
                   softcap: float | None = None, temperature: float = 1.0,
                   num_threads: int | None = None,
-                  return_z_loss: Literal[True]) -> tuple[torch.Tensor, torch.Tensor]: ...
+                  return_z_loss: Literal[False] = False,
+                  inplace_backward: bool = False) -> torch.Tensor: ...
 
 
 @overload
@@ -157,7 +244,19 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
                   reduction: str = "mean", label_smoothing: float = 0.0,
                   sample_weight: torch.Tensor | None = None, z_loss: float = 0.0,
                   softcap: float | None = None, temperature: float = 1.0,
-                  num_threads: int | None = None, return_z_loss: bool = False
+                  num_threads: int | None = None,
+                  return_z_loss: Literal[True],
+                  inplace_backward: bool = False) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def cross_entropy(input: torch.Tensor, target: torch.Tensor,
+                  weight: torch.Tensor | None = None, *, ignore_index: int = -100,
+                  reduction: str = "mean", label_smoothing: float = 0.0,
+                  sample_weight: torch.Tensor | None = None, z_loss: float = 0.0,
+                  softcap: float | None = None, temperature: float = 1.0,
+                  num_threads: int | None = None, return_z_loss: bool = False,
+                  inplace_backward: bool = False
                   ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 
 
@@ -166,15 +265,16 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
                   reduction: str = "mean", label_smoothing: float = 0.0,
                   sample_weight: torch.Tensor | None = None, z_loss: float = 0.0,
                   softcap: float | None = None, temperature: float = 1.0,
-                  num_threads: int | None = None, return_z_loss: bool = False
+                  num_threads: int | None = None, return_z_loss: bool = False,
+                  inplace_backward: bool = False
                   ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``torch.nn.functional.cross_entropy`` computed by xentfast, differentiable.
 
     Parameters
     ----------
     input : Tensor
-        Logits on the CPU, float32 or float64: ``(N, C)``, ``(N, C, d1, ...)`` (classes
-        along dim 1) or a single row ``(C,)``.
+        Logits on the CPU, float32, float64, float16 or bfloat16: ``(N, C)``,
+        ``(N, C, d1, ...)`` (classes along dim 1) or a single row ``(C,)``.
     target : Tensor
         Class indices (an integer tensor of the input's shape without the class dim)
         or class probabilities (a floating tensor of the input's shape).
@@ -185,20 +285,50 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
     sample_weight : Tensor, optional
         One weight per row (the target's shape for index targets): xentfast only.
     z_loss, softcap, temperature, num_threads, return_z_loss
-        xentfast's options; see :func:`xentfast.cross_entropy`.
+        xentfast's options; see :func:`xentfast.cross_entropy`.  ``num_threads`` is
+        handed to xentfast as is (default: ``omp_get_max_threads()``).
+    inplace_backward : bool, default False
+        Write the gradient over ``input`` instead of a new N x C tensor (no allocation,
+        no page faults: the fastest training step).  The contract: ``input`` must be
+        an intermediate result (the output of the model's last layer), not a leaf
+        tensor or a view of one, and once this returns, its contents are the gradient,
+        not the logits.  PyTorch's version counter of ``input`` is bumped, so any
+        other part of the graph that saved ``input`` for its backward pass raises
+        PyTorch's "modified by an inplace operation" error instead of using the
+        gradient as logits; reading ``input`` yourself after the call is your
+        responsibility.  The graph has no second derivative and cannot be
+        backpropagated twice (both raise).  Only applies when a gradient is
+        computed (otherwise ``input`` is left alone), and in eager mode: under
+        ``torch.compile``, ``torch.export`` and ``torch.func`` the gradient goes to
+        a buffer of the compiler's.
 
     Returns
     -------
     Tensor
         The loss (0-d for ``"mean"``/``"sum"``, the target's shape for ``"none"``),
-        in the input's dtype; with ``return_z_loss=True``, ``(loss, z_loss_part)``.
+        in the input's dtype (float32 under ``torch.autocast`` for float16/bfloat16
+        input, as ``F.cross_entropy``); with ``return_z_loss=True``,
+        ``(loss, z_loss_part)``, the second not differentiable.
 
     Raises
     ------
     TypeError
-        A tensor that is not on the CPU, an input that is not float32/float64.
+        A tensor that is not on the CPU, an input that is not a floating tensor.
     ValueError
-        Bad options or shapes (from xentfast, naming the argument).
+        Bad options or shapes (from xentfast, naming the argument); a weight that
+        requires grad; ``inplace_backward=True`` on a leaf tensor.
+    RuntimeError
+        A second derivative, or a second backward pass, after ``inplace_backward=True``.
+
+    Notes
+    -----
+    Second derivatives are exact: with ``create_graph=True`` the backward pass
+    recomputes the gradient with differentiable torch operations (the same formula as
+    the fused pass), so Hessians, gradient penalties and ``gradgradcheck`` work for
+    every option.  ``torch.compile(fullgraph=True)``, ``torch.export.export``,
+    ``torch.func.grad`` and ``torch.func.vmap`` go through the custom operator
+    ``torch.ops.xentfast.cross_entropy`` (vmap calls it once per batch entry).
+    ``torch.jit.script`` is not supported.
 
     Examples
     --------
@@ -208,50 +338,109 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
     >>> loss.backward()
     >>> round(loss.item(), 6), logits.grad.shape
     (0.669962, torch.Size([2, 3]))
+
+    The in-place backward, on the output of a layer:
+
+    >>> layer = torch.nn.Linear(4, 3)
+    >>> hidden = torch.randn(5, 4)
+    >>> loss = xt.cross_entropy(layer(hidden), torch.tensor([0, 1, 2, 0, 1]),
+    ...                         inplace_backward=True)
+    >>> loss.backward()
+    >>> layer.weight.grad.shape
+    torch.Size([3, 4])
+
+    Second derivatives, e.g. a gradient penalty:
+
+    >>> w = torch.zeros(4, 3, requires_grad=True)
+    >>> loss = xt.cross_entropy(hidden @ w, torch.tensor([0, 1, 2, 0, 1]))
+    >>> (g,) = torch.autograd.grad(loss, w, create_graph=True)
+    >>> (g.square().sum()).backward()
+    >>> bool(w.grad.abs().sum() > 0)
+    True
     """
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-    _check_cpu(input, "input")
-    if input.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"input must be a float32 or float64 tensor, got {input.dtype} "
-                        f"(convert it with .float())")
+    check_cpu(input, "input")
+    check_cpu(target, "target")
+    if weight is not None:
+        check_cpu(weight, "weight")
+    if sample_weight is not None:
+        check_cpu(sample_weight, "sample_weight")
+    dtype = input.dtype
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"input must be a float16, bfloat16, float32 or float64 tensor, got "
+                        f"{dtype} (convert it with .float())")
     if input.ndim == 0:
         raise ValueError("input must have at least one dimension (the classes), got a 0-d "
                          "tensor")
-    if reduction not in _REDUCTIONS:
+    if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
-    if torch.is_grad_enabled():
-        for name, t in (("target", target), ("weight", weight),
-                        ("sample_weight", sample_weight)):
-            if isinstance(t, torch.Tensor) and t.requires_grad:
-                raise ValueError(f"{name} requires grad, but xentfast.torch differentiates "
-                                 f"only with respect to input: pass {name}.detach()")
-    axis = 0 if input.ndim == 1 else 1
-    options: dict[str, Any] = dict(
-        weight=None if weight is None else _numpy(weight, "weight"),
-        sample_weight=None if sample_weight is None else _numpy(sample_weight, "sample_weight"),
-        ignore_index=ignore_index, label_smoothing=label_smoothing, z_loss=z_loss,
-        softcap=softcap, temperature=temperature, num_threads=num_threads,
-        return_z_loss=return_z_loss)
-    target_np = _numpy(target, "target")
-    result: torch.Tensor | tuple[torch.Tensor, torch.Tensor]
-    if input.requires_grad and torch.is_grad_enabled():
-        result = _apply_cross_entropy(input, target_np, axis, reduction, return_z_loss,
-                                      options)
-    else:  # no graph to record (inference, torch.no_grad()): skip the gradient
-        result = _loss_only(_numpy(input, "input"), target_np, axis, reduction,
-                            return_z_loss, options, input.dtype)
-    return result
+    grad_enabled = torch.is_grad_enabled()
+    if grad_enabled and (target.requires_grad or (weight is not None and weight.requires_grad)
+                         or (sample_weight is not None and sample_weight.requires_grad)):
+        name = ("target" if target.requires_grad else "weight"
+                if weight is not None and weight.requires_grad else "sample_weight")
+        raise ValueError(f"{name} requires grad, but xentfast.torch differentiates "
+                         f"only with respect to input: pass {name}.detach()")
+    if _autocast_enabled("cpu"):
+        # cross_entropy is on autocast's float32 list: half tensors are widened first
+        # (differentiably: the gradient reaches the logits in their own dtype)
+        if dtype in LOW_PRECISION:
+            input = input.float()
+            dtype = torch.float32
+        if target.dtype in LOW_PRECISION:
+            target = target.float()
+        if weight is not None and weight.dtype in LOW_PRECISION:
+            weight = weight.float()
+    opts = Options(0 if input.ndim == 1 else 1, reduction, ignore_index, label_smoothing,
+                   z_loss, softcap, temperature, num_threads)
+    needs_grad = grad_enabled and input.requires_grad
+    result: Any
+    if _traced(input):
+        if not _is_compiling() and _functorch_interpreter() is not None:
+            result = _apply_functorch(input, target, weight, sample_weight, opts, return_z_loss)
+            return result  # type: ignore[no-any-return]
+        loss, zpart, _ = _ops.cross_entropy_op(
+            input, target, weight, sample_weight, opts.axis, reduction, ignore_index,
+            float(label_smoothing), float(z_loss),
+            None if softcap is None else float(softcap), float(temperature), num_threads,
+            needs_grad)
+        return (loss, zpart) if return_z_loss else loss
+    if needs_grad:
+        if inplace_backward:
+            _check_inplace(input)
+        plain = (weight is None and sample_weight is None and not return_z_loss
+                 and (dtype is torch.float32 or dtype is torch.float64)
+                 and label_smoothing == 0.0 and z_loss == 0.0 and softcap is None
+                 and temperature == 1.0)
+        apply = _apply_fused if _is_functorch_wrapped(input) else _apply_fused_direct
+        result = apply(input, target, _Call(weight, sample_weight, opts, return_z_loss,
+                                                 inplace_backward, plain))
+        return result  # type: ignore[no-any-return]
+    # no graph to record (inference, torch.no_grad()): the loss alone
+    loss, zpart = _ops.loss_only(input, target, weight, sample_weight, opts, return_z_loss)
+    return (loss, zpart) if return_z_loss else loss  # type: ignore[return-value]
+
+
+def _check_inplace(input: torch.Tensor) -> None:
+    base = input._base if input._base is not None else input
+    if base.is_leaf:
+        what = "a leaf tensor" if base is input else "a view of a leaf tensor"
+        raise ValueError(
+            f"inplace_backward=True writes the gradient over input, but input is {what} "
+            f"that requires grad (its .grad would alias it): use it on the output of a "
+            f"layer, or call without inplace_backward")
 
 
 class CrossEntropyLoss(torch.nn.Module):
-    """``torch.nn.CrossEntropyLoss`` computed by xentfast (CPU float32/float64).
+    """``torch.nn.CrossEntropyLoss`` computed by xentfast (CPU tensors).
 
     The constructor takes PyTorch's arguments (``weight``, ``ignore_index``,
     ``reduction``, ``label_smoothing``; only ``weight`` positionally, and not the
-    long-deprecated ``size_average``/``reduce``) plus xentfast's options; ``forward``
+    long-deprecated ``size_average``/``reduce``) plus xentfast's options and
+    ``inplace_backward`` (see :func:`cross_entropy` for its contract); ``forward``
     takes ``(input, target)`` and optionally a per-batch ``sample_weight``.
 
     Examples
@@ -267,9 +456,10 @@ class CrossEntropyLoss(torch.nn.Module):
     def __init__(self, weight: torch.Tensor | None = None, *, ignore_index: int = -100,
                  reduction: str = "mean", label_smoothing: float = 0.0, z_loss: float = 0.0,
                  softcap: float | None = None, temperature: float = 1.0,
-                 num_threads: int | None = None, return_z_loss: bool = False) -> None:
+                 num_threads: int | None = None, return_z_loss: bool = False,
+                 inplace_backward: bool = False) -> None:
         super().__init__()
-        if reduction not in _REDUCTIONS:
+        if reduction not in REDUCTIONS:
             raise ValueError(
                 f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
         self.register_buffer("weight", weight)
@@ -281,6 +471,7 @@ class CrossEntropyLoss(torch.nn.Module):
         self.temperature = temperature
         self.num_threads = num_threads
         self.return_z_loss = return_z_loss
+        self.inplace_backward = inplace_backward
 
     def forward(self, input: torch.Tensor, target: torch.Tensor,
                 sample_weight: torch.Tensor | None = None
@@ -289,7 +480,8 @@ class CrossEntropyLoss(torch.nn.Module):
                              reduction=self.reduction, label_smoothing=self.label_smoothing,
                              sample_weight=sample_weight, z_loss=self.z_loss,
                              softcap=self.softcap, temperature=self.temperature,
-                             num_threads=self.num_threads, return_z_loss=self.return_z_loss)
+                             num_threads=self.num_threads, return_z_loss=self.return_z_loss,
+                             inplace_backward=self.inplace_backward)
 
     def extra_repr(self) -> str:
         parts = [f"reduction={self.reduction!r}"]
@@ -297,7 +489,7 @@ class CrossEntropyLoss(torch.nn.Module):
             parts.append(f"ignore_index={self.ignore_index}")
         for name, default in (("label_smoothing", 0.0), ("z_loss", 0.0), ("softcap", None),
                               ("temperature", 1.0), ("num_threads", None),
-                              ("return_z_loss", False)):
+                              ("return_z_loss", False), ("inplace_backward", False)):
             value = getattr(self, name)
             if value != default:
                 parts.append(f"{name}={value!r}")
