@@ -157,6 +157,13 @@ def _accumulate_product(a, b, c, beta, slab):
         c[v0:v0 + rows] += part
 
 
+def auto_chunk_rows(n_classes, dtype):
+    """Rows of logits per chunk by default: the whole blocks of BLOCK_ROWS that
+    fit in CHUNK_BYTES, at least one."""
+    per_row = max(1, int(n_classes)) * np.dtype(dtype).itemsize
+    return max(1, CHUNK_BYTES // per_row // BLOCK_ROWS) * BLOCK_ROWS
+
+
 # --------------------------------------------------------------------------
 # arguments
 
@@ -270,9 +277,9 @@ class _LinearProblem:
         self.chunk = self._chunk_rows(chunk_size)
 
     def _chunk_rows(self, chunk_size):
-        """Rows per chunk: whole blocks, from chunk_size or the memory budget."""
+        """Rows per chunk: whole blocks, at most the counted rows."""
         if chunk_size is None:
-            chunk_size = CHUNK_BYTES // (self.n_classes * self.dtype.itemsize)
+            chunk_size = auto_chunk_rows(self.n_classes, self.dtype)
         blocks = max(1, -(-int(chunk_size) // BLOCK_ROWS))
         return min(blocks * BLOCK_ROWS, max(1, self.counted))
 
