@@ -502,3 +502,9 @@ def test_bad_out_and_grad_output(rng):
         call(hidden, w, target, reduction="none", grad_output=np.ones(3))
     with pytest.raises(TypeError, match="accumulate"):
         call(hidden, w, target, accumulate="yes")
+
+
+def test_docstring_examples():
+    import doctest
+    result = doctest.testmod(_linear, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 8 and result.failed == 0

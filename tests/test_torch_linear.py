@@ -209,3 +209,11 @@ def test_bad_input():
     with pytest.raises(ValueError, match="weight"):
         LinearCrossEntropyLoss(D, V, weight=torch.ones(V + 1))
     assert h.grad is None and w.grad is None
+
+
+def test_docstring_examples():
+    import doctest
+
+    from xentfast import _torch_linear
+    result = doctest.testmod(_torch_linear, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 8 and result.failed == 0

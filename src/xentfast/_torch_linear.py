@@ -154,8 +154,9 @@ def linear_cross_entropy(input: torch.Tensor, linear_weight: torch.Tensor, targe
         raise TypeError(f"input must be a float32 or float64 tensor, got {input.dtype}")
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
-    for name, t in (("target", target), ("weight", weight), ("sample_weight", sample_weight)):
-        if isinstance(t, torch.Tensor) and t.requires_grad and torch.is_grad_enabled():
+    for name, extra in (("target", target), ("weight", weight),
+                        ("sample_weight", sample_weight)):
+        if isinstance(extra, torch.Tensor) and extra.requires_grad and torch.is_grad_enabled():
             raise ValueError(f"{name} requires grad, but xentfast differentiates only with "
                              f"respect to input, linear_weight and linear_bias: pass "
                              f"{name}.detach()")
