@@ -16,7 +16,9 @@ Design points, each measured or required:
   row's loss is the same bits, and the per-row losses are summed in a fixed
   order once all are known.  (NumPy's BLAS gives rows of a product different
   last bits for different numbers of rows per call, so this is what makes the
-  loss independent of the chunk size.)
+  loss independent of the chunk size; it also gives different last bits for
+  some shapes with a different number of BLAS threads, so the loss is the same
+  bits for any ``chunk_size`` and ``num_threads`` at a given BLAS setting.)
 * ``grad_linear_weight`` is accumulated over chunks by the BLAS itself
   (``gemm`` with beta = 1, through the CBLAS entry of the OpenBLAS that NumPy
   ships), so no V×D temporary is made per chunk; where NumPy's BLAS does not
