@@ -15,6 +15,9 @@ The whole public API:
   :func:`perplexity`.
 - :func:`binary_cross_entropy_with_logits` and :func:`mean_squared_error`
   (each with an ``_and_grad`` twin): the element-wise losses.
+- :func:`linear_cross_entropy` and :func:`linear_cross_entropy_and_grad`: a
+  language-model head (``hidden @ W.T``) and its loss, with all gradients,
+  without ever holding the N×V logits.
 - :func:`logsumexp`, :func:`log_softmax`, :func:`softmax`: the building blocks.
 - :func:`backend`, :func:`show_config`: which kernels run, and the build.
 - :mod:`xentfast.reference`: the same functions in plain float64 NumPy (the
@@ -40,6 +43,7 @@ from ._api import (Evaluation, binary_cross_entropy_with_logits,
                    cross_entropy_and_grad, evaluate, log_softmax, logsumexp,
                    mean_squared_error, mean_squared_error_and_grad, perplexity, softmax)
 from ._config import backend, show_config
+from ._linear import linear_cross_entropy, linear_cross_entropy_and_grad
 from ._version import __version__
 
 __all__ = [
@@ -51,6 +55,8 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_and_grad",
     "evaluate",
+    "linear_cross_entropy",
+    "linear_cross_entropy_and_grad",
     "log_softmax",
     "logsumexp",
     "mean_squared_error",

@@ -25,6 +25,8 @@ __all__ = [
     "cross_entropy",
     "cross_entropy_and_grad",
     "evaluate",
+    "linear_cross_entropy",
+    "linear_cross_entropy_and_grad",
     "log_softmax",
     "logsumexp",
     "mean_squared_error",
@@ -217,6 +219,70 @@ def perplexity(
     ignore_index: int = -100, label_smoothing: float = 0.0, z_loss: float = 0.0,
     softcap: float | None = None, temperature: float = 1.0, num_threads: int | None = None,
 ) -> float: ...
+
+# --------------------------------------------------------------------------------------
+# linear + cross-entropy
+
+@overload
+def linear_cross_entropy(
+    hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
+    linear_bias: ArrayLike | None = None, weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None, ignore_index: int = -100,
+    reduction: _Reduced = "mean", label_smoothing: float = 0.0, z_loss: float = 0.0,
+    softcap: float | None = None, temperature: float = 1.0, chunk_size: int | None = None,
+    num_threads: int | None = None,
+) -> float: ...
+@overload
+def linear_cross_entropy(
+    hidden: NDArray[_F], linear_weight: ArrayLike, target: ArrayLike, *,
+    linear_bias: ArrayLike | None = None, weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None, ignore_index: int = -100,
+    reduction: Literal["none"], label_smoothing: float = 0.0, z_loss: float = 0.0,
+    softcap: float | None = None, temperature: float = 1.0, chunk_size: int | None = None,
+    num_threads: int | None = None,
+) -> NDArray[_F]: ...
+@overload
+def linear_cross_entropy(
+    hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
+    linear_bias: ArrayLike | None = None, weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None, ignore_index: int = -100,
+    reduction: str = "mean", label_smoothing: float = 0.0, z_loss: float = 0.0,
+    softcap: float | None = None, temperature: float = 1.0, chunk_size: int | None = None,
+    num_threads: int | None = None,
+) -> float | _Floats: ...
+@overload
+def linear_cross_entropy_and_grad(
+    hidden: NDArray[_F], linear_weight: ArrayLike, target: ArrayLike, *,
+    linear_bias: ArrayLike | None = None, weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None, ignore_index: int = -100,
+    reduction: _Reduced = "mean", label_smoothing: float = 0.0, z_loss: float = 0.0,
+    softcap: float | None = None, temperature: float = 1.0, chunk_size: int | None = None,
+    num_threads: int | None = None, grad_output: ArrayLike | None = None,
+    out: tuple[NDArray[Any] | None, NDArray[Any] | None, NDArray[Any] | None] | None = None,
+    accumulate: bool = False,
+) -> tuple[float, NDArray[_F], NDArray[_F], NDArray[_F] | None]: ...
+@overload
+def linear_cross_entropy_and_grad(
+    hidden: NDArray[_F], linear_weight: ArrayLike, target: ArrayLike, *,
+    linear_bias: ArrayLike | None = None, weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None, ignore_index: int = -100,
+    reduction: Literal["none"], label_smoothing: float = 0.0, z_loss: float = 0.0,
+    softcap: float | None = None, temperature: float = 1.0, chunk_size: int | None = None,
+    num_threads: int | None = None, grad_output: ArrayLike | None = None,
+    out: tuple[NDArray[Any] | None, NDArray[Any] | None, NDArray[Any] | None] | None = None,
+    accumulate: bool = False,
+) -> tuple[NDArray[_F], NDArray[_F], NDArray[_F], NDArray[_F] | None]: ...
+@overload
+def linear_cross_entropy_and_grad(
+    hidden: ArrayLike, linear_weight: ArrayLike, target: ArrayLike, *,
+    linear_bias: ArrayLike | None = None, weight: ArrayLike | None = None,
+    sample_weight: ArrayLike | None = None, ignore_index: int = -100,
+    reduction: str = "mean", label_smoothing: float = 0.0, z_loss: float = 0.0,
+    softcap: float | None = None, temperature: float = 1.0, chunk_size: int | None = None,
+    num_threads: int | None = None, grad_output: ArrayLike | None = None,
+    out: tuple[NDArray[Any] | None, NDArray[Any] | None, NDArray[Any] | None] | None = None,
+    accumulate: bool = False,
+) -> tuple[float | _Floats, _Floats, _Floats, _Floats | None]: ...
 
 # --------------------------------------------------------------------------------------
 # element-wise losses

@@ -44,6 +44,8 @@ __all__ = [
     "mean_squared_error_and_grad",
     "evaluate",
     "perplexity",
+    "linear_cross_entropy",
+    "linear_cross_entropy_and_grad",
 ]
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -591,3 +593,80 @@ def mean_squared_error_and_grad(pred, target, *, reduction="mean", grad_output=N
     d = x - np.broadcast_to(np.asarray(target, dtype=np.float64), x.shape)
     grad = _element_scale(x, reduction, grad_output) * (2.0 * d)
     return _reduce_elements(d * d, reduction), np.array(grad, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------
+# Linear + cross-entropy (a language-model head)
+# --------------------------------------------------------------------------------------
+
+
+def _linear_logits(hidden, linear_weight, linear_bias):
+    """``hidden @ linear_weight.T + linear_bias`` in float64, classes last."""
+    h = np.asarray(hidden, dtype=np.float64)
+    w = np.asarray(linear_weight, dtype=np.float64)
+    logits = h @ w.T
+    if linear_bias is not None:
+        logits = logits + np.asarray(linear_bias, dtype=np.float64)
+    return h, w, logits
+
+
+@_quiet
+def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, weight=None,
+                         sample_weight=None, ignore_index=-100, reduction="mean",
+                         label_smoothing=0.0, z_loss=0.0, softcap=None, temperature=1.0,
+                         chunk_size=None, num_threads=None):
+    """:func:`cross_entropy` of the logits ``hidden @ linear_weight.T + linear_bias``.
+
+    `hidden` is (..., D), `linear_weight` (V, D), `target` hidden's shape without D.
+    The logits are materialised (this is the oracle); `chunk_size` and `num_threads`
+    are ignored.
+
+    Examples
+    --------
+    >>> linear_cross_entropy([[1.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]], [1])  # log 2
+    0.6931471805599453
+    """
+    _, _, logits = _linear_logits(hidden, linear_weight, linear_bias)
+    return cross_entropy(logits, target, weight=weight, sample_weight=sample_weight,
+                         ignore_index=ignore_index, reduction=reduction,
+                         label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap,
+                         temperature=temperature)
+
+
+@_quiet
+def linear_cross_entropy_and_grad(hidden, linear_weight, target, *, linear_bias=None,
+                                  weight=None, sample_weight=None, ignore_index=-100,
+                                  reduction="mean", label_smoothing=0.0, z_loss=0.0,
+                                  softcap=None, temperature=1.0, chunk_size=None,
+                                  num_threads=None, grad_output=None):
+    """:func:`linear_cross_entropy` and its gradients, by the chain rule.
+
+    With G = d loss / d logits (from :func:`cross_entropy_and_grad`)::
+
+        grad_hidden = G @ linear_weight,  grad_linear_weight = G^T @ hidden,
+        grad_linear_bias = sum of G over rows
+
+    Returns
+    -------
+    (loss, grad_hidden, grad_linear_weight, grad_linear_bias)
+        float64 gradients; ``grad_linear_bias`` is None without a bias.
+
+    Examples
+    --------
+    >>> loss, gh, gw, gb = linear_cross_entropy_and_grad(
+    ...     [[1.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]], [1], linear_bias=[0.0, 0.0])
+    >>> gw.tolist(), gb.tolist()
+    ([[0.5, 0.0], [-0.5, 0.0]], [0.5, -0.5])
+    """
+    h, w, logits = _linear_logits(hidden, linear_weight, linear_bias)
+    loss, g = cross_entropy_and_grad(logits, target, weight=weight,
+                                     sample_weight=sample_weight, ignore_index=ignore_index,
+                                     reduction=reduction, label_smoothing=label_smoothing,
+                                     z_loss=z_loss, softcap=softcap, temperature=temperature,
+                                     grad_output=grad_output)
+    g_rows = g.reshape(-1, w.shape[0])
+    h_rows = h.reshape(-1, w.shape[1])
+    grad_hidden = (g_rows @ w).reshape(h.shape)
+    grad_weight = g_rows.T @ h_rows
+    grad_bias = None if linear_bias is None else g_rows.sum(axis=0)
+    return loss, grad_hidden, grad_weight, grad_bias
