@@ -458,7 +458,8 @@ def scenario_errors(world, ck):
 
 def scenario_torch_autograd(world, ck):
     import torch
-    from xentfast._torch_distributed import CrossEntropyLoss, cross_entropy
+    # the public adapter: xentfast.torch delegates a sharded call to _torch_distributed
+    from xentfast.torch import CrossEntropyLoss, cross_entropy
     P, r = world.size, world.rank
     b = Batch(13, 41, seed=11)
     widths = {2: [30, 11], 4: [16, 1, 12, 12]}[P]

@@ -55,7 +55,9 @@ import xentfast
 from . import _torch_ops as _ops
 from ._torch_ops import FLOAT_DTYPES, LOW_PRECISION, REDUCTIONS, Options, check_cpu
 
-__all__ = ["CrossEntropyLoss", "cross_entropy"]
+from ._torch_linear import LinearCrossEntropyLoss, linear_cross_entropy
+
+__all__ = ["CrossEntropyLoss", "LinearCrossEntropyLoss", "cross_entropy", "linear_cross_entropy"]
 
 # Tensors whose memory the eager path may read directly; anything else (fake tensors
 # of compilers and export, functorch wrappers, other subclasses) goes through the
@@ -235,7 +237,8 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
                   softcap: float | None = None, temperature: float = 1.0,
                   num_threads: int | None = None,
                   return_z_loss: Literal[False] = False,
-                  inplace_backward: bool = False) -> torch.Tensor: ...
+                  inplace_backward: bool = False, vocab_group: Any = None,
+                  vocab_start: int | None = None, data_group: Any = None) -> torch.Tensor: ...
 
 
 @overload
@@ -246,7 +249,9 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
                   softcap: float | None = None, temperature: float = 1.0,
                   num_threads: int | None = None,
                   return_z_loss: Literal[True],
-                  inplace_backward: bool = False) -> tuple[torch.Tensor, torch.Tensor]: ...
+                  inplace_backward: bool = False, vocab_group: Any = None,
+                  vocab_start: int | None = None,
+                  data_group: Any = None) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 @overload
@@ -256,7 +261,8 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
                   sample_weight: torch.Tensor | None = None, z_loss: float = 0.0,
                   softcap: float | None = None, temperature: float = 1.0,
                   num_threads: int | None = None, return_z_loss: bool = False,
-                  inplace_backward: bool = False
+                  inplace_backward: bool = False, vocab_group: Any = None,
+                  vocab_start: int | None = None, data_group: Any = None
                   ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
 
 
@@ -266,7 +272,8 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
                   sample_weight: torch.Tensor | None = None, z_loss: float = 0.0,
                   softcap: float | None = None, temperature: float = 1.0,
                   num_threads: int | None = None, return_z_loss: bool = False,
-                  inplace_backward: bool = False
+                  inplace_backward: bool = False, vocab_group: Any = None,
+                  vocab_start: int | None = None, data_group: Any = None
                   ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """``torch.nn.functional.cross_entropy`` computed by xentfast, differentiable.
 
@@ -287,6 +294,12 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
     z_loss, softcap, temperature, num_threads, return_z_loss
         xentfast's options; see :func:`xentfast.cross_entropy`.  ``num_threads`` is
         handed to xentfast as is (default: ``omp_get_max_threads()``).
+    vocab_group, vocab_start, data_group : optional
+        A batch spread over ``torch.distributed`` process groups: the classes over
+        ``vocab_group`` (this rank's logits hold ``[vocab_start, vocab_start + C)``;
+        targets are global class indices), the rows over ``data_group``.  A collective
+        call; see :mod:`xentfast.distributed` for the semantics (the loss of the whole
+        batch, this rank's slice of its gradient).  Not with ``inplace_backward``.
     inplace_backward : bool, default False
         Write the gradient over ``input`` instead of a new N x C tensor (no allocation,
         no page faults: the fastest training step).  The contract: ``input`` must be
@@ -358,6 +371,17 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
     >>> bool(w.grad.abs().sum() > 0)
     True
     """
+    if vocab_group is not None or data_group is not None or vocab_start is not None:
+        if inplace_backward:
+            raise ValueError("inplace_backward is not available with vocab_group or data_group")
+        from ._torch_distributed import cross_entropy as _sharded_cross_entropy
+
+        return _sharded_cross_entropy(
+            input, target, weight, vocab_group=vocab_group, vocab_start=vocab_start,
+            data_group=data_group, ignore_index=ignore_index, reduction=reduction,
+            label_smoothing=label_smoothing, sample_weight=sample_weight, z_loss=z_loss,
+            softcap=softcap, temperature=temperature, num_threads=num_threads,
+            return_z_loss=return_z_loss)
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
     if not isinstance(target, torch.Tensor):
@@ -457,8 +481,10 @@ class CrossEntropyLoss(torch.nn.Module):
                  reduction: str = "mean", label_smoothing: float = 0.0, z_loss: float = 0.0,
                  softcap: float | None = None, temperature: float = 1.0,
                  num_threads: int | None = None, return_z_loss: bool = False,
-                 inplace_backward: bool = False) -> None:
+                 inplace_backward: bool = False, vocab_group: Any = None,
+                 vocab_start: int | None = None, data_group: Any = None) -> None:
         super().__init__()
+        self.vocab_group, self.vocab_start, self.data_group = vocab_group, vocab_start, data_group
         if reduction not in REDUCTIONS:
             raise ValueError(
                 f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
@@ -481,7 +507,9 @@ class CrossEntropyLoss(torch.nn.Module):
                              sample_weight=sample_weight, z_loss=self.z_loss,
                              softcap=self.softcap, temperature=self.temperature,
                              num_threads=self.num_threads, return_z_loss=self.return_z_loss,
-                             inplace_backward=self.inplace_backward)
+                             inplace_backward=self.inplace_backward,
+                             vocab_group=self.vocab_group, vocab_start=self.vocab_start,
+                             data_group=self.data_group)
 
     def extra_repr(self) -> str:
         parts = [f"reduction={self.reduction!r}"]

@@ -128,6 +128,9 @@ from .report import format_report, format_summary
 from .plot import plot_throughput
 from .loop import LOOPS, format_loop_report, measure_loop, run_loops
 from .cli import MODES, Mode, main, register_mode
+from . import linear as _linear_mode
+
+_linear_mode._register()
 
 __all__ = [
     "ALL_SHAPES",

@@ -15,7 +15,8 @@ process (round after round, best of each), loss + every gradient by:
 then each method's peak resident memory in a fresh process of its own (and
 that peak less the process's memory after imports and inputs), and the
 distance of every method's loss and gradients from the float64 oracle on a
-smaller shape.  ``python -m xentfast._bench_linear --shape 2048 512 128256``.
+smaller shape.  ``python -m xentfast.bench --linear`` runs it on the default head
+shape; ``python -m xentfast.bench.linear --shape 2048 512 128256`` on any.
 """
 from __future__ import annotations
 
@@ -189,7 +190,7 @@ def peak_rss(key, n, d, v, threads):
     """(peak RSS, peak RSS above the RSS after setup) in MiB of `key` run in a
     process of its own, or None if that process failed."""
     spec = json.dumps(dict(key=key, n=n, d=d, v=v, threads=threads))
-    code = "import sys; from xentfast import _bench_linear as b; sys.exit(b.rss_child(sys.argv[1]))"
+    code = "import sys; from xentfast.bench import linear as b; sys.exit(b.rss_child(sys.argv[1]))"
     proc = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True,
                           env=dict(os.environ))
     if proc.returncode != 0:
@@ -266,7 +267,7 @@ def run(shape, threads=2, budget=20.0, rss=True, methods=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m xentfast._bench_linear",
+        prog="python -m xentfast.bench.linear",
         description="Fused linear + cross-entropy against the three GEMMs and PyTorch.")
     parser.add_argument("--shape", nargs=3, type=int, action="append", metavar=("N", "D", "V"),
                         help="tokens, features, vocabulary (repeatable; default: "
@@ -281,6 +282,38 @@ def main(argv=None):
         run(tuple(shape), args.threads, args.budget, rss=not args.no_rss, methods=args.methods)
         print()
     return 0
+
+
+# A loss within this relative distance of the float64 oracle passes the
+# --linear mode's correctness check (float32 GEMMs and kernel).
+ORACLE_LOSS_TOLERANCE = 1e-5
+
+
+def _run_mode(ctx) -> dict:
+    """``python -m xentfast.bench --linear``: the table on the first default shape."""
+    rows = run(DEFAULT_SHAPES[0], ctx.threads, ctx.budget or 20.0, rss=True)
+    errors = [r["oracle"][0] for r in rows if r["oracle"] and r["key"].startswith("xentfast")]
+    worst = max(errors, default=float("nan"))
+    return {"shape": list(DEFAULT_SHAPES[0]), "rows": rows,
+            "correctness": {"ok": bool(errors) and worst <= ORACLE_LOSS_TOLERANCE,
+                            "loss_rel_error": worst, "tolerance": ORACLE_LOSS_TOLERANCE}}
+
+
+def _format_mode(report: dict) -> str:
+    ch = report["correctness"]
+    return (f"oracle: xentfast's loss within {ch['loss_rel_error']:.1e} (tolerance "
+            f"{ch['tolerance']:.0e})\n" + ("correctness: OK" if ch["ok"] else
+                                            "correctness: FAILED"))
+
+
+def _register() -> None:
+    from .cli import Mode, register_mode
+    register_mode(Mode(
+        "linear",
+        "the fused linear + cross-entropy (a language-model head, N x D -> V = "
+        + "x".join(map(str, DEFAULT_SHAPES[0])) + ") against the three GEMMs and PyTorch: "
+        "time, x GEMMs, peak RSS per process, oracle distance (instead of the default table)",
+        _run_mode, _format_mode))
 
 
 if __name__ == "__main__":
