@@ -28,6 +28,7 @@ from ._api import (Evaluation, binary_cross_entropy_with_logits,
                    cross_entropy_and_grad, evaluate, log_softmax, logsumexp,
                    mean_squared_error, mean_squared_error_and_grad, perplexity, softmax)
 from ._config import backend, show_config
+from . import _threads  # noqa: F401  (installs the fork hooks: threads in forked children)
 from ._version import __version__
 
 __all__ = [
