@@ -1,10 +1,11 @@
 """Measure xentfast's thread decisions: training loops beside BLAS, and crossovers.
 
-    python tools/threads_bench.py loops [--rounds 5] [--steps 100]
+    python tools/threads_bench.py loops [--rounds 5] [--steps 100] [--src DIR --src DIR2]
         The README's NumPy loop (X 4096x64 float32, W 64x10: matmul, xentfast
         loss+grad, matmul) and a PyTorch loop (torch.mm, xentfast.torch.cross_entropy,
         backward), each next to a yardstick with the loss computed by NumPy / torch
-        instead, under four thread settings.  Every (setting, loop) is a fresh
+        instead, under four thread settings.  THREADS_BENCH_SHAPE=rows,features,classes
+        changes the shape (default 4096,64,10).  Every (setting, loop) is a fresh
         subprocess, the settings interleaved round by round; the table gives the best
         round of each and its ratio to the best setting of the same loop.
 
@@ -12,7 +13,9 @@
         Time one call on 1 thread and on 2 threads (the serial threshold lifted, so
         that 2 threads really run) over sizes 10^3..10^7 elements, interleaved,
         best of many; "cold" calls wait 20 ms before each timed call, so that the
-        OpenMP workers have gone to sleep (the usual case between other work).
+        OpenMP workers have gone to sleep and the caches cooled (the usual case
+        between other work).  Below a block of rows (16384 elements) and a chunk
+        of targets (65536) a call has one unit of work and runs serially anyway.
 
 Run from the repository root with the package importable (PYTHONPATH=src).
 """
@@ -31,6 +34,8 @@ SETTINGS = {
     "OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"},
 }
 LOOPS = ("numpy+xentfast", "numpy yardstick", "torch+xentfast", "torch yardstick")
+# rows, features, classes of the loops (X is rows x features, W features x classes)
+SHAPE = tuple(int(v) for v in os.environ.get("THREADS_BENCH_SHAPE", "4096,64,10").split(","))
 THREAD_VARS = ("OMP_WAIT_POLICY", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "GOMP_SPINCOUNT",
                "MKL_NUM_THREADS")
 
@@ -41,10 +46,11 @@ def _numpy_loop(kind: str, steps: int) -> float:
     import xentfast
 
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((4096, 64)).astype(np.float32)
-    y = (x @ rng.standard_normal((64, 10))).argmax(axis=1)
-    w = np.zeros((64, 10), np.float32)
-    grad_buf = np.empty((4096, 10), np.float32)
+    n, f, c = SHAPE
+    x = rng.standard_normal((n, f)).astype(np.float32)
+    y = (x @ rng.standard_normal((f, c))).argmax(axis=1)
+    w = np.zeros((f, c), np.float32)
+    grad_buf = np.empty((n, c), np.float32)
     rows = np.arange(len(y))
 
     def step():
@@ -75,9 +81,10 @@ def _torch_loop(kind: str, steps: int) -> float:
     import xentfast.torch as xt
 
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(4096, 64, generator=g)
-    y = torch.mm(x, torch.randn(64, 10, generator=g)).argmax(dim=1)
-    w = torch.zeros(64, 10, requires_grad=True)
+    n, f, c = SHAPE
+    x = torch.randn(n, f, generator=g)
+    y = torch.mm(x, torch.randn(f, c, generator=g)).argmax(dim=1)
+    w = torch.zeros(f, c, requires_grad=True)
     loss_fn = xt.cross_entropy if kind == "torch+xentfast" else F.cross_entropy
 
     def step():
@@ -100,28 +107,36 @@ def _child(kind: str, steps: int, repeats: int) -> None:
     print(min(run(kind, steps) for _ in range(repeats)))
 
 
-def loops(rounds: int, steps: int, repeats: int) -> None:
+def loops(rounds: int, steps: int, repeats: int, srcs: list[str]) -> None:
     base = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
     best = {}
     for r in range(rounds):
-        for setting, extra in SETTINGS.items():
-            for kind in LOOPS:
-                out = subprocess.run(
-                    [sys.executable, __file__, "_child", kind, str(steps), str(repeats)],
-                    env={**base, **extra}, capture_output=True, text=True, check=True)
-                t = float(out.stdout.split()[-1])
-                best[setting, kind] = min(best.get((setting, kind), t), t)
+        for src in srcs:
+            for setting, extra in SETTINGS.items():
+                for kind in LOOPS:
+                    env = {**base, **extra}
+                    if src:
+                        env["PYTHONPATH"] = src
+                    out = subprocess.run(
+                        [sys.executable, __file__, "_child", kind, str(steps), str(repeats)],
+                        env=env, capture_output=True, text=True, check=True)
+                    t = float(out.stdout.split()[-1])
+                    key = src, setting, kind
+                    best[key] = min(best.get(key, t), t)
         print(f"round {r + 1}/{rounds} done", file=sys.stderr)
     print(f"{steps} steps, best of {rounds} subprocesses x {repeats} runs each, "
-          f"time (ratio to the loop's best setting)\n")
-    print("| setting | " + " | ".join(LOOPS) + " |")
-    print("|---|" + "---:|" * len(LOOPS))
-    for setting in SETTINGS:
-        cells = []
-        for kind in LOOPS:
-            low = min(best[s, kind] for s in SETTINGS)
-            cells.append(f"{best[setting, kind] * 1e3:.1f} ms ({best[setting, kind] / low:.2f})")
-        print(f"| {setting} | " + " | ".join(cells) + " |")
+          f"time (ratio to the loop's best setting)")
+    for src in srcs:
+        print(f"\n{src or 'PYTHONPATH as is'}:\n")
+        print("| setting | " + " | ".join(LOOPS) + " |")
+        print("|---|" + "---:|" * len(LOOPS))
+        for setting in SETTINGS:
+            cells = []
+            for kind in LOOPS:
+                low = min(best[src, s, kind] for s in SETTINGS)
+                t = best[src, setting, kind]
+                cells.append(f"{t * 1e3:.1f} ms ({t / low:.2f})")
+            print(f"| {setting} | " + " | ".join(cells) + " |")
 
 
 def _call(kind: str, n: int):
@@ -156,12 +171,13 @@ def crossover(kinds, sizes, budget: float) -> None:
     from xentfast import _core
 
     _core._set_min_work_per_thread(1, 1, 1)  # let every call with 2 threads open a team
-    print("| kind | elements | 1 thread | 2 threads hot | 2 threads cold | hot 1/2 | cold 1/2 |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| kind | elements | 1 thread | 2 threads | 1/2 | 1 thread cold | 2 threads cold "
+          "| 1/2 cold |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for kind in kinds:
         for n in sizes:
             call = _call(kind, n)
-            best = {"1": 1e9, "2": 1e9, "2c": 1e9}
+            best = {key: 1e9 for key in ("1", "2", "1c", "2c")}
             deadline = time.perf_counter() + budget
             reps = 0
             while time.perf_counter() < deadline or reps < 5:
@@ -171,13 +187,14 @@ def crossover(kinds, sizes, budget: float) -> None:
                     t0 = time.perf_counter()
                     call(k)
                     best[key] = min(best[key], time.perf_counter() - t0)
-                time.sleep(0.02)  # the workers fall asleep
-                t0 = time.perf_counter()
-                call(2)
-                best["2c"] = min(best["2c"], time.perf_counter() - t0)
-            print(f"| {kind} | {n} | {best['1'] * 1e6:.1f} us | {best['2'] * 1e6:.1f} us | "
-                  f"{best['2c'] * 1e6:.1f} us | {best['1'] / best['2']:.2f} | "
-                  f"{best['1'] / best['2c']:.2f} |", flush=True)
+                for key, k in (("1c", 1), ("2c", 2)):
+                    time.sleep(0.02)  # the workers (and the caches) go cold
+                    t0 = time.perf_counter()
+                    call(k)
+                    best[key] = min(best[key], time.perf_counter() - t0)
+            us = {key: f"{v * 1e6:.1f} us" for key, v in best.items()}
+            print(f"| {kind} | {n} | {us['1']} | {us['2']} | {best['1'] / best['2']:.2f} | "
+                  f"{us['1c']} | {us['2c']} | {best['1c'] / best['2c']:.2f} |", flush=True)
 
 
 def main() -> None:
@@ -190,16 +207,18 @@ def main() -> None:
     lp.add_argument("--rounds", type=int, default=5)
     lp.add_argument("--steps", type=int, default=100)
     lp.add_argument("--repeats", type=int, default=3)
+    lp.add_argument("--src", action="append",
+                    help="PYTHONPATH for the children; several: compared round by round")
     cp = sub.add_parser("crossover")
     cp.add_argument("--kind", action="append",
                     help="rows10, rows1000, bce, mse, scan (default: all)")
     cp.add_argument("--sizes", type=lambda s: [int(float(v)) for v in s.split(",")],
-                    default=[1000, 3000, 10000, 30000, 100000, 300000, 1000000, 3000000,
-                             10000000])
+                    default=[1000, 10000, 30000, 50000, 100000, 200000, 500000, 1000000,
+                             3000000, 10000000])
     cp.add_argument("--budget", type=float, default=0.5, help="seconds per size and kind")
     a = p.parse_args()
     if a.cmd == "loops":
-        loops(a.rounds, a.steps, a.repeats)
+        loops(a.rounds, a.steps, a.repeats, a.src or [""])
     else:
         crossover(a.kind or ["rows10", "rows1000", "bce", "mse", "scan"], a.sizes, a.budget)
 

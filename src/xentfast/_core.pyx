@@ -142,13 +142,20 @@ cdef enum:
 # parallel region at all (no OpenMP worker wakes up, spins after it, or takes
 # a core from BLAS threads between two matrix products).
 cdef enum:
-    # Crossovers of a 1-thread call against a 2-thread call whose workers slept
-    # (20 ms idle before each call, as between other work), best of many,
-    # interleaved: `python tools/threads_bench.py crossover`.  The minimum is
-    # per thread: 2 threads from twice it.  PLACEHOLDER
+    # Measured crossovers, 1 thread against 2 on the 2-core machine of the README
+    # figures (`PYTHONPATH=src python tools/threads_bench.py crossover`: best of
+    # many interleaved calls; "cold" = 20 ms idle before each call, so the
+    # workers sleep and the caches are cold, as between other work).  Rows of 10
+    # or 1000 classes: 2 threads win from ~30k elements back to back, from
+    # ~60-100k cold (x1.2 at 100k, x1.3-1.4 at 200k-300k).  Binary
+    # cross-entropy / squared error: from ~30k / ~100k back to back, ~300k-500k
+    # cold (x1.4 / x1.1 at 500k).  Target scan: ~150k back to back, ~200k cold
+    # (x1.2; x1.5 at 1M).  Each minimum is about twice the cold crossover's
+    # share per thread: below it the second thread gains little and costs a
+    # wake-up, and a worker left spinning next to BLAS threads.
     ROW_ELEMENTS_PER_THREAD = 131072
-    ELEM_ELEMENTS_PER_THREAD = 131072
-    SCAN_TARGETS_PER_THREAD = 131072
+    ELEM_ELEMENTS_PER_THREAD = 262144
+    SCAN_TARGETS_PER_THREAD = 262144
 
 cdef enum:
     WORK_ROWS = 0  # the row kernels (cross-entropy, softmax, logsumexp, ...)
