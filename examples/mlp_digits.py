@@ -17,8 +17,12 @@ import argparse
 import os
 import time
 
-# Small matrices: BLAS threads would only add synchronisation (and on a busy machine
-# their spin-waiting makes each product many times slower).  Set before NumPy loads.
+# Small matrices (minibatches of 32): BLAS threads only add synchronisation, and on a
+# busy machine their spin-waiting makes each product many times slower (20 epochs on
+# 2 cores: 0.6-1.1 s with one OpenBLAS thread, 3.0-4.0 s with two; `python
+# examples/mlp_digits.py --epochs 20 --patience 1000 --no-plot`, OPENBLAS_NUM_THREADS=1
+# or 2).  xentfast's own calls here are far too small to open a parallel region.
+# Set before NumPy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402

@@ -5,6 +5,8 @@
   in the middle --, float32/float64, options, explicit OpenMP thread counts,
   ``out=`` buffers, calls that must raise) on shared read-only inputs; every
   result must be bitwise equal to the same call made sequentially.
+* Some calls are large enough to open OpenMP parallel regions, so several
+  Python threads run their own OpenMP teams at once.
 * The GIL is released while a kernel runs: a thread running Python code makes
   progress in the middle of a long kernel call (a functional check, with no
   timing bound: if the kernel held the GIL, that thread could not run at all).
@@ -134,6 +136,22 @@ def _jobs():
         if _has(name):
             jobs.append(Job(name, (xb, y01), {"reduction": "sum"}))
             jobs.append(Job(name, (xb, y01), {"reduction": "none"}))
+    # calls large enough to open parallel regions: several Python threads, each
+    # with its own OpenMP team, at once
+    from xentfast import _core
+    minimum = _core.min_work_per_thread()
+    n = 2 * max(minimum["rows"], minimum["elementwise"]) // 512 + 16
+    xl = _readonly(rng.standard_normal((n, 512)).astype(np.float32))
+    tl = _readonly(rng.integers(0, 512, n))
+    yl = _readonly(rng.random((n, 512)).astype(np.float32))
+    long_rows = _readonly(rng.standard_normal((2, 2 * minimum["rows"] + 7)).astype(np.float32))
+    jobs.append(Job("cross_entropy_and_grad", (xl, tl), {"num_threads": 2}))
+    jobs.append(Job("cross_entropy_and_grad", (long_rows, _readonly(np.array([5, 9]))),
+                    {"num_threads": 2}))
+    jobs.append(Job("softmax", (xl,), {"num_threads": 2}))
+    if _has("binary_cross_entropy_with_logits_and_grad"):
+        jobs.append(Job("binary_cross_entropy_with_logits_and_grad", (xl, yl),
+                        {"num_threads": 2}))
     return jobs
 
 

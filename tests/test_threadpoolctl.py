@@ -42,3 +42,19 @@ def test_threadpoolctl_sees_xentfast_openmp():
     if default_threads() > 1:
         with threadpoolctl.threadpool_limits(limits=2):
             assert default_threads() == 2
+
+
+def test_limit_of_one_opens_no_parallel_region():
+    from xentfast import _core
+
+    n_rows = 4 * _core.min_work_per_thread()["rows"] // 256 + 16
+    x = np.random.default_rng(0).standard_normal((n_rows, 256)).astype(np.float32)
+    with threadpoolctl.threadpool_limits(limits=1, user_api="openmp"):
+        before = _core.parallel_regions()[0]
+        xentfast.logsumexp(x, axis=1)
+        assert _core.parallel_regions()[0] == before
+    if config()["openmp"] and default_threads() > 1:
+        before = _core.parallel_regions()[0]
+        xentfast.logsumexp(x, axis=1)
+        regions, team = _core.parallel_regions()
+        assert regions == before + 1 and team == default_threads()

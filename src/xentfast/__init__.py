@@ -44,6 +44,7 @@ from ._api import (Evaluation, binary_cross_entropy_with_logits,
                    mean_squared_error, mean_squared_error_and_grad, perplexity, softmax)
 from ._config import backend, show_config
 from ._linear import linear_cross_entropy, linear_cross_entropy_and_grad
+from . import _threads  # noqa: F401  (installs the fork hooks: threads in forked children)
 from ._version import __version__
 
 __all__ = [

@@ -35,6 +35,8 @@ def config() -> dict:
         "compiler": sysconfig.get_config_var("CC") or "unknown",
         "openmp": _core.OPENMP,
         "default_threads": _core.max_threads(),
+        "min_work_per_thread": _core.min_work_per_thread(),
+        "forked_child": _core.forked_child(),
         "numpy": np.__version__,
         "python": sys.version.split()[0],
     }
@@ -42,6 +44,11 @@ def config() -> dict:
 
 def show_config(file=None) -> None:
     """Print version, backend, CPU features, compiler, OpenMP and threads.
+
+    The thread lines give the default thread count, the work each thread
+    must get before a call uses it (smaller calls run on the calling thread
+    and open no parallel region), and whether this process is the child of a
+    ``fork()``, where every call runs on one thread.
 
     Examples
     --------
@@ -57,6 +64,11 @@ def show_config(file=None) -> None:
         f"  compiler:           {c['compiler']}",
         f"  openmp:             {'on' if c['openmp'] else 'OFF (serial build)'}",
         f"  default threads:    {c['default_threads']}",
+        "  per-thread minimum: " + ", ".join(
+            f"{kind} {n}" for kind, n in c["min_work_per_thread"].items())
+        + " elements (smaller calls: no parallel region)",
+        "  forked child:       " + ("yes: every call runs on one thread" if c["forked_child"]
+                                    else "no"),
         f"  numpy / python:     {c['numpy']} / {c['python']}",
     ]
     print("\n".join(lines), file=file or sys.stdout)

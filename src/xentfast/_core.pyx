@@ -33,6 +33,12 @@ cnp.import_array()
 cdef extern from "xentfast/omp_shim.h" nogil:
     int xf_omp_max_threads()
     const int xf_omp_enabled
+    int xf_forked_child
+    int xf_next_fork_clean
+    int64_t xf_regions_opened
+    int xf_last_team
+    int xf_register_fork_handler()
+    void xf_note_region()
 
 from xentfast._kernels cimport *
 
@@ -51,10 +57,93 @@ OP_MSE = XF_OP_MSE
 OPENMP = bool(xf_omp_enabled)
 BACKENDS = ("avx512", "avx2", "scalar")
 
+# Thread decisions.  A call of n elements runs on min(requested, n // minimum)
+# threads, where `minimum` is the work one extra thread must get to pay for
+# itself; when that is 1 the call runs on the calling thread and opens no
+# parallel region at all (no OpenMP worker wakes up, spins after it, or takes
+# a core from BLAS threads between two matrix products).
 cdef enum:
-    # Below this many elements a call runs on the calling thread: starting
-    # an OpenMP team costs more than the work.
-    SERIAL_ELEMENTS = 32768
+    # Measured crossovers, 1 thread against 2 on a 2-core x86-64 (Zen 4 class,
+    # AVX-512) (`PYTHONPATH=src python tools/threads_bench.py crossover`: best of
+    # many interleaved calls; "cold" = 20 ms idle before each call, so the
+    # workers sleep and the caches are cold, as between other work).  Rows of 10
+    # or 1000 classes: 2 threads win from ~30k elements back to back, from
+    # ~60-100k cold (x1.2 at 100k, x1.3-1.4 at 200k-300k).  Binary
+    # cross-entropy / squared error: from ~30k / ~100k back to back, ~300k-500k
+    # cold (x1.4 / x1.1 at 500k).  Target scan: ~150k back to back, ~200k cold
+    # (x1.2; x1.5 at 1M).  Each minimum is about twice the cold crossover's
+    # share per thread: below it the second thread gains little and costs a
+    # wake-up, and a worker left spinning next to BLAS threads.
+    ROW_ELEMENTS_PER_THREAD = 131072
+    ELEM_ELEMENTS_PER_THREAD = 262144
+    SCAN_TARGETS_PER_THREAD = 262144
+
+cdef enum:
+    WORK_ROWS = 0  # the row kernels (cross-entropy, softmax, logsumexp, ...)
+    WORK_ELEM = 1  # the element-wise kernels (binary cross-entropy, squared error)
+    WORK_SCAN = 2  # the target check
+
+# the minima in use (the tools lower them to measure the crossovers)
+cdef int64_t _min_work[3]
+_min_work[WORK_ROWS] = ROW_ELEMENTS_PER_THREAD
+_min_work[WORK_ELEM] = ELEM_ELEMENTS_PER_THREAD
+_min_work[WORK_SCAN] = SCAN_TARGETS_PER_THREAD
+
+# a forked child runs serially: see omp_shim.h
+xf_register_fork_handler()
+
+
+cdef int _team_size(int64_t n_elements, int work, int requested) noexcept nogil:
+    """Threads for a call of `n_elements` of kind `work` (WORK_*) when
+    `requested` are allowed: 1 means run on the calling thread."""
+    cdef int64_t fit
+    if requested <= 1 or xf_forked_child:
+        return 1
+    fit = n_elements // _min_work[work]
+    if fit <= 1:
+        return 1
+    return requested if fit >= requested else <int>fit
+
+
+_WORK_KINDS = {"rows": WORK_ROWS, "elementwise": WORK_ELEM, "scan": WORK_SCAN}
+
+
+def team_size(int64_t n_elements, int requested, kind="rows"):
+    """Threads a call of `n_elements` would run on with `requested` allowed
+    (kind: "rows", "elementwise" or "scan"); 1 = no parallel region."""
+    return _team_size(n_elements, _WORK_KINDS[kind], requested)
+
+
+def min_work_per_thread():
+    """Elements each thread must get before a call uses it, per kind."""
+    return {name: _min_work[k] for name, k in _WORK_KINDS.items()}
+
+
+def _set_min_work_per_thread(int64_t rows, int64_t elementwise, int64_t scan):
+    """Override the minima (for measuring the crossovers); returns the old ones."""
+    old = (_min_work[WORK_ROWS], _min_work[WORK_ELEM], _min_work[WORK_SCAN])
+    if rows < 1 or elementwise < 1 or scan < 1:
+        raise ValueError("minima must be >= 1")
+    _min_work[WORK_ROWS], _min_work[WORK_ELEM], _min_work[WORK_SCAN] = rows, elementwise, scan
+    return old
+
+
+def parallel_regions():
+    """(parallel regions opened so far in this process, team size of the last)."""
+    return xf_regions_opened, xf_last_team
+
+
+def forked_child():
+    """True in the child of a fork(): every call then runs on one thread."""
+    return bool(xf_forked_child)
+
+
+def _set_next_fork_clean(bint clean):
+    """Say the coming fork() starts its child with an unused OpenMP runtime
+    (a forkserver's; see omp_shim.h): the child keeps its threads unless
+    xentfast opened a parallel region in this process."""
+    global xf_next_fork_clean
+    xf_next_fork_clean = clean
 
 # Gradients of at least this many bytes are written with non-temporal
 # stores (they would not stay in the caches anyway); smaller ones stay cached.
@@ -62,8 +151,9 @@ STREAMING_BYTES = 8 << 20
 
 
 def max_threads():
-    """Threads a call uses by default: ``omp_get_max_threads()``."""
-    return xf_omp_max_threads()
+    """Threads a call may use by default: ``omp_get_max_threads()`` (1 in a
+    forked child)."""
+    return 1 if xf_forked_child else xf_omp_max_threads()
 
 
 def cpu_features():
@@ -196,12 +286,15 @@ cdef int64_t _scan_targets(const int64_t *target, int64_t n, int64_t n_classes,
     cdef double *sum_at = NULL
     counted[0] = 0
     weight_sum[0] = 0.0
+    num_threads = _team_size(n, WORK_SCAN, num_threads)
     if n_chunks > 1 and num_threads > 1:
         bad_at = <int64_t *>malloc(n_chunks * sizeof(int64_t))
         cnt_at = <int64_t *>malloc(n_chunks * sizeof(int64_t))
         sum_at = <double *>malloc(n_chunks * sizeof(double))
     if bad_at != NULL and cnt_at != NULL and sum_at != NULL:
         for k in prange(n_chunks, schedule="static", num_threads=num_threads):
+            if k == 0:
+                xf_note_region()
             c0 = k * SCAN_CHUNK
             bad_at[k] = _scan_chunk(target + c0, min(SCAN_CHUNK, n - c0), <uint64_t>n_classes,
                                     ignore_index, weight,
@@ -363,8 +456,7 @@ cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
     cdef void *scratch
     cdef int failed = 0
     cdef int *failed_ptr = &failed
-    if n_rows * a.n_classes <= SERIAL_ELEMENTS:
-        num_threads = 1
+    num_threads = _team_size(n_rows * a.n_classes, WORK_ROWS, num_threads)
     cdef xf_plan_kind plan = xf_plan(a, &table.caps_f32 if is_f32 else &table.caps_f64,
                                      num_threads)
     if plan == XF_PLAN_SPLIT:
@@ -387,6 +479,8 @@ cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
         # that a softcapped row's deferred write (softcap.h) overlaps
         # the next row's arithmetic across block boundaries too.
         for t in prange(num_threads, schedule="static"):
+            if t == 0:
+                xf_note_region()
             begin = (t * n_blocks // num_threads) * block
             end = ((t + 1) * n_blocks // num_threads) * block
             if end > n_rows:
@@ -431,8 +525,7 @@ def plan_of(x, int mode=XF_MODE_LOSS, int num_threads=1, bint targets=True, *,
     a.row_scale = &dummy if row_scale else NULL
     if mode == XF_MODE_EVAL:
         a.row_entropy = &dummy
-    if a.n_rows * a.n_classes <= SERIAL_ELEMENTS:
-        num_threads = 1
+    num_threads = _team_size(a.n_rows * a.n_classes, WORK_ROWS, num_threads)
     plan = xf_plan(&a, &table.caps_f32 if itemsize == 4 else &table.caps_f64, num_threads)
     return ("plain", "narrow", "split", "general", "softcap", "softcap_one_loop")[<int>plan]
 
@@ -474,6 +567,8 @@ cdef int _run_split(const xf_rows_args *a, bint is_f32, int num_threads) except 
                 state[r * XF_SPLIT_ROW_DOUBLES + XF_SPLIT_ZY] = (<const double *>a.x)[
                     r * a.x_stride + y]
         for u in prange(n_units, schedule="static", num_threads=num_threads):
+            if u == 0:
+                xf_note_region()
             r = u // chunks
             j0 = (u % chunks) * per_chunk
             j1 = min(j0 + per_chunk, n_seg)
@@ -484,6 +579,8 @@ cdef int _run_split(const xf_rows_args *a, bint is_f32, int num_threads) except 
                      state + r * XF_SPLIT_ROW_DOUBLES)
         if writes:
             for u in prange(n_units, schedule="static", num_threads=num_threads):
+                if u == 0:
+                    xf_note_region()
                 r = u // chunks
                 j0 = (u % chunks) * per_chunk
                 j1 = min(j0 + per_chunk, n_seg)
@@ -603,14 +700,17 @@ cdef int _run_elem(const xf_elem_args *a, bint is_f32, int num_threads) except -
     if block < 1:
         block = 1
     n_blocks = (n_rows + block - 1) // block
+    num_threads = _team_size(n_rows * a.n_cols, WORK_ELEM, num_threads)
     if num_threads > n_blocks:
         num_threads = <int>n_blocks
-    if num_threads <= 1 or n_rows * a.n_cols <= SERIAL_ELEMENTS:
+    if num_threads <= 1:
         with nogil:
             fn(a, 0, n_rows)
         return 0
     with nogil:
         for b in prange(n_blocks, schedule="static", num_threads=num_threads):
+            if b == 0:
+                xf_note_region()
             begin = b * block
             end = begin + block
             if end > n_rows:
