@@ -1,28 +1,35 @@
-/* AArch64 NEON (Advanced SIMD) vector layer: 4 float32 lanes.
+/* AArch64 NEON (Advanced SIMD) vector layer: 8 float32 lanes, each vector a
+ * pair of 128-bit registers (see "8 lanes" below for why).
  *
  * Primitives only (kernel_template.h lists them).  NEON is part of the
  * AArch64 baseline: neon.c needs no extra compiler flag and dispatch.c no
  * detection.  Include only from a file built for __aarch64__.
  *
  * Capabilities (read by xf_plan through the table):
- *   narrow rows       C <= 32, one row per lane; the columns of 4 rows by
- *                     one table lookup (TBL over the block's C <= 4 flat
- *                     vectors) for C <= 4, else by 4 lane loads per column
- *                     (NEON has no gather instruction)
- *   one-loop softcap  none (cap 0): the two loops only, with the rational tanh
+ *   narrow rows       C <= 32, one row per lane (8 rows); the columns of the
+ *                     8 rows by two TBL lookups (one per half) over the
+ *                     block's flat vectors for C <= 4, else by 8 lane loads
+ *                     per column (NEON has no gather instruction); the
+ *                     gradient's per-row values by TBL over the pair
+ *   one-loop softcap  none (cap 0): the two loops only, with the rational
+ *                     tanh (no table exp written for NEON)
  *   cheap exp         a degree-5 polynomial (xf_exp_mid_f32x4)
+ *   float64           not here: the shared scalar kernels (scalar.c)
  *
  * Expected speed (reasoning, not a measurement: correctness is verified
  * under emulation, where timings mean nothing).  The plain pass is one read
- * of the logits and one write of the gradient; per 4 elements the exp costs
+ * of the logits and one write of the gradient; per 4 lanes the exp costs
  * about 15 vector operations (clamp, round, 2 reduction FMAs, 6 polynomial
  * FMAs, 2 integer scalings, 2 multiplies).  Cores with two to four 128-bit
- * FMA pipes (Neoverse N1: 2, V1/V2 and Apple M-series: 4) retire ~8-16 float
- * lanes of FMA per cycle, so the exp loop should run near 1-2 cycles per
- * element and a large row stays memory-bound, as on AVX2; for rows in cache
- * expect about half the AVX2 rate per clock (half the lanes, more pipes).
- * Narrow rows with C > 4 pay 4 lane loads per column instead of a gather,
- * which costs about what a hardware gather costs on x86.
+ * FP pipes (Neoverse N1: 2; V1, V2 and Apple M-series: 4) retire 8-16
+ * float lanes of FMA per cycle, so the exp loop should run near 1-2 cycles
+ * per element, and a large row stays memory-bound as on AVX2; for rows in
+ * cache expect about half the AVX2 rate per clock (half the lanes per
+ * instruction, often more pipes).  Every vector being two registers gives
+ * each instruction a twin with no dependency on it, which those pipes need
+ * to overlap the exp's Horner chain.  Narrow rows with C > 4 pay 8 lane
+ * loads per column instead of a gather, about what a hardware gather
+ * costs on x86.
  *
  * NaN: vmaxq/vminq (FMAX/FMIN) return NaN when either lane is NaN, where
  * x86 returns the second operand.  The kernels rely on neither: a NaN
@@ -130,154 +137,297 @@ static inline float32x4_t xf_log_f32x4(float32x4_t s) {
     return vbslq_f32(vceqzq_f32(s), vdupq_n_f32(-INFINITY), special);
 }
 
-/* Lanes [0, n) set */
-static inline uint32x4_t xf_mask4(int64_t n) {
-    static const uint32_t iota[4] = {0, 1, 2, 3};
-    return vcltq_u32(vld1q_u32(iota), vdupq_n_u32((uint32_t)n));
+/* ---- 8 lanes: a pair of q registers ----
+ *
+ * The layer's vector is two float32x4_t: every primitive is two independent
+ * instructions.  Why not one register: (1) the segment sums (row_stats.h,
+ * general_row.h) accumulate in float lanes, 2048 / XF_W terms per lane; with
+ * 8 lanes that is 256, as on AVX2, where 4 lanes would double the rounding
+ * error of a long row's sum (a measured 3.4e-6 against AVX2's 1.5e-6 on a
+ * softmax entry of 0.72 in a row of 5000); (2) two independent chains per
+ * operation keep two to four FMA pipes busy through the exp's Horner chain
+ * and the single accumulator of the general row's sums. */
+typedef float32x4x2_t xf_v8;
+typedef int32x4x2_t xf_vi8;
+
+#define XF_PAIR1(name, op)                   \
+    static inline xf_v8 name(xf_v8 a) {      \
+        xf_v8 r;                             \
+        r.val[0] = op(a.val[0]);             \
+        r.val[1] = op(a.val[1]);             \
+        return r;                            \
+    }
+#define XF_PAIR2(name, op)                   \
+    static inline xf_v8 name(xf_v8 a, xf_v8 b) { \
+        xf_v8 r;                             \
+        r.val[0] = op(a.val[0], b.val[0]);   \
+        r.val[1] = op(a.val[1], b.val[1]);   \
+        return r;                            \
+    }
+XF_PAIR2(xf_add8, vaddq_f32)
+XF_PAIR2(xf_sub8, vsubq_f32)
+XF_PAIR2(xf_mul8, vmulq_f32)
+XF_PAIR2(xf_div8, vdivq_f32)
+XF_PAIR2(xf_max8, vmaxq_f32)
+XF_PAIR2(xf_min8, vminq_f32)
+XF_PAIR1(xf_exp8, xf_exp_f32x4)
+XF_PAIR1(xf_exp_mid8, xf_exp_mid_f32x4)
+XF_PAIR1(xf_log8, xf_log_f32x4)
+
+static inline xf_v8 xf_set1_8(float a) {
+    xf_v8 r;
+    r.val[0] = r.val[1] = vdupq_n_f32(a);
+    return r;
+}
+static inline xf_v8 xf_loadu8(const float *p) {
+    xf_v8 r;
+    r.val[0] = vld1q_f32(p);
+    r.val[1] = vld1q_f32(p + 4);
+    return r;
+}
+static inline void xf_storeu8(float *p, xf_v8 v) {
+    vst1q_f32(p, v.val[0]);
+    vst1q_f32(p + 4, v.val[1]);
+}
+/* a b + c, c - a b, a b - c */
+static inline xf_v8 xf_fma8(xf_v8 a, xf_v8 b, xf_v8 c) {
+    xf_v8 r;
+    r.val[0] = vfmaq_f32(c.val[0], a.val[0], b.val[0]);
+    r.val[1] = vfmaq_f32(c.val[1], a.val[1], b.val[1]);
+    return r;
+}
+static inline xf_v8 xf_fnma8(xf_v8 a, xf_v8 b, xf_v8 c) {
+    xf_v8 r;
+    r.val[0] = vfmsq_f32(c.val[0], a.val[0], b.val[0]);
+    r.val[1] = vfmsq_f32(c.val[1], a.val[1], b.val[1]);
+    return r;
+}
+static inline xf_v8 xf_fms8(xf_v8 a, xf_v8 b, xf_v8 c) {
+    xf_v8 r;
+    r.val[0] = vfmaq_f32(vnegq_f32(c.val[0]), a.val[0], b.val[0]);
+    r.val[1] = vfmaq_f32(vnegq_f32(c.val[1]), a.val[1], b.val[1]);
+    return r;
+}
+
+/* Lanes [0, n) set, for lane 4h + i of half h */
+static inline uint32x4_t xf_mask_half(int64_t n, int h) {
+    static const uint32_t iota[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    return vcltq_u32(vld1q_u32(iota + 4 * h), vdupq_n_u32((uint32_t)n));
+}
+static inline xf_v8 xf_zero_tail8(xf_v8 v, int64_t n) {
+    xf_v8 r;
+    for (int h = 0; h < 2; h++)
+        r.val[h] = vreinterpretq_f32_u32(
+            vandq_u32(vreinterpretq_u32_f32(v.val[h]), xf_mask_half(n, h)));
+    return r;
 }
 
 /* Lanes [0, n) from p, the rest `fill`: a copy through a small buffer (a
  * row's last partial vector only; no read past the row's end) */
-static inline float32x4_t xf_load_tail4(const float *p, int64_t n, float fill) {
-    float buf[4] = {fill, fill, fill, fill};
+static inline xf_v8 xf_load_tail8(const float *p, int64_t n, float fill) {
+    float buf[8] = {fill, fill, fill, fill, fill, fill, fill, fill};
     memcpy(buf, p, (size_t)n * sizeof(float));
-    return vld1q_f32(buf);
+    return xf_loadu8(buf);
 }
-
-static inline void xf_store_tail4(float *p, float32x4_t v, int64_t n) {
-    float buf[4];
-    vst1q_f32(buf, v);
+static inline void xf_store_tail8(float *p, xf_v8 v, int64_t n) {
+    float buf[8];
+    xf_storeu8(buf, v);
     memcpy(p, buf, (size_t)n * sizeof(float));
 }
 
-/* Sum of the lanes in double: (l0 + l2) + (l1 + l3) */
-static inline double xf_hsum_f32x4(float32x4_t v) {
-    return vaddvq_f64(vaddq_f64(vcvt_f64_f32(vget_low_f32(v)), vcvt_high_f64_f32(v)));
+/* Sum of the lanes in double: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) */
+static inline double xf_hsum8(xf_v8 v) {
+    const float64x2_t a = vaddq_f64(vcvt_f64_f32(vget_low_f32(v.val[0])),
+                                    vcvt_f64_f32(vget_low_f32(v.val[1])));
+    const float64x2_t b = vaddq_f64(vcvt_high_f64_f32(v.val[0]), vcvt_high_f64_f32(v.val[1]));
+    return vaddvq_f64(vaddq_f64(a, b));
+}
+static inline float xf_hmax8(xf_v8 v) { return vmaxvq_f32(vmaxq_f32(v.val[0], v.val[1])); }
+
+/* 8 float lanes stored as 8 doubles */
+static inline void xf_store_f64_8(double *p, xf_v8 v) {
+    for (int h = 0; h < 2; h++) {
+        vst1q_f64(p + 4 * h, vcvt_f64_f32(vget_low_f32(v.val[h])));
+        vst1q_f64(p + 4 * h + 2, vcvt_high_f64_f32(v.val[h]));
+    }
 }
 
-/* 4 float lanes stored as 4 doubles */
-static inline void xf_store_f64_4(double *p, float32x4_t v) {
-    vst1q_f64(p, vcvt_f64_f32(vget_low_f32(v)));
-    vst1q_f64(p + 2, vcvt_high_f64_f32(v));
+/* x >= 0 ? a : b (false for NaN x) */
+static inline xf_v8 xf_select_ge0_8(xf_v8 x, xf_v8 a, xf_v8 b) {
+    xf_v8 r;
+    for (int h = 0; h < 2; h++) r.val[h] = vbslq_f32(vcgezq_f32(x.val[h]), a.val[h], b.val[h]);
+    return r;
 }
-
+/* a == b ? v : 0 */
+static inline xf_v8 xf_select_eq8(xf_v8 a, xf_v8 b, xf_v8 v) {
+    xf_v8 r;
+    for (int h = 0; h < 2; h++)
+        r.val[h] = vreinterpretq_f32_u32(
+            vandq_u32(vceqq_f32(a.val[h], b.val[h]), vreinterpretq_u32_f32(v.val[h])));
+    return r;
+}
 /* lanes of v where c == 0 (ordered) set to 0; NaN c keeps v */
-static inline float32x4_t xf_zero_where_zero4(float32x4_t v, float32x4_t c) {
-    return vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(v), vceqzq_f32(c)));
+static inline xf_v8 xf_zero_where_zero8(xf_v8 v, xf_v8 c) {
+    xf_v8 r;
+    for (int h = 0; h < 2; h++)
+        r.val[h] = vreinterpretq_f32_u32(
+            vbicq_u32(vreinterpretq_u32_f32(v.val[h]), vceqzq_f32(c.val[h])));
+    return r;
+}
+static inline int xf_any_zero8(xf_v8 v) {
+    return vmaxvq_u32(vorrq_u32(vceqzq_f32(v.val[0]), vceqzq_f32(v.val[1]))) != 0;
 }
 
-/* The targets of 4 rows as int32 lanes (0 where a row's target is
+/* integer lanes (narrow rows) */
+static inline xf_vi8 xf_vi_load8(const void *p) {
+    xf_vi8 r;
+    r.val[0] = vld1q_s32((const int32_t *)p);
+    r.val[1] = vld1q_s32((const int32_t *)p + 4);
+    return r;
+}
+static inline xf_vi8 xf_vi_add8(xf_vi8 a, xf_vi8 b) {
+    xf_vi8 r;
+    r.val[0] = vaddq_s32(a.val[0], b.val[0]);
+    r.val[1] = vaddq_s32(a.val[1], b.val[1]);
+    return r;
+}
+static inline xf_v8 xf_vi_to_v8(xf_vi8 a) {
+    xf_v8 r;
+    r.val[0] = vcvtq_f32_s32(a.val[0]);
+    r.val[1] = vcvtq_f32_s32(a.val[1]);
+    return r;
+}
+
+/* The targets of 8 rows as int32 lanes (0 where a row's target is
  * ignore_index, or for no targets), and keep = 1.0 for a counted row, 0.0
  * for an ignored one. */
-static inline int32x4_t xf_targets4(const int64_t *t, int64_t ignore, float32x4_t *keep) {
+static inline xf_vi8 xf_targets8(const int64_t *t, int64_t ignore, xf_v8 *keep) {
+    xf_vi8 y;
     if (!t) {
-        *keep = vdupq_n_f32(1.0f);
-        return vdupq_n_s32(0);
+        *keep = xf_set1_8(1.0f);
+        y.val[0] = y.val[1] = vdupq_n_s32(0);
+        return y;
     }
     const int64x2_t ig = vdupq_n_s64(ignore);
-    const int64x2_t t0 = vld1q_s64(t), t1 = vld1q_s64(t + 2);
-    const uint64x2_t i0 = vceqq_s64(t0, ig), i1 = vceqq_s64(t1, ig);
-    /* the low 32 bits of the 4 int64 lanes, in order (targets are < C) */
-    const int32x4_t y = vcombine_s32(vmovn_s64(vbicq_s64(t0, vreinterpretq_s64_u64(i0))),
-                                     vmovn_s64(vbicq_s64(t1, vreinterpretq_s64_u64(i1))));
-    const uint32x4_t ignored = vcombine_u32(vmovn_u64(i0), vmovn_u64(i1));
-    *keep = vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(vdupq_n_f32(1.0f)), ignored));
+    const uint32x4_t one = vreinterpretq_u32_f32(vdupq_n_f32(1.0f));
+    for (int h = 0; h < 2; h++) {
+        const int64x2_t t0 = vld1q_s64(t + 4 * h), t1 = vld1q_s64(t + 4 * h + 2);
+        const uint64x2_t i0 = vceqq_s64(t0, ig), i1 = vceqq_s64(t1, ig);
+        /* the low 32 bits of the int64 lanes, in order (targets are < C) */
+        y.val[h] = vcombine_s32(vmovn_s64(vbicq_s64(t0, vreinterpretq_s64_u64(i0))),
+                                vmovn_s64(vbicq_s64(t1, vreinterpretq_s64_u64(i1))));
+        const uint32x4_t ignored = vcombine_u32(vmovn_u64(i0), vmovn_u64(i1));
+        keep->val[h] = vreinterpretq_f32_u32(vbicq_u32(one, ignored));
+    }
     return y;
 }
 
-/* Byte indices of TBL selecting float lanes idx (int32 lanes in [0, 4)):
- * lane l takes bytes 4 idx_l .. 4 idx_l + 3 */
-static inline uint8x16_t xf_lane_bytes4(int32x4_t idx) {
-    return vreinterpretq_u8_u32(
-        vmlaq_n_u32(vdupq_n_u32(0x03020100u), vreinterpretq_u32_s32(idx), 0x04040404u));
+/* v's lanes idx (int32 in [0, 8)) by one TBL over both registers: lane l
+ * takes bytes 4 idx_l .. 4 idx_l + 3 of the 32-byte pair */
+static inline xf_v8 xf_permute8(xf_v8 v, xf_vi8 idx) {
+    uint8x16x2_t tab;
+    tab.val[0] = vreinterpretq_u8_f32(v.val[0]);
+    tab.val[1] = vreinterpretq_u8_f32(v.val[1]);
+    xf_v8 r;
+    for (int h = 0; h < 2; h++) {
+        const uint8x16_t bytes = vreinterpretq_u8_u32(vmlaq_n_u32(
+            vdupq_n_u32(0x03020100u), vreinterpretq_u32_s32(idx.val[h]), 0x04040404u));
+        r.val[h] = vreinterpretq_f32_u8(vqtbl2q_u8(tab, bytes));
+    }
+    return r;
 }
 
-static inline float32x4_t xf_permute4(float32x4_t v, int32x4_t idx) {
-    return vreinterpretq_f32_u8(vqtbl1q_u8(vreinterpretq_u8_f32(v), xf_lane_bytes4(idx)));
+/* base[idx_l] in lane l: NEON has no gather, so 8 lane loads */
+static inline xf_v8 xf_gather8(const float *base, xf_vi8 idx) {
+    xf_v8 r;
+    for (int h = 0; h < 2; h++) {
+        float32x4_t v = vld1q_dup_f32(base + vgetq_lane_s32(idx.val[h], 0));
+        v = vld1q_lane_f32(base + vgetq_lane_s32(idx.val[h], 1), v, 1);
+        v = vld1q_lane_f32(base + vgetq_lane_s32(idx.val[h], 2), v, 2);
+        r.val[h] = vld1q_lane_f32(base + vgetq_lane_s32(idx.val[h], 3), v, 3);
+    }
+    return r;
 }
 
-/* base[idx_l] in lane l: NEON has no gather, so 4 lane loads */
-static inline float32x4_t xf_gather4(const float *base, int32x4_t idx) {
-    float32x4_t v = vld1q_dup_f32(base + vgetq_lane_s32(idx, 0));
-    v = vld1q_lane_f32(base + vgetq_lane_s32(idx, 1), v, 1);
-    v = vld1q_lane_f32(base + vgetq_lane_s32(idx, 2), v, 2);
-    return vld1q_lane_f32(base + vgetq_lane_s32(idx, 3), v, 3);
-}
-
-/* Narrow rows with C <= 4: the 4 rows' 4C logits are the block's C flat
- * vectors (at most 64 bytes), and column k (lane l = flat element l C + k)
- * is one TBL over all of them. */
+/* Narrow rows with C <= 4: the 8 rows' 8C logits are the block's C flat
+ * vectors (2C q registers).  Rows 4h..4h+3 (half h of a column) lie in
+ * the 4C floats from q register hC on, at most 64 bytes: column k's half h
+ * is one TBL over q registers hC..hC+3, with the same byte indices for both
+ * halves (lane i takes float i C + k of that run). */
 typedef struct {
     uint8x16_t idx[4];
-} xf_columns4;
-static inline void xf_columns_setup4(xf_columns4 *t, int64_t C) {
+} xf_columns8;
+static inline void xf_columns_setup8(xf_columns8 *t, int64_t C) {
     for (int64_t k = 0; k < C; k++) {
         uint8_t b[16];
-        for (int l = 0; l < 4; l++)
-            for (int i = 0; i < 4; i++) b[4 * l + i] = (uint8_t)(4 * (l * C + k) + i);
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) b[4 * i + j] = (uint8_t)(4 * (i * C + k) + j);
         t->idx[k] = vld1q_u8(b);
     }
 }
-static inline float32x4_t xf_column4(const xf_columns4 *t, const float32x4_t *flat, int64_t C,
-                                     int64_t k) {
-    uint8x16x4_t tab;
-    tab.val[0] = vreinterpretq_u8_f32(flat[0]);
-    tab.val[1] = vreinterpretq_u8_f32(flat[C > 1 ? 1 : 0]);
-    tab.val[2] = vreinterpretq_u8_f32(flat[C > 2 ? 2 : 0]);
-    tab.val[3] = vreinterpretq_u8_f32(flat[C > 3 ? 3 : 0]);
-    return vreinterpretq_f32_u8(vqtbl4q_u8(tab, t->idx[k]));
+/* q register j of the flat vectors (j < 2C; clamped where TBL never looks) */
+static inline uint8x16_t xf_flat_q(const xf_v8 *flat, int64_t C, int64_t j) {
+    if (j > 2 * C - 1) j = 2 * C - 1;
+    return vreinterpretq_u8_f32(flat[j >> 1].val[j & 1]);
+}
+static inline xf_v8 xf_column8(const xf_columns8 *t, const xf_v8 *flat, int64_t C, int64_t k) {
+    xf_v8 r;
+    for (int h = 0; h < 2; h++) {
+        uint8x16x4_t tab;
+        for (int q = 0; q < 4; q++) tab.val[q] = xf_flat_q(flat, C, h * C + q);
+        r.val[h] = vreinterpretq_f32_u8(vqtbl4q_u8(tab, t->idx[k]));
+    }
+    return r;
 }
 
 /* ---- the layer's names (kernel_template.h) ---- */
-#define XF_V float32x4_t
-#define XF_W 4
-#define XF_VBYTES 16
+#define XF_V xf_v8
+#define XF_W 8
+#define XF_VBYTES 32
 #define XF_T_MAX FLT_MAX
-#define V_SET1(a) vdupq_n_f32(a)
-#define V_LOADU(p) vld1q_f32(p)
-#define V_STOREU(p, v) vst1q_f32((p), (v))
+#define V_SET1(a) xf_set1_8(a)
+#define V_LOADU(p) xf_loadu8(p)
+#define V_STOREU(p, v) xf_storeu8((p), (v))
 /* no non-temporal store: STNP is only a hint on most cores, unmeasured here */
-#define V_STREAM(p, v) vst1q_f32((p), (v))
-#define V_LOAD_TAIL(p, n, fill) xf_load_tail4((p), (n), (fill))
-#define V_STORE_TAIL(p, v, n) xf_store_tail4((p), (v), (n))
-#define V_ZERO_TAIL(v, n) \
-    vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), xf_mask4(n)))
-#define V_ADD vaddq_f32
-#define V_SUB vsubq_f32
-#define V_MUL vmulq_f32
-#define V_DIV vdivq_f32
-#define V_MAX vmaxq_f32
-#define V_MIN vminq_f32
-#define V_FMA(a, b, c) vfmaq_f32((c), (a), (b))            /* a b + c */
-#define V_FNMA(a, b, c) vfmsq_f32((c), (a), (b))           /* c - a b */
-#define V_FMS(a, b, c) vfmaq_f32(vnegq_f32(c), (a), (b))   /* a b - c */
-#define V_FIRST(v) vgetq_lane_f32((v), 0)
+#define V_STREAM(p, v) xf_storeu8((p), (v))
+#define V_LOAD_TAIL(p, n, fill) xf_load_tail8((p), (n), (fill))
+#define V_STORE_TAIL(p, v, n) xf_store_tail8((p), (v), (n))
+#define V_ZERO_TAIL(v, n) xf_zero_tail8((v), (n))
+#define V_ADD xf_add8
+#define V_SUB xf_sub8
+#define V_MUL xf_mul8
+#define V_DIV xf_div8
+#define V_MAX xf_max8
+#define V_MIN xf_min8
+#define V_FMA xf_fma8   /* a b + c */
+#define V_FNMA xf_fnma8 /* c - a b */
+#define V_FMS xf_fms8   /* a b - c */
+#define V_FIRST(v) vgetq_lane_f32((v).val[0], 0)
 #define V_ROUND_T(v) (v)
-#define V_HMAX vmaxvq_f32
-#define V_HSUM xf_hsum_f32x4
-#define V_SELECT_GE0(x, a, b) vbslq_f32(vcgezq_f32(x), (a), (b))
-#define V_SELECT_EQ(a, b, v) \
-    vreinterpretq_f32_u32(vandq_u32(vceqq_f32((a), (b)), vreinterpretq_u32_f32(v)))
-#define V_ZERO_WHERE_ZERO xf_zero_where_zero4
-#define V_ANY_ZERO(v) (vmaxvq_u32(vceqzq_f32(v)) != 0)
-#define V_EXP xf_exp_f32x4
-#define V_EXP_MID xf_exp_mid_f32x4
-#define V_LOG xf_log_f32x4
+#define V_HMAX xf_hmax8
+#define V_HSUM xf_hsum8
+#define V_SELECT_GE0 xf_select_ge0_8
+#define V_SELECT_EQ xf_select_eq8
+#define V_ZERO_WHERE_ZERO xf_zero_where_zero8
+#define V_ANY_ZERO xf_any_zero8
+#define V_EXP xf_exp8
+#define V_EXP_MID xf_exp_mid8
+#define V_LOG xf_log8
 /* ordinary stores only: nothing to fence */
 #define XF_SFENCE() ((void)0)
 #define XF_TANH_RATIONAL 1
 /* integer lanes and the narrow rows' primitives */
-#define XF_VI int32x4_t
-#define VI_LOAD(p) vld1q_s32((const int32_t *)(p))
-#define VI_ADD vaddq_s32
-#define VI_TO_V vcvtq_f32_s32
-#define V_GATHER(base, idx) xf_gather4((base), (idx))
-#define V_PERMUTE(v, idx) xf_permute4((v), (idx))
-#define V_STORE_F64 xf_store_f64_4
-#define VI_TARGETS xf_targets4
-#define XF_COLUMNS xf_columns4
+#define XF_VI xf_vi8
+#define VI_LOAD xf_vi_load8
+#define VI_ADD xf_vi_add8
+#define VI_TO_V xf_vi_to_v8
+#define V_GATHER xf_gather8
+#define V_PERMUTE xf_permute8
+#define V_STORE_F64 xf_store_f64_8
+#define VI_TARGETS xf_targets8
+#define XF_COLUMNS xf_columns8
 #define XF_COLUMNS_MAX 4
-#define V_COLUMNS_SETUP xf_columns_setup4
-#define V_COLUMN xf_column4
+#define V_COLUMNS_SETUP xf_columns_setup8
+#define V_COLUMN xf_column8
 
 #endif
