@@ -28,8 +28,11 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "src"))
-from xentfast import reference  # noqa: E402
+try:  # the installed package (CI's venv), else the in-place build under src/
+    from xentfast import reference
+except ImportError:
+    sys.path.insert(0, os.path.join(ROOT, "src"))
+    from xentfast import reference
 
 CC = os.environ.get("XENTFAST_AARCH64_CC", "aarch64-linux-gnu-gcc")
 QEMU = os.environ.get("XENTFAST_QEMU_AARCH64", "qemu-aarch64")
@@ -336,9 +339,18 @@ def read_outputs(data, cases, threads):
     return name, results
 
 
+def _clean_env(**extra):
+    """The environment for the compiler and qemu: without a sanitizer runtime
+    preloaded by tools/sanitize.sh (it would be loaded into them)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LD_PRELOAD", "ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS")}
+    env.update(extra)
+    return env
+
+
 def build_harness(path, cc=CC):
     subprocess.run([os.path.join(ROOT, "tools", "neon", "build.sh"), path], check=True,
-                   env=dict(os.environ, CC=cc), capture_output=True, text=True)
+                   env=_clean_env(CC=cc), capture_output=True, text=True)
 
 
 def run(cases=None, threads=THREADS, backend="neon", workdir=None, host=False):
@@ -357,7 +369,7 @@ def run(cases=None, threads=THREADS, backend="neon", workdir=None, host=False):
         f.write(np.int64(0).tobytes())
     t0 = time.perf_counter()
     subprocess.run(([] if host else [QEMU]) + [exe, "scalar" if host else backend, ",".join(map(str, threads)), cases_path, out_path],
-                   check=True, capture_output=True, text=True, timeout=1200)
+                   check=True, capture_output=True, text=True, timeout=1200, env=_clean_env())
     seconds = time.perf_counter() - t0
     with open(out_path, "rb") as f:
         data = f.read()
