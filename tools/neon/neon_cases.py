@@ -171,6 +171,9 @@ def rows_cases(rng):
         add(n, c, "grad", dtype=np.float64, eps=0.1, softcap=30.0, class_weight=True)
         add(n, c, "eval", dtype=np.float64)
     add(2, 20000, "grad", dtype=np.float64)
+    # the softcap's entropy (the two loops: the one loop leaves it to them)
+    for c in (10, 2049):
+        add(max(9, 20000 // c), c, "eval", softcap=30.0, special=no_huge)
     return cases
 
 
