@@ -1,5 +1,6 @@
 /* AArch64 NEON instantiation of the kernels: float32 by the NEON layer
- * (vec_neon.h, 4 lanes), float64 by the shared scalar kernels (scalar.c).
+ * (vec_neon.h, 8 lanes in pairs of q registers), float64 by the shared
+ * scalar kernels (scalar.c).
  * NEON is part of the AArch64 baseline: compiled with no extra flag, and
  * dispatch.c selects it without detection.  Built only where __aarch64__
  * (setup.py defines XF_HAVE_NEON_KERNELS there). */
