@@ -4,7 +4,10 @@ The extension itself is compiled for the baseline of the target (never
 for the build machine's own CPU by default: a wheel must run on any CPU of its architecture).
 On x86-64 the AVX2+FMA and AVX-512 kernels are compiled separately, each
 with only its own ISA flags, and linked in; dispatch.c decides at run time
-which one may run.  On other CPUs only the scalar kernels are built.
+which one may run.  On AArch64 (Linux, macOS arm64) the NEON kernels
+(neon.c) are built with no extra flag: NEON is part of that baseline, and
+dispatch.c selects them without detection.  On other CPUs only the scalar
+kernels are built.
 
 Environment:
   XENTFAST_NATIVE=1      add -march=native to every file (local builds only;
@@ -28,6 +31,8 @@ ROOT = os.path.dirname(os.path.abspath(__file__))
 INCLUDE = os.path.join("include")
 KERNELS = os.path.join("src", "xentfast", "kernels")
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64", "x64")
+# platform.machine(): "aarch64" on Linux, "arm64" on macOS and Windows
+IS_AARCH64 = platform.machine().lower() in ("aarch64", "arm64")
 SANITIZE = os.environ.get("XENTFAST_SANITIZE") == "1"
 NATIVE = os.environ.get("XENTFAST_NATIVE") == "1"
 
@@ -137,6 +142,11 @@ def _headers():
 macros = [("NPY_NO_DEPRECATED_API", "NPY_2_0_API_VERSION")]
 if IS_X86_64:
     macros.append(("XF_HAVE_X86_KERNELS", "1"))
+# neon.c is compiled with the extension's own flags (no ISA flag needed);
+# it holds code only where the compiler targets __aarch64__
+NEON_SOURCES = [os.path.join(KERNELS, "neon.c")] if IS_AARCH64 else []
+if IS_AARCH64:
+    macros.append(("XF_HAVE_NEON_KERNELS", "1"))
 
 extension = Extension(
     "xentfast._core",
@@ -145,10 +155,11 @@ extension = Extension(
         os.path.join(KERNELS, "dispatch.c"),
         os.path.join(KERNELS, "plan.c"),
         os.path.join(KERNELS, "scalar.c"),
-    ],
+    ] + NEON_SOURCES,
     include_dirs=[INCLUDE, np.get_include()],
     define_macros=macros,
     depends=_headers() + [os.path.join(KERNELS, n) for n in ISA_FLAGS_GCC]
+    + [os.path.join(KERNELS, "neon.c")]
     + [os.path.join("src", "xentfast", "_kernels.pxd")],
 )
 

@@ -233,6 +233,9 @@ extern const xf_kernel_table xf_table_scalar;
 extern const xf_kernel_table xf_table_avx2;
 extern const xf_kernel_table xf_table_avx512;
 #endif
+#if defined(XF_HAVE_NEON_KERNELS) && defined(__aarch64__)
+extern const xf_kernel_table xf_table_neon; /* baseline on AArch64 (neon.c) */
+#endif
 /* The float64 kernels, which every table shares (scalar.c). */
 void xf_rows_f64(const xf_rows_args *, xf_plan_kind, int64_t, int64_t, void *);
 void xf_elem_f64(const xf_elem_args *, int64_t, int64_t);
@@ -253,7 +256,7 @@ enum xf_cpu_feature {
 };
 int xf_cpu_features(void); /* detected once, cached */
 int xf_backend_supported(const char *name);
-/* Select a backend by name ("scalar", "avx2", "avx512") or the best one
+/* Select a backend by name ("scalar", "avx2", "avx512", "neon") or the best one
  * (name NULL or ""); returns 0 on success, -1 if unknown, -2 if the CPU or
  * the build lacks it. */
 int xf_select_backend(const char *name);

@@ -3,7 +3,8 @@
  * The CPU is asked once (cpuid for the instruction sets, xgetbv for whether
  * the OS saves the wider registers on a context switch: without the latter
  * an AVX instruction faults even on a CPU that has it).  The result is
- * cached; the table is chosen at import and on request. */
+ * cached; the table is chosen at import and on request.  On AArch64 the
+ * NEON table needs no question: Advanced SIMD is part of the baseline. */
 #include <string.h>
 #include "xentfast/kernels.h"
 
@@ -74,12 +75,17 @@ static const xf_kernel_table *xf_lookup(const char *name) {
     if (strcmp(name, "avx512") == 0) return (f & avx512) == avx512 ? &xf_table_avx512 : NULL;
     if (strcmp(name, "avx2") == 0) return (f & avx2) == avx2 ? &xf_table_avx2 : NULL;
 #endif
+#if defined(XF_HAVE_NEON_KERNELS) && defined(__aarch64__)
+    /* NEON (Advanced SIMD) is part of the AArch64 baseline: no detection */
+    if (strcmp(name, "neon") == 0) return &xf_table_neon;
+#endif
     if (strcmp(name, "scalar") == 0) return &xf_table_scalar;
     return NULL;
 }
 
 static int xf_known(const char *name) {
-    return strcmp(name, "avx512") == 0 || strcmp(name, "avx2") == 0 || strcmp(name, "scalar") == 0;
+    return strcmp(name, "avx512") == 0 || strcmp(name, "avx2") == 0 || strcmp(name, "neon") == 0 ||
+           strcmp(name, "scalar") == 0;
 }
 
 int xf_backend_supported(const char *name) { return xf_lookup(name) != NULL; }
@@ -88,8 +94,8 @@ static const xf_kernel_table *xf_current = &xf_table_scalar;
 
 int xf_select_backend(const char *name) {
     if (name == NULL || name[0] == '\0') {
-        static const char *best[] = {"avx512", "avx2", "scalar"};
-        for (int i = 0; i < 3; i++) {
+        static const char *best[] = {"avx512", "avx2", "neon", "scalar"};
+        for (int i = 0; i < 4; i++) {
             const xf_kernel_table *t = xf_lookup(best[i]);
             if (t) {
                 xf_current = t;
