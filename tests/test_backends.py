@@ -41,7 +41,7 @@ def test_unknown_backend_is_a_clear_error():
     proc = run("sse9", "import xentfast")
     assert proc.returncode != 0
     assert "unknown backend 'sse9'" in proc.stderr
-    assert "avx512, avx2, scalar" in proc.stderr
+    assert "avx512, avx2, neon, scalar" in proc.stderr
 
 
 def test_missing_backend_names_what_the_cpu_has():

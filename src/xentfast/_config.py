@@ -11,7 +11,7 @@ from ._version import __version__
 
 
 def backend() -> str:
-    """Name of the kernels in use: ``"avx512"``, ``"avx2"`` or ``"scalar"``.
+    """Name of the kernels in use: ``"avx512"``, ``"avx2"``, ``"neon"`` or ``"scalar"``.
 
     Chosen once at import (the best this CPU and OS support) unless the
     environment variable ``XENTFAST_BACKEND`` names one.
@@ -19,7 +19,7 @@ def backend() -> str:
     Examples
     --------
     >>> import xentfast
-    >>> xentfast.backend() in ("avx512", "avx2", "scalar")
+    >>> xentfast.backend() in ("avx512", "avx2", "neon", "scalar")
     True
     """
     return _core.backend()

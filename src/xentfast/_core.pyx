@@ -55,7 +55,7 @@ TARGET_ELSEWHERE = XF_TARGET_ELSEWHERE
 OP_BCE = XF_OP_BCE
 OP_MSE = XF_OP_MSE
 OPENMP = bool(xf_omp_enabled)
-BACKENDS = ("avx512", "avx2", "scalar")
+BACKENDS = ("avx512", "avx2", "neon", "scalar")
 
 # Thread decisions.  A call of n elements runs on min(requested, n // minimum)
 # threads, where `minimum` is the work one extra thread must get to pay for
@@ -179,7 +179,7 @@ def backend():
 
 
 def select_backend(name):
-    """Use backend `name` ("avx512", "avx2", "scalar", or "" for the best)."""
+    """Use backend `name` ("avx512", "avx2", "neon", "scalar", or "" for the best)."""
     cdef int rc = xf_select_backend(name.encode())
     if rc == -1:
         raise ValueError(

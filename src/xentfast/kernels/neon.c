@@ -27,6 +27,7 @@ const xf_kernel_table xf_table_neon = {
     .elem_f64 = xf_elem_f64,
     .exp_f32 = xf_exp_f32_neon,
     .log1p_f32 = xf_log1p_f32_neon,
+    .bound_f32 = xf_bound_f32_neon,
 };
 #else
 typedef int xf_neon_needs_aarch64; /* an empty unit elsewhere */
