@@ -23,9 +23,9 @@ static XF_ALWAYS_INLINE XF_V XF_FN(log1p01)(XF_V t) {
 #else
     const XF_V two = V_SET1(2);
     const XF_V u = V_ADD(two, t);
-    const XF_V e = V_SUB(t, V_SUB(u, two));           /* (2 + t) - u, exactly */
+    const XF_V e = V_SUB(t, V_SUB(u, two)); /* (2 + t) - u, exactly */
     const XF_V s = V_DIV(t, u);
-    const XF_V r = V_FMA(V_SUB(V_SET1(0), s), u, t);  /* t - s u, exactly     */
+    const XF_V r = V_FMA(V_SUB(V_SET1(0), s), u, t); /* t - s u, exactly     */
     const XF_V c = V_DIV(V_SUB(r, V_MUL(s, e)), u);
     const XF_V s2 = V_MUL(s, s);
     XF_V p = V_SET1((XF_T)(1.0 / 15));
@@ -52,8 +52,8 @@ static XF_ALWAYS_INLINE XF_V XF_FN(bload)(const XF_T *p, int64_t col_stride, int
  *   dl/dx = w ((1 - y') sigmoid(x) - pw y' sigmoid(-x)),
  * with softplus(+-x) = max(+-x, 0) + log1p(e^{-|x|}) and the sigmoids from
  * the same e^{-|x|}: stable for any |x| (never log 0, never inf/inf). */
-static XF_ALWAYS_INLINE XF_V XF_FN(elem_vec)(const xf_elem_args *a, XF_V x, XF_V y, XF_V w,
-                                             XF_V pw, int has_w, int has_pw, XF_V *grad) {
+static XF_ALWAYS_INLINE XF_V XF_FN(elem_vec)(const xf_elem_args *a, XF_V x, XF_V y, XF_V w, XF_V pw,
+                                             int has_w, int has_pw, XF_V *grad) {
     if (a->op == XF_OP_MSE) {
         const XF_V d = V_SUB(x, y);
         *grad = V_ADD(d, d);
@@ -63,16 +63,16 @@ static XF_ALWAYS_INLINE XF_V XF_FN(elem_vec)(const xf_elem_args *a, XF_V x, XF_V
     const XF_V zero = V_SET1(0), one = V_SET1(1);
     const XF_T eps = (XF_T)a->label_smoothing;
     if (eps != 0) y = V_FMA(y, V_SET1(1 - eps), V_SET1(eps / 2));
-    const XF_V ax = V_MAX(x, V_SUB(zero, x));        /* |x|; NaN passes via exp */
-    const XF_V t = V_EXP(V_SUB(zero, ax));           /* e^{-|x|} in (0, 1]      */
+    const XF_V ax = V_MAX(x, V_SUB(zero, x)); /* |x|; NaN passes via exp */
+    const XF_V t = V_EXP(V_SUB(zero, ax));    /* e^{-|x|} in (0, 1]      */
     const XF_V l1p = XF_FN(log1p01)(t);
-    const XF_V sp_pos = V_ADD(V_MAX(zero, x), l1p);  /* softplus(x)  */
+    const XF_V sp_pos = V_ADD(V_MAX(zero, x), l1p);              /* softplus(x)  */
     const XF_V sp_neg = V_ADD(V_MAX(zero, V_SUB(zero, x)), l1p); /* softplus(-x) */
     const XF_V inv = V_DIV(one, V_ADD(one, t));
     /* sigmoid(|x|) = 1/(1+t), sigmoid(-|x|) = t/(1+t); pick by the sign of x */
     const XF_V big = inv, small = V_MUL(t, inv);
-    const XF_V sig_pos = V_SELECT_GE0(x, big, small);  /* sigmoid(x)  */
-    const XF_V sig_neg = V_SELECT_GE0(x, small, big);  /* sigmoid(-x) */
+    const XF_V sig_pos = V_SELECT_GE0(x, big, small); /* sigmoid(x)  */
+    const XF_V sig_neg = V_SELECT_GE0(x, small, big); /* sigmoid(-x) */
     const XF_V one_y = V_SUB(one, y);
     XF_V py = has_pw ? V_MUL(pw, y) : y;
     XF_V l = V_FMA(py, sp_neg, V_MUL(one_y, sp_pos));
@@ -91,21 +91,25 @@ static XF_ALWAYS_INLINE void XF_FN(elem_part)(const xf_elem_args *a, const XF_T 
                                               XF_V *acc) {
     const XF_V xv = XF_FN(bload)(x + i, 1, lanes), yv = XF_FN(bload)(y + i, 1, lanes);
     const XF_V wv = w ? XF_FN(bload)(w + i * a->w_col_stride, a->w_col_stride, lanes) : V_SET1(1);
-    const XF_V pv = pw ? XF_FN(bload)(pw + i * a->pw_col_stride, a->pw_col_stride, lanes)
-                       : V_SET1(1);
+    const XF_V pv =
+        pw ? XF_FN(bload)(pw + i * a->pw_col_stride, a->pw_col_stride, lanes) : V_SET1(1);
     XF_V gr;
     XF_V l = XF_FN(elem_vec)(a, xv, yv, wv, pv, w != NULL, pw != NULL, &gr);
     if (lanes < XF_W) l = V_ZERO_TAIL(l, lanes);
     *acc = V_ADD(*acc, l);
     if (el) {
-        if (lanes == XF_W) V_STOREU(el + i, l);
-        else V_STORE_TAIL(el + i, l, lanes);
+        if (lanes == XF_W)
+            V_STOREU(el + i, l);
+        else
+            V_STORE_TAIL(el + i, l, lanes);
     }
     if (out) {
         gr = V_MUL(gr, V_SET1((XF_T)a->scale));
         if (g) gr = V_MUL(gr, XF_FN(bload)(g + i * a->g_col_stride, a->g_col_stride, lanes));
-        if (lanes == XF_W) V_STOREU(out + i, gr);
-        else V_STORE_TAIL(out + i, gr, lanes);
+        if (lanes == XF_W)
+            V_STOREU(out + i, gr);
+        else
+            V_STORE_TAIL(out + i, gr, lanes);
     }
 }
 

@@ -15,23 +15,23 @@
 /* The options of a general row, fixed per call (general_opts_set in
  * softcap.h fills them). */
 typedef struct {
-    XF_T inv_t;               /* 1/T                                       */
-    XF_T cap, inv_cap;        /* softcap c (0: none), 1/c                  */
+    XF_T inv_t;        /* 1/T                                       */
+    XF_T cap, inv_cap; /* softcap c (0: none), 1/c                  */
     /* the two-loop softcap's tanh (softcap.h) */
-    XF_T u_scale;             /* u = x u_scale: 1/(T c), 1 when folded into
+    XF_T u_scale;              /* u = x u_scale: 1/(T c), 1 when folded into
                                * the rational tanh's coefficients, or 2/(T c)
                                * for the tanh by expm1                     */
-    XF_T bound;               /* its clamp on u                            */
+    XF_T bound;                /* its clamp on u                            */
     XF_T tanh_p[6], tanh_q[4]; /* the rational tanh's coefficients in u^2  */
     /* the one-loop softcap (softcap.h) */
-    int one_loop;             /* the plan chose it                         */
-    XF_T exp_k, exp_x_bound;  /* e^{2u} = 2^{x k}: k, and the clamp on x   */
-    XF_T cap2, inv_cap2;      /* z in base 2: c log2(e) and 1/that         */
-    const XF_T *w;            /* class weights, or NULL                    */
-    int want_wz, want_ez;     /* sums w z (smoothing) and e z (entropy)    */
-    int chain;                /* exps stored times the softcap's chain
+    int one_loop;            /* the plan chose it                         */
+    XF_T exp_k, exp_x_bound; /* e^{2u} = 2^{x k}: k, and the clamp on x   */
+    XF_T cap2, inv_cap2;     /* z in base 2: c log2(e) and 1/that         */
+    const XF_T *w;           /* class weights, or NULL                    */
+    int want_wz, want_ez;    /* sums w z (smoothing) and e z (entropy)    */
+    int chain;               /* exps stored times the softcap's chain
                                * factor (a softcapped gradient: softcap.h)  */
-    int keep_chain;           /* and the chain factors kept in a row, for
+    int keep_chain;          /* and the chain factors kept in a row, for
                                * the shift terms (smoothing, probabilities) */
 } XF_FN(general_opts);
 
@@ -53,16 +53,16 @@ enum {
 
 /* How a softcapped segment's loops store and write (flags, constant per
  * inlined loop; softcap.h) */
-#define XF_SHIFT 1        /* shift terms (targets, smoothing): chain factors kept */
-#define XF_DRAIN_STREAM 2 /* the deferred row's streaming stores */
-#define XF_CHAIN 4        /* the exps stored chained (general_opts.chain) */
-#define XF_LEAN 8         /* no class weights, probability targets or entropy */
-#define XF_BASE2 16       /* z in units of ln 2 (the one loop) */
+#define XF_SHIFT        1  /* shift terms (targets, smoothing): chain factors kept */
+#define XF_DRAIN_STREAM 2  /* the deferred row's streaming stores */
+#define XF_CHAIN        4  /* the exps stored chained (general_opts.chain) */
+#define XF_LEAN         8  /* no class weights, probability targets or entropy */
+#define XF_BASE2        16 /* z in units of ln 2 (the one loop) */
 #endif
 
 /* The softcap's chain factor dz/du = 1 - (z/c)^2 (tanh' = 1 - tanh^2);
  * base2: z in units of ln 2 (the one loop). */
-static XF_ALWAYS_INLINE XF_V XF_FN(chain_factor)(XF_V z, const XF_FN(general_opts) *o,
+static XF_ALWAYS_INLINE XF_V XF_FN(chain_factor)(XF_V z, const XF_FN(general_opts) * o,
                                                  const int base2) {
     const XF_V th = V_MUL(z, V_SET1(base2 ? o->inv_cap2 : o->inv_cap));
     return V_FNMA(th, th, V_SET1(1));
@@ -77,7 +77,7 @@ static XF_ALWAYS_INLINE XF_V XF_FN(chain_factor)(XF_V z, const XF_FN(general_opt
 /* One vector of a segment, z the transformed logits: `valid` lanes are
  * real (the rest are zeroed).  exps: XF_EXPS_*; lean: no sums of e z or
  * w z, whatever the options say (known at compile time). */
-static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(general_opts) *o, XF_V z, XF_V w,
+static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(general_opts) * o, XF_V z, XF_V w,
                                             const XF_T *tp, XF_V tpv, XF_V mv, int64_t valid,
                                             XF_V *s, XF_V *ez, XF_V *wz, XF_V *wtz, XF_V *wt,
                                             XF_V *e_out, const int exps, const int lean) {
@@ -86,7 +86,7 @@ static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(general_opts) *o, XF_V z
      * e^{z-m} needs no more than V_EXP_MID's accuracy; z - m >= -2c is
      * finite, and clamped at -87.3 (a no-op for c <= 43), where the exp is
      * about FLT_MIN: an absolute error under 1.2e-38 */
-    XF_V e = exps == XF_EXPS_BASE2 ? XF_EXP2_MID(z)
+    XF_V e = exps == XF_EXPS_BASE2                          ? XF_EXP2_MID(z)
              : (exps == XF_EXPS_CHEAP && sizeof(XF_T) == 4) ? V_EXP_MID(V_MAX(V_SET1(-87.3), zm))
                                                             : V_EXP(zm);
     if (valid < XF_W) e = V_ZERO_TAIL(e, valid);
@@ -111,17 +111,21 @@ static XF_ALWAYS_INLINE void XF_FN(gen_vec)(const XF_FN(general_opts) *o, XF_V z
  * factors, which XF_SHIFT keeps at chain_factors + i too. */
 static XF_ALWAYS_INLINE void XF_FN(store_exps)(XF_T *e, XF_T *chain_factors, int64_t i,
                                                int64_t lanes, XF_V ev, XF_V z,
-                                               const XF_FN(general_opts) *o, const int how) {
+                                               const XF_FN(general_opts) * o, const int how) {
     if (how & XF_CHAIN) {
         const XF_V dv = XF_FN(chain_factor)(z, o, how & XF_BASE2);
         if (how & XF_SHIFT) {
-            if (lanes == XF_W) V_STOREU(chain_factors + i, dv);
-            else V_STORE_TAIL(chain_factors + i, dv, lanes);
+            if (lanes == XF_W)
+                V_STOREU(chain_factors + i, dv);
+            else
+                V_STORE_TAIL(chain_factors + i, dv, lanes);
         }
         ev = V_MUL(ev, dv);
     }
-    if (lanes == XF_W) V_STOREU(e + i, ev);
-    else V_STORE_TAIL(e + i, ev, lanes);
+    if (lanes == XF_W)
+        V_STOREU(e + i, ev);
+    else
+        V_STORE_TAIL(e + i, ev, lanes);
 }
 
 /* A deferred gradient segment on its way out, written a vector at a time
@@ -136,13 +140,15 @@ typedef struct {
 
 /* One whole vector of the drain, if one is left (how: XF_SHIFT,
  * XF_DRAIN_STREAM). */
-static XF_ALWAYS_INLINE void XF_FN(drain_step)(XF_FN(drain_t) *d, const int how) {
+static XF_ALWAYS_INLINE void XF_FN(drain_step)(XF_FN(drain_t) * d, const int how) {
     if (d->k + XF_W > d->n) return;
-    const XF_V g = XF_FN(segment_value)(d->e, d->w, d->tp, d->chain_factors, d->k, XF_W,
-                                        V_SET1(d->f), V_SET1(d->alpha), V_SET1(d->beta),
-                                        how & XF_SHIFT);
-    if (how & XF_DRAIN_STREAM) V_STREAM(d->out + d->k, g);
-    else V_STOREU(d->out + d->k, g);
+    const XF_V g =
+        XF_FN(segment_value)(d->e, d->w, d->tp, d->chain_factors, d->k, XF_W, V_SET1(d->f),
+                             V_SET1(d->alpha), V_SET1(d->beta), how & XF_SHIFT);
+    if (how & XF_DRAIN_STREAM)
+        V_STREAM(d->out + d->k, g);
+    else
+        V_STOREU(d->out + d->k, g);
     d->k += XF_W;
 }
 
@@ -153,8 +159,8 @@ static XF_ALWAYS_INLINE void XF_FN(drain_step)(XF_FN(drain_t) *d, const int how)
  * NULL) advances one vector per two. */
 static XF_ALWAYS_INLINE XF_FN(sums_t)
     XF_FN(gen_loop)(const XF_T *x, const XF_T *w, const XF_T *tp, int64_t n, XF_T m,
-                    const XF_FN(general_opts) *o, XF_T *e, XF_T *chain_factors,
-                    const int z_given, XF_FN(drain_t) *drain, const int how) {
+                    const XF_FN(general_opts) * o, XF_T *e, XF_T *chain_factors, const int z_given,
+                    XF_FN(drain_t) * drain, const int how) {
     const XF_V zero = V_SET1(0), one = V_SET1(1), mv = V_SET1(m), inv_t = V_SET1(o->inv_t);
     const int exps = z_given ? XF_EXPS_CHEAP : XF_EXPS_EXACT;
     XF_V s = zero, ez = zero, wz = zero, wtz = zero, wt = zero, ev;
@@ -163,8 +169,9 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
         if (!z_given) XF_FN(prefetch_ahead)(x + i, 1);
         if (tp) XF_FN(prefetch_ahead)(tp + i, 1);
         const XF_V z = z_given ? V_LOADU(x + i) : V_ROUND_T(V_MUL(V_LOADU(x + i), inv_t));
-        XF_FN(gen_vec)(o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, mv,
-                       XF_W, &s, &ez, &wz, &wtz, &wt, &ev, exps, 0);
+        XF_FN(gen_vec)
+        (o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, mv, XF_W, &s, &ez, &wz,
+         &wtz, &wt, &ev, exps, 0);
         if (e) XF_FN(store_exps)(e, chain_factors, i, XF_W, ev, z, o, how);
         if (drain && ((i / XF_W) & 1)) XF_FN(drain_step)(drain, how);
     }
@@ -172,9 +179,9 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
         const int64_t r = n - i;
         const XF_V xv = V_LOAD_TAIL(x + i, r, 0);
         const XF_V z = z_given ? xv : V_ROUND_T(V_MUL(xv, inv_t));
-        XF_FN(gen_vec)(o, z, w ? V_LOAD_TAIL(w + i, r, 0) : one, tp,
-                       tp ? V_LOAD_TAIL(tp + i, r, 0) : zero, mv, r, &s, &ez, &wz, &wtz, &wt,
-                       &ev, exps, 0);
+        XF_FN(gen_vec)
+        (o, z, w ? V_LOAD_TAIL(w + i, r, 0) : one, tp, tp ? V_LOAD_TAIL(tp + i, r, 0) : zero, mv, r,
+         &s, &ez, &wz, &wtz, &wt, &ev, exps, 0);
         if (e) XF_FN(store_exps)(e, chain_factors, i, r, ev, z, o, how);
     }
     XF_FN(sums_t) out = {V_HSUM(s), V_HSUM(ez), V_HSUM(wz), V_HSUM(wtz), V_HSUM(wt)};

@@ -28,15 +28,15 @@
 #include <stdint.h>
 #include <string.h>
 #include "xentfast/kernels.h"
-#include "xentfast/row_finish.h"   /* the end of a row (not a template) */
+#include "xentfast/row_finish.h" /* the end of a row (not a template) */
 
-#include "xentfast/row_stats.h"    /* online (max, sum-exp) of a row's segments */
-#include "xentfast/row_write.h"    /* output rows from the scratch exps */
-#include "xentfast/general_row.h"  /* temperature, smoothing, probabilities, entropy */
-#include "xentfast/softcap.h"      /* the softcap's transform and loops */
-#include "xentfast/rows_narrow.h"  /* rows of a few classes, one row per lane */
-#include "xentfast/rows_shard.h"   /* a vocabulary shard's two passes */
-#include "xentfast/rows.h"         /* the row loop: every plan but the split */
-#include "xentfast/rows_split.h"   /* a few long rows over the threads */
-#include "xentfast/elementwise.h"  /* BCE, MSE, and the maps for the accuracy tests */
-#include "xentfast/bounds.h"       /* the memory bounds the benchmark divides by */
+#include "xentfast/row_stats.h"   /* online (max, sum-exp) of a row's segments */
+#include "xentfast/row_write.h"   /* output rows from the scratch exps */
+#include "xentfast/general_row.h" /* temperature, smoothing, probabilities, entropy */
+#include "xentfast/softcap.h"     /* the softcap's transform and loops */
+#include "xentfast/rows_narrow.h" /* rows of a few classes, one row per lane */
+#include "xentfast/rows_shard.h"  /* a vocabulary shard's two passes */
+#include "xentfast/rows.h"        /* the row loop: every plan but the split */
+#include "xentfast/rows_split.h"  /* a few long rows over the threads */
+#include "xentfast/elementwise.h" /* BCE, MSE, and the maps for the accuracy tests */
+#include "xentfast/bounds.h"      /* the memory bounds the benchmark divides by */

@@ -35,8 +35,16 @@ enum xf_mode {
  * shard's z (lse = M + log S), the target's z (0 when the target is on
  * another shard), sum w z, sum w p z, sum w p, and (read only) the target's
  * class weight w_y.  rows_shard.h says how the shards' combine. */
-enum { XF_SHARD_M, XF_SHARD_LOG_S, XF_SHARD_ZY, XF_SHARD_WZ, XF_SHARD_WTZ, XF_SHARD_WT,
-       XF_SHARD_WY, XF_SHARD_DOUBLES };
+enum {
+    XF_SHARD_M,
+    XF_SHARD_LOG_S,
+    XF_SHARD_ZY,
+    XF_SHARD_WZ,
+    XF_SHARD_WTZ,
+    XF_SHARD_WT,
+    XF_SHARD_WY,
+    XF_SHARD_DOUBLES
+};
 
 /* The target of a counted row whose class lies on another shard. */
 #define XF_TARGET_ELSEWHERE (-2)
@@ -84,14 +92,14 @@ static inline int64_t xf_block_rows(int64_t n_classes) {
  * times the row weight s (docs/design.md, "Semantics").  A new field must
  * be told to xf_plan() (plan.c checks the struct's size for that reason). */
 typedef struct xf_rows_args {
-    int64_t n_rows;             /* rows in the whole call                       */
-    int64_t n_classes;          /* C, elements per row                          */
-    const void *x;              /* logits, row r at x + r * x_stride            */
-    int64_t x_stride;           /* in elements                                  */
-    void *out;                  /* gradient / softmax / log-softmax, or NULL    */
-    int64_t out_stride;         /* in elements                                  */
-    const int64_t *target;      /* n_rows class indices, or NULL                */
-    const void *class_weight;   /* n_classes weights (logits' dtype), or NULL   */
+    int64_t n_rows;           /* rows in the whole call                       */
+    int64_t n_classes;        /* C, elements per row                          */
+    const void *x;            /* logits, row r at x + r * x_stride            */
+    int64_t x_stride;         /* in elements                                  */
+    void *out;                /* gradient / softmax / log-softmax, or NULL    */
+    int64_t out_stride;       /* in elements                                  */
+    const int64_t *target;    /* n_rows class indices, or NULL                */
+    const void *class_weight; /* n_classes weights (logits' dtype), or NULL   */
     int64_t ignore_index;
     double scale;               /* gradient scale shared by all rows            */
     const double *row_scale;    /* per-row upstream gradient, or NULL           */
@@ -118,15 +126,15 @@ typedef struct xf_rows_args {
 /* The algorithms of the row kernels; xf_plan() picks one per call (the
  * table in docs/design.md says which, for each option, ISA and shape). */
 typedef enum xf_plan_kind {
-    XF_PLAN_PLAIN = 0,    /* index targets, class and row weights, z-loss:
+    XF_PLAN_PLAIN = 0,           /* index targets, class and row weights, z-loss:
                            * one online (max, sum-exp) pass, then the write   */
-    XF_PLAN_NARROW = 1,   /* the plain loss, rows of at most
+    XF_PLAN_NARROW = 1,          /* the plain loss, rows of at most
                            * xf_caps.narrow_max classes, one row per lane     */
-    XF_PLAN_SPLIT = 2,    /* the plain loss of a few long rows, each row's
+    XF_PLAN_SPLIT = 2,           /* the plain loss of a few long rows, each row's
                            * segments spread over the threads (rows_split.h)  */
-    XF_PLAN_GENERAL = 3,  /* temperature, smoothing, probability targets,
+    XF_PLAN_GENERAL = 3,         /* temperature, smoothing, probability targets,
                            * entropy: the general row (general_row.h)        */
-    XF_PLAN_SOFTCAP = 4,  /* the general row under a softcap: a z loop and
+    XF_PLAN_SOFTCAP = 4,         /* the general row under a softcap: a z loop and
                            * an exp loop per segment (softcap.h)              */
     XF_PLAN_SOFTCAP_ONE_LOOP = 5 /* caps up to xf_caps.one_loop_cap: z and its
                                   * exps in one loop, no max (softcap.h)     */
@@ -135,8 +143,8 @@ typedef enum xf_plan_kind {
 /* What an ISA's kernels can do, for one dtype: the capability block at the
  * top of its vector layer, read by xf_plan(). */
 typedef struct xf_caps {
-    int64_t narrow_max;   /* XF_PLAN_NARROW for C up to this (0: never)      */
-    double one_loop_cap;  /* XF_PLAN_SOFTCAP_ONE_LOOP for caps up to this    */
+    int64_t narrow_max;  /* XF_PLAN_NARROW for C up to this (0: never)      */
+    double one_loop_cap; /* XF_PLAN_SOFTCAP_ONE_LOOP for caps up to this    */
 } xf_caps;
 
 /* The algorithm a call runs, from its arguments, the kernels' capabilities
@@ -150,24 +158,24 @@ enum xf_elem_op { XF_OP_BCE = 0, XF_OP_MSE = 1 };
 
 typedef struct xf_elem_args {
     int64_t n_rows, n_cols;
-    const void *x;              /* logits / predictions, unit column stride     */
+    const void *x; /* logits / predictions, unit column stride     */
     int64_t x_stride;
-    const void *y;              /* targets, unit column stride                  */
+    const void *y; /* targets, unit column stride                  */
     int64_t y_stride;
-    const void *w;              /* element weights, or NULL                     */
+    const void *w; /* element weights, or NULL                     */
     int64_t w_row_stride, w_col_stride;
-    const void *pw;             /* BCE pos_weight along the columns, or NULL    */
+    const void *pw; /* BCE pos_weight along the columns, or NULL    */
     int64_t pw_col_stride;
-    const void *g;              /* per-element upstream gradient, or NULL       */
+    const void *g; /* per-element upstream gradient, or NULL       */
     int64_t g_row_stride, g_col_stride;
-    double scale;               /* gradient scale shared by all elements        */
-    double label_smoothing;     /* BCE: y' = y (1 - eps) + eps / 2              */
-    void *out;                  /* gradient, or NULL                            */
+    double scale;           /* gradient scale shared by all elements        */
+    double label_smoothing; /* BCE: y' = y (1 - eps) + eps / 2              */
+    void *out;              /* gradient, or NULL                            */
     int64_t out_stride;
-    double *row_loss;           /* per-row sum of the losses, or NULL           */
-    void *elem_loss;            /* per-element losses (x's dtype), or NULL      */
+    double *row_loss; /* per-row sum of the losses, or NULL           */
+    void *elem_loss;  /* per-element losses (x's dtype), or NULL      */
     int64_t elem_stride;
-    int op;                     /* enum xf_elem_op                              */
+    int op; /* enum xf_elem_op                              */
 } xf_elem_args;
 
 typedef void (*xf_elem_fn)(const xf_elem_args *args, int64_t begin, int64_t end);
@@ -175,8 +183,8 @@ typedef void (*xf_elem_fn)(const xf_elem_args *args, int64_t begin, int64_t end)
 /* Rows [begin, end) by the algorithm `plan` (any but XF_PLAN_SPLIT).
  * `scratch` holds at least xf_scratch_bytes(n_classes) bytes, private to
  * the calling thread. */
-typedef void (*xf_rows_fn)(const xf_rows_args *args, xf_plan_kind plan, int64_t begin,
-                           int64_t end, void *scratch);
+typedef void (*xf_rows_fn)(const xf_rows_args *args, xf_plan_kind plan, int64_t begin, int64_t end,
+                           void *scratch);
 
 /* XF_PLAN_SPLIT (rows_split.h): one row's fixed segments computed in
  * parallel units and folded in segment order.  seg_max points to one value
@@ -184,11 +192,17 @@ typedef void (*xf_rows_fn)(const xf_rows_args *args, xf_plan_kind plan, int64_t 
  * row_state to XF_SPLIT_ROW_DOUBLES doubles, whose XF_SPLIT_ZY (the
  * target's logit) the caller fills before `stats`, which may overwrite the
  * logits when out == x. */
-enum { XF_SPLIT_M, XF_SPLIT_LOG_S, XF_SPLIT_G, XF_SPLIT_TARGET_OUT, XF_SPLIT_ZY,
-       XF_SPLIT_ROW_DOUBLES };
+enum {
+    XF_SPLIT_M,
+    XF_SPLIT_LOG_S,
+    XF_SPLIT_G,
+    XF_SPLIT_TARGET_OUT,
+    XF_SPLIT_ZY,
+    XF_SPLIT_ROW_DOUBLES
+};
 typedef struct xf_split_fns {
-    void (*stats)(const xf_rows_args *, int64_t row, int64_t j_begin, int64_t j_end,
-                  void *seg_max, double *seg_sum);
+    void (*stats)(const xf_rows_args *, int64_t row, int64_t j_begin, int64_t j_end, void *seg_max,
+                  double *seg_sum);
     void (*fold)(const xf_rows_args *, int64_t row, const void *seg_max, const double *seg_sum,
                  double *row_state);
     void (*write)(const xf_rows_args *, int64_t row, int64_t j_begin, int64_t j_end,
@@ -251,8 +265,8 @@ enum xf_cpu_feature {
     XF_CPU_AVX512DQ = 1 << 5,
     XF_CPU_AVX512BW = 1 << 6,
     XF_CPU_AVX512VL = 1 << 7,
-    XF_CPU_OS_AVX = 1 << 8,    /* xgetbv: OS saves YMM state          */
-    XF_CPU_OS_AVX512 = 1 << 9  /* xgetbv: OS saves opmask + ZMM state */
+    XF_CPU_OS_AVX = 1 << 8,   /* xgetbv: OS saves YMM state          */
+    XF_CPU_OS_AVX512 = 1 << 9 /* xgetbv: OS saves opmask + ZMM state */
 };
 int xf_cpu_features(void); /* detected once, cached */
 int xf_backend_supported(const char *name);

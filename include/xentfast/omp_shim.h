@@ -32,8 +32,7 @@ static int xf_last_team = 0;
 #if defined(__unix__) || defined(__APPLE__)
 #include <pthread.h>
 static void xf_after_fork_in_child(void) {
-    if (!xf_next_fork_clean || xf_regions_opened > 0)
-        xf_forked_child = 1;
+    if (!xf_next_fork_clean || xf_regions_opened > 0) xf_forked_child = 1;
     xf_next_fork_clean = 0;
 }
 /* pthread_atfork, not os.register_at_fork: any fork() counts, not only Python's. */
@@ -41,7 +40,7 @@ static inline int xf_register_fork_handler(void) {
     return pthread_atfork(NULL, NULL, xf_after_fork_in_child);
 }
 #else
-static inline int xf_register_fork_handler(void) { return 0; }  /* no fork() */
+static inline int xf_register_fork_handler(void) { return 0; } /* no fork() */
 #endif
 
 /* Called once per parallel region, by the thread that runs its first iteration. */

@@ -23,9 +23,9 @@ static inline double xf_times_nz(double c, double v) { return c == 0 ? 0.0 : c *
 
 /* What a pass knows of a row when it ends it. */
 typedef struct xf_row_stats {
-    double M, log_S;     /* lse = M + log S; M the max of z (the one-loop softcap: 0) */
-    double z_y;          /* the target's z (index targets)                          */
-    double wz, wtz, wt;  /* sum_k w_k z_k, sum_k w_k p_k z_k, sum_k w_k p_k         */
+    double M, log_S;    /* lse = M + log S; M the max of z (the one-loop softcap: 0) */
+    double z_y;         /* the target's z (index targets)                          */
+    double wz, wtz, wt; /* sum_k w_k z_k, sum_k w_k p_k z_k, sum_k w_k p_k         */
 } xf_row_stats;
 
 /* A row's loss and z-loss (times its row weight) and the coefficients of

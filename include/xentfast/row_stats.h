@@ -126,8 +126,8 @@ static inline double XF_FN(seg_stats)(const XF_T *x, int64_t C, int64_t j, XF_T 
 /* (M, S) of a row: M its max, S = sum exp(x - M), so lse = M + log S.
  * With e != NULL the exps of segment j, relative to its own max
  * seg_max[j], are left in e (segments whose max is -inf are not written). */
-static inline void XF_FN(row_stats)(const XF_T *x, int64_t C, XF_T *e, XF_T *seg_max,
-                                   double *M_out, double *S_out) {
+static inline void XF_FN(row_stats)(const XF_T *x, int64_t C, XF_T *e, XF_T *seg_max, double *M_out,
+                                    double *S_out) {
     double M = -INFINITY, S = 0.0;
     for (int64_t j = 0; j * XF_SEGMENT < C; j++) {
         XF_T m;
@@ -157,4 +157,3 @@ static inline int64_t XF_FN(row_argmax)(const XF_T *x, int64_t C) {
         if (x[i] == best) return i;
     return 0;
 }
-

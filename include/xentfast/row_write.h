@@ -17,8 +17,8 @@ static XF_ALWAYS_INLINE XF_V XF_FN(load)(const XF_T *p, int64_t lanes) {
 
 /* one vector of write_segment's formula from `lanes` elements at offset i */
 static XF_ALWAYS_INLINE XF_V XF_FN(segment_value)(const XF_T *e, const XF_T *w, const XF_T *tp,
-                                                  const XF_T *d, int64_t i, int64_t lanes,
-                                                  XF_V fv, XF_V av, XF_V bv, int shift) {
+                                                  const XF_T *d, int64_t i, int64_t lanes, XF_V fv,
+                                                  XF_V av, XF_V bv, int shift) {
     XF_V v = e ? V_MUL(XF_FN(load)(e + i, lanes), fv) : V_SET1(0);
     if (shift) {
         XF_V b = tp ? V_FMA(XF_FN(load)(tp + i, lanes), av, bv) : bv;
@@ -44,13 +44,12 @@ static XF_ALWAYS_INLINE int64_t XF_FN(stream_head)(const XF_T *out, int64_t n, i
  * gradient is e f).  Every element gets the same arithmetic whatever the
  * alignment and the kind of store. */
 static XF_ALWAYS_INLINE void XF_FN(write_segment)(XF_T *out, const XF_T *e, const XF_T *w,
-                                                  const XF_T *tp, const XF_T *d, int64_t n,
-                                                  XF_T f, XF_T alpha, XF_T beta, int stream) {
+                                                  const XF_T *tp, const XF_T *d, int64_t n, XF_T f,
+                                                  XF_T alpha, XF_T beta, int stream) {
     const XF_V fv = V_SET1(f), av = V_SET1(alpha), bv = V_SET1(beta);
     const int shift = (w != NULL || tp != NULL || beta != 0);
     int64_t i = XF_FN(stream_head)(out, n, stream);
-    if (i)
-        V_STORE_TAIL(out, XF_FN(segment_value)(e, w, tp, d, 0, i, fv, av, bv, shift), i);
+    if (i) V_STORE_TAIL(out, XF_FN(segment_value)(e, w, tp, d, 0, i, fv, av, bv, shift), i);
     if (stream && XF_VBYTES > (int)sizeof(XF_T)) {
         for (; i + XF_W <= n; i += XF_W)
             V_STREAM(out + i, XF_FN(segment_value)(e, w, tp, d, i, XF_W, fv, av, bv, shift));
@@ -76,8 +75,7 @@ static inline double XF_FN(seg_factor)(XF_T m_j, double M, double log_S) {
  * segment by segment from the scratch exps. */
 static inline void XF_FN(write_row)(XF_T *out, const XF_T *e, const XF_T *seg_max, const XF_T *w,
                                     const XF_T *tp, const XF_T *d, int64_t C, double M,
-                                    double log_S, double a, XF_T alpha, XF_T beta,
-                                    int stream) {
+                                    double log_S, double a, XF_T alpha, XF_T beta, int stream) {
     for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
         const double f = XF_FN(seg_factor)(seg_max[j], M, log_S) * a;
@@ -92,8 +90,7 @@ static inline void XF_FN(write_row)(XF_T *out, const XF_T *e, const XF_T *seg_ma
                 XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, stream);
         } else {
             /* the general path stored every exp (0 in a masked segment) */
-            XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, d_j, n, (XF_T)f, alpha, beta,
-                                 stream);
+            XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, d_j, n, (XF_T)f, alpha, beta, stream);
         }
     }
 }
@@ -122,9 +119,9 @@ typedef struct {
 } XF_FN(pending_t);
 
 /* Writes a gradient row whole, its target's entry last. */
-static inline void XF_FN(write_pending)(const XF_FN(pending_t) *p, int64_t C, int stream) {
-    XF_FN(write_row)(p->out, p->e, p->seg_max, p->w, p->tp, p->chain_factors, C, p->M, p->log_S, p->a,
-                     p->alpha, p->beta, stream);
+static inline void XF_FN(write_pending)(const XF_FN(pending_t) * p, int64_t C, int stream) {
+    XF_FN(write_row)
+    (p->out, p->e, p->seg_max, p->w, p->tp, p->chain_factors, C, p->M, p->log_S, p->a, p->alpha,
+     p->beta, stream);
     if (p->y >= 0) p->out[p->y] = p->out_y;
 }
-

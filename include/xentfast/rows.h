@@ -13,9 +13,9 @@
 
 /* A segment of the general row without a softcap (n elements at x; class
  * weights w, probability targets tp or NULL), its max of z m given. */
-static inline XF_FN(sums_t) XF_FN(general_segment)(const XF_T *x, const XF_T *w, const XF_T *tp,
-                                                   int64_t n, XF_T m,
-                                                   const XF_FN(general_opts) *opts, XF_T *e) {
+static inline XF_FN(sums_t)
+    XF_FN(general_segment)(const XF_T *x, const XF_T *w, const XF_T *tp, int64_t n, XF_T m,
+                           const XF_FN(general_opts) * opts, XF_T *e) {
     /* a private copy: the stores to e cannot alias it, so the options
      * stay in registers instead of being reloaded every vector */
     const XF_FN(general_opts) local = *opts;
@@ -28,10 +28,10 @@ static inline XF_FN(sums_t) XF_FN(general_segment)(const XF_T *x, const XF_T *w,
  * softcap gradient row `pending` (or NULL) is written meanwhile, but for
  * its target's entry. */
 static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64_t C,
-                                            const XF_FN(general_opts) *o, XF_T *e, XF_T *zs,
+                                            const XF_FN(general_opts) * o, XF_T *e, XF_T *zs,
                                             XF_T *seg_max, double *M_out, double *S_out,
-                                            XF_FN(sums_t) *tot,
-                                            const XF_FN(pending_t) *pending, int stream) {
+                                            XF_FN(sums_t) * tot, const XF_FN(pending_t) * pending,
+                                            int stream) {
     double M = -INFINITY, S = 0.0, EZ = 0.0;
     XF_FN(sums_t) t = {0, 0, 0, 0, 0};
     for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
@@ -93,8 +93,8 @@ typedef struct {
     XF_T *e, *zs, *seg_max;
 } XF_FN(scratch_set);
 
-static inline void XF_FN(scratch_sets)(void *scratch, int64_t C, XF_FN(scratch_set) *cur,
-                                       XF_FN(scratch_set) *alt) {
+static inline void XF_FN(scratch_sets)(void *scratch, int64_t C, XF_FN(scratch_set) * cur,
+                                       XF_FN(scratch_set) * alt) {
     const int64_t c_pad = (C + 15) & ~(int64_t)15;
     const int64_t n_seg_pad = ((C + XF_SEGMENT - 1) / XF_SEGMENT + 15) & ~(int64_t)15;
     cur->e = (XF_T *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
@@ -108,8 +108,8 @@ static inline void XF_FN(scratch_sets)(void *scratch, int64_t C, XF_FN(scratch_s
 /* Row r's gradient row, ready to write (its target's entry in out_y): the
  * exps in sc times the finish's coefficients end, R its scale. */
 static inline XF_FN(pending_t)
-    XF_FN(gradient_row)(const xf_rows_args *a, const XF_FN(general_opts) *o, int general,
-                        XF_T *out, const XF_T *tp, const XF_FN(scratch_set) *sc, int64_t y,
+    XF_FN(gradient_row)(const xf_rows_args *a, const XF_FN(general_opts) * o, int general,
+                        XF_T *out, const XF_T *tp, const XF_FN(scratch_set) * sc, int64_t y,
                         double w_y, double z_y, double M, double log_S, double R,
                         const xf_row_end *end) {
     /* dz/dx = (1/T) dz/du: 1/T folded into the row's coefficients */
@@ -117,10 +117,20 @@ static inline XF_FN(pending_t)
     /* chained: the exps carry the chain factor, the shift terms take it
      * from the kept chain factors, and without shift terms (beta = 0, no
      * tp) w goes with them */
-    XF_FN(pending_t) row = {out, sc->e, o->keep_chain ? sc->zs : NULL, sc->seg_max,
-                            (general && (!o->chain || o->keep_chain)) ? o->w : NULL, tp, M,
-                            log_S, R * end->A * it, (XF_T)(R * end->alpha * it),
-                            (XF_T)(R * end->beta * it), y, 0};
+    XF_FN(pending_t)
+    row = {out,
+           sc->e,
+           o->keep_chain ? sc->zs : NULL,
+           sc->seg_max,
+           (general && (!o->chain || o->keep_chain)) ? o->w : NULL,
+           tp,
+           M,
+           log_S,
+           R * end->A * it,
+           (XF_T)(R * end->alpha * it),
+           (XF_T)(R * end->beta * it),
+           y,
+           0};
     if (y >= 0) {
         /* the target's entry, recomputed in double from the scratch exp
          * rather than read back from a (possibly streamed) store */
@@ -128,16 +138,16 @@ static inline XF_FN(pending_t)
         const double f = XF_FN(seg_factor)(sc->seg_max[jy], M, log_S);
         const double p_y = sc->seg_max[jy] == -INFINITY ? f : (double)sc->e[y] * f;
         const double th_y = z_y * (double)o->inv_cap;
-        row.out_y = (XF_T)xf_target_entry(end, R, p_y, general ? w_y * end->beta : 0.0,
-                                          o->chain ? (double)o->inv_t : it, o->chain,
-                                          1.0 - th_y * th_y);
+        row.out_y =
+            (XF_T)xf_target_entry(end, R, p_y, general ? w_y * end->beta : 0.0,
+                                  o->chain ? (double)o->inv_t : it, o->chain, 1.0 - th_y * th_y);
     }
     return row;
 }
 
 /* The general row's options for the call (also read, as neutral values,
  * by the plain rows). */
-static inline void XF_FN(row_opts)(XF_FN(general_opts) *o, const xf_rows_args *a,
+static inline void XF_FN(row_opts)(XF_FN(general_opts) * o, const xf_rows_args *a,
                                    xf_plan_kind plan) {
     XF_FN(general_opts_set)(o, a, plan);
     o->w = (const XF_T *)a->class_weight;
@@ -187,9 +197,9 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
         double M, S;
         XF_FN(sums_t) sums = {0, 0, 0, 0, 0};
         if (general) {
-            XF_FN(row_stats_general)(x, tp, C, &o, (want_out || o.cap) ? sc.e : NULL,
-                                     o.chain ? sc.zs : NULL, sc.seg_max, &M, &S, &sums,
-                                     pending.out ? &pending : NULL, stream);
+            XF_FN(row_stats_general)
+            (x, tp, C, &o, (want_out || o.cap) ? sc.e : NULL, o.chain ? sc.zs : NULL, sc.seg_max,
+             &M, &S, &sums, pending.out ? &pending : NULL, stream);
             if (pending.out) { /* the deferred row is written: its target's entry last */
                 if (pending.y >= 0) pending.out[pending.y] = pending.out_y;
                 pending.out = NULL;
@@ -214,7 +224,8 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
          * whole row's statistics: the exps in scratch are relative to this
          * shard's segment maxima, which seg_factor() turns into global
          * probabilities against the global M and log S */
-        const int64_t y_end = mode == XF_MODE_SHARD_GRAD ? XF_FN(shard_global)(a, r, y, &st, &w_y) : y;
+        const int64_t y_end =
+            mode == XF_MODE_SHARD_GRAD ? XF_FN(shard_global)(a, r, y, &st, &w_y) : y;
         M = st.M;
         log_S = st.log_S;
         if (a->row_lse) a->row_lse[r] = xf_row_lse(M, log_S);
@@ -234,8 +245,8 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
                 XF_FN(write_pending)(&row, C, stream);
             }
         } else if (mode == XF_MODE_SOFTMAX) {
-            XF_FN(write_row)(out, sc.e, sc.seg_max, NULL, NULL, NULL, C, M, log_S, 1.0, 0, 0,
-                             stream);
+            XF_FN(write_row)
+            (out, sc.e, sc.seg_max, NULL, NULL, NULL, C, M, log_S, 1.0, 0, 0, stream);
         } else if (mode == XF_MODE_LOG_SOFTMAX) {
             XF_FN(write_log_softmax_row)(out, x, C, M, log_S);
         }

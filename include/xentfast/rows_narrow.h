@@ -113,8 +113,8 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
         for (int64_t j = 0; j < C * XF_W; j++) row_index[j] = (int32_t)(j / C);
     XF_T m_a[XF_W], ls_a[XF_W], zy_a[XF_W], coef_a[XF_W], tsub_a[XF_W];
     /* no weights, z-loss or per-row scales: the finish in vectors */
-    const int plain = !a->class_weight && !a->row_weight && a->z_loss == 0 && !a->row_scale &&
-                      !a->row_z_loss;
+    const int plain =
+        !a->class_weight && !a->row_weight && a->z_loss == 0 && !a->row_scale && !a->row_z_loss;
     const void *columns = NULL;
 #ifdef XF_COLUMNS
     XF_COLUMNS column_table;
@@ -136,8 +136,8 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
         const XF_V ls = V_LOG(s);
         /* the targets, vectorised: flat offsets of z_y, keep = 0 for ignored rows */
         XF_V keep;
-        const XF_VI y_off = VI_ADD(offsets, VI_TARGETS(a->target ? a->target + r0 : NULL,
-                                                       a->ignore_index, &keep));
+        const XF_VI y_off =
+            VI_ADD(offsets, VI_TARGETS(a->target ? a->target + r0 : NULL, a->ignore_index, &keep));
         const int any_ignored = V_ANY_ZERO(keep);
         XF_V zy;
 #ifdef XF_COLUMNS
@@ -159,10 +159,10 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
                 V_STOREU(m_a, m);
                 V_STOREU(ls_a, V_ADD(m, ls));
                 for (int l = 0; l < XF_W; l++)
-                    a->row_lse[r0 + l] = a->target && a->target[r0 + l] == a->ignore_index
-                                             ? NAN
-                                             : XF_FN(narrow_lse)(xb + l * C, C, m_a[l],
-                                                                 (double)ls_a[l]);
+                    a->row_lse[r0 + l] =
+                        a->target && a->target[r0 + l] == a->ignore_index
+                            ? NAN
+                            : XF_FN(narrow_lse)(xb + l * C, C, m_a[l], (double)ls_a[l]);
             }
         } else {
             V_STOREU(m_a, m);
@@ -173,8 +173,9 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
             tsub = V_LOADU(tsub_a);
         }
         if (grad)
-            XF_FN(narrow_write)((XF_T *)a->out + r0 * C, xb, C, row_index, m, ls, coef, tsub, keep,
-                                y_off, any_ignored, iota);
+            XF_FN(narrow_write)
+            ((XF_T *)a->out + r0 * C, xb, C, row_index, m, ls, coef, tsub, keep, y_off, any_ignored,
+             iota);
     }
     return r0;
 }

@@ -57,8 +57,10 @@ static void XF_FN(split_fold)(const xf_rows_args *a, int64_t r, const void *seg_
     const double w_y = (w && y >= 0) ? (double)w[y] : 1.0;
     const xf_row_stats st = {M, log_S, row[XF_SPLIT_ZY], 0, 0, 0};
     const xf_row_end end = xf_row_finish(a, r, y, w_y, &st);
-    if (y >= 0) xf_row_store(a, r, &end);
-    else if (a->row_z_loss) a->row_z_loss[r] = end.z_loss;
+    if (y >= 0)
+        xf_row_store(a, r, &end);
+    else if (a->row_z_loss)
+        a->row_z_loss[r] = end.z_loss;
     /* a row with every class masked has no distribution: NaN, as rows() */
     row[XF_SPLIT_M] = M == -INFINITY ? NAN : M;
     const double R = xf_row_scale(a, r);
@@ -85,12 +87,10 @@ static void XF_FN(split_write)(const xf_rows_args *a, int64_t r, int64_t j_begin
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
         const double f = ignored ? 0.0 : XF_FN(seg_factor)(seg_max[j], M, log_S) * g;
         if (ignored || seg_max[j] == -INFINITY) {
-            XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f,
-                                 a->streaming);
+            XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, a->streaming);
             continue;
         }
-        XF_FN(write_segment)(out + j0, out + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0,
-                             a->streaming);
+        XF_FN(write_segment)(out + j0, out + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, a->streaming);
     }
 }
 

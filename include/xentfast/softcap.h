@@ -18,7 +18,7 @@
  */
 
 #define XF_LOG2E 1.4426950408889634
-#define XF_LN2 0.6931471805599453
+#define XF_LN2   0.6931471805599453
 
 #ifdef XF_TANH_RATIONAL
 /* z = softcap(x / T) = c tanh u, u = x / (T c), for a vector of float32.
@@ -34,10 +34,10 @@
  * relative for tanh, 4.1e-7 for 30 tanh(x/30) (`TOOL=exp_mid_check
  * tools/kernel_bench.sh avx512`).  NaN passes the clamp. */
 #define XF_TANH_U 9.02f
-static const double xf_tanh_p[6] = {1.0, 0.1296948, 0.0029735093, 9.719833e-06,
-                                    -1.401629e-08, 2.1090726e-11};
+static const double xf_tanh_p[6] = {1.0,          0.1296948,     0.0029735093,
+                                    9.719833e-06, -1.401629e-08, 2.1090726e-11};
 static const double xf_tanh_q[4] = {1.0, 0.4630285, 0.023982681, 0.00023520176};
-static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(general_opts) *o) {
+static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(general_opts) * o) {
     if (!o->cap) return V_ROUND_T(V_MUL(x, V_SET1(o->inv_t)));
     const XF_V u = V_MAX(V_SET1(-o->bound), V_MIN(V_SET1(o->bound), V_MUL(x, V_SET1(o->u_scale))));
     const XF_V t = V_MUL(u, u);
@@ -72,8 +72,8 @@ static inline int XF_FN(tanh_can_fold)(double softcap, double inv_temperature) {
 
 /* The rational tanh's scale, clamp and coefficients for softcap c and 1/T,
  * s folded in or not (then u = s x and the coefficients times c). */
-static inline void XF_FN(tanh_set)(XF_FN(general_opts) *o, double softcap,
-                                   double inv_temperature, int fold) {
+static inline void XF_FN(tanh_set)(XF_FN(general_opts) * o, double softcap, double inv_temperature,
+                                   int fold) {
     const double s = inv_temperature / softcap, s2 = s * s;
     o->u_scale = fold ? 1 : (XF_T)fmin(s, XF_T_MAX);
     o->bound = fold ? (XF_T)(XF_TANH_U / s) : XF_TANH_U;
@@ -90,7 +90,7 @@ static inline void XF_FN(tanh_set)(XF_FN(general_opts) *o, double softcap,
  * 2v is clamped to +-XF_TANH_2V, beyond which tanh rounds to +-1 in XF_T
  * (NaN passes). */
 #define XF_TANH_2V (sizeof(XF_T) == 4 ? 20.0 : 40.0)
-static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(general_opts) *o) {
+static XF_ALWAYS_INLINE XF_V XF_FN(vtransform)(XF_V x, const XF_FN(general_opts) * o) {
     if (!o->cap) return V_ROUND_T(V_MUL(x, V_SET1(o->inv_t)));
     XF_V v2 = V_MUL(x, V_SET1(o->u_scale));
     v2 = V_MAX(V_SET1(-XF_TANH_2V), V_MIN(V_SET1(XF_TANH_2V), v2));
@@ -105,8 +105,8 @@ static inline int XF_FN(tanh_can_fold)(double softcap, double inv_temperature) {
     return 0;
 }
 
-static inline void XF_FN(tanh_set)(XF_FN(general_opts) *o, double softcap,
-                                   double inv_temperature, int fold) {
+static inline void XF_FN(tanh_set)(XF_FN(general_opts) * o, double softcap, double inv_temperature,
+                                   int fold) {
     (void)fold;
     o->u_scale = (XF_T)fmin(2.0 * inv_temperature / softcap, XF_T_MAX);
 }
@@ -122,7 +122,7 @@ static inline void XF_FN(tanh_set)(XF_FN(general_opts) *o, double softcap,
  * form's near |z| = c: all that the exps of z can use.  |x k| is clamped
  * to 40, where 2/(1 + 2^40) is far below half an ulp of 1 (NaN passes);
  * z2 is exactly +-c2 at the ends and 0 at x = 0. */
-static XF_ALWAYS_INLINE XF_V XF_FN(vtransform_one)(XF_V x, const XF_FN(general_opts) *o) {
+static XF_ALWAYS_INLINE XF_V XF_FN(vtransform_one)(XF_V x, const XF_FN(general_opts) * o) {
     const XF_V b = V_SET1(o->exp_x_bound);
     const XF_V e2u = V_EXP2_SCALED(V_MAX(V_SUB(V_SET1(0), b), V_MIN(b, x)), o->exp_k);
     return V_SUB(V_SET1(o->cap2), V_DIV(V_SET1(2 * o->cap2), V_ADD(V_SET1(1), e2u)));
@@ -132,7 +132,7 @@ static XF_ALWAYS_INLINE XF_V XF_FN(vtransform_one)(XF_V x, const XF_FN(general_o
 /* The general row's options for one call (temperature and softcap
  * constants; the caller sets the rest).  Scales are kept at most the
  * largest XF_T: a finite factor keeps 0 * it = 0. */
-static inline void XF_FN(general_opts_set)(XF_FN(general_opts) *o, const xf_rows_args *a,
+static inline void XF_FN(general_opts_set)(XF_FN(general_opts) * o, const xf_rows_args *a,
                                            xf_plan_kind plan) {
     const double softcap = a->softcap, inv_temperature = a->inv_temperature;
     memset(o, 0, sizeof *o);
@@ -154,7 +154,7 @@ static inline void XF_FN(general_opts_set)(XF_FN(general_opts) *o, const xf_rows
 /* z of one logit by the very vector code of the row pass (lane 0), so
  * that z_y and the segment maxima agree bit for bit with the z the exps
  * were taken of: a one-class row then has loss exactly 0. */
-static inline double XF_FN(transform1)(XF_T x, const XF_FN(general_opts) *o) {
+static inline double XF_FN(transform1)(XF_T x, const XF_FN(general_opts) * o) {
 #ifdef V_EXP2_SCALED
     if (o->one_loop) return XF_LN2 * (double)V_FIRST(XF_FN(vtransform_one)(V_SET1(x), o));
 #endif
@@ -164,7 +164,7 @@ static inline double XF_FN(transform1)(XF_T x, const XF_FN(general_opts) *o) {
 /* Segment j (at j0, n elements) of the deferred row p as a drain, its
  * unaligned head written (as write_segment does): the arithmetic of
  * write_row, bit for bit. */
-static XF_ALWAYS_INLINE void XF_FN(drain_open)(XF_FN(drain_t) *d, const XF_FN(pending_t) *p,
+static XF_ALWAYS_INLINE void XF_FN(drain_open)(XF_FN(drain_t) * d, const XF_FN(pending_t) * p,
                                                int64_t j0, int64_t j, int64_t n, int stream) {
     d->out = p->out + j0;
     d->e = p->e + j0;
@@ -177,18 +177,18 @@ static XF_ALWAYS_INLINE void XF_FN(drain_open)(XF_FN(drain_t) *d, const XF_FN(pe
     d->n = n;
     d->k = XF_FN(stream_head)(d->out, n, stream);
     if (d->k)
-        XF_FN(write_segment)(d->out, d->e, d->w, d->tp, d->chain_factors, d->k, d->f, d->alpha,
-                             d->beta, 0);
+        XF_FN(write_segment)
+        (d->out, d->e, d->w, d->tp, d->chain_factors, d->k, d->f, d->alpha, d->beta, 0);
 }
 
 /* The rest of the drain. */
-static XF_ALWAYS_INLINE void XF_FN(drain_close)(XF_FN(drain_t) *d, const int how) {
+static XF_ALWAYS_INLINE void XF_FN(drain_close)(XF_FN(drain_t) * d, const int how) {
     const int64_t k = d->k;
     if (k < d->n)
-        XF_FN(write_segment)(d->out + k, d->e + k, d->w ? d->w + k : NULL,
-                             d->tp ? d->tp + k : NULL,
-                             d->chain_factors ? d->chain_factors + k : NULL, d->n - k, d->f,
-                             d->alpha, d->beta, how & XF_DRAIN_STREAM);
+        XF_FN(write_segment)
+        (d->out + k, d->e + k, d->w ? d->w + k : NULL, d->tp ? d->tp + k : NULL,
+         d->chain_factors ? d->chain_factors + k : NULL, d->n - k, d->f, d->alpha, d->beta,
+         how & XF_DRAIN_STREAM);
 }
 
 /* The z loop over a segment (z = vtransform(x)); returns the max of z (a
@@ -200,9 +200,8 @@ static XF_ALWAYS_INLINE void XF_FN(drain_close)(XF_FN(drain_t) *d, const int how
  * trail this row's stores at the same offset (4K aliasing when C is a
  * multiple of 1024). */
 static XF_ALWAYS_INLINE XF_T XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
-                                              const XF_FN(general_opts) *o,
-                                              XF_FN(drain_t) *drain, const int how,
-                                              double *sum_z) {
+                                              const XF_FN(general_opts) * o, XF_FN(drain_t) * drain,
+                                              const int how, double *sum_z) {
     XF_V mv = V_SET1(-INFINITY), sv = V_SET1(0);
     int64_t i = 0;
     for (; i + XF_W <= n; i += XF_W) {
@@ -231,8 +230,8 @@ static XF_ALWAYS_INLINE XF_T XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
  * written across both. */
 static XF_ALWAYS_INLINE XF_FN(sums_t)
     XF_FN(two_loop_segment)(const XF_T *x, const XF_T *w, const XF_T *tp, int64_t n, XF_T *m,
-                            const XF_FN(general_opts) *o, XF_T *e, XF_T *z,
-                            XF_FN(drain_t) *drain, const int how) {
+                            const XF_FN(general_opts) * o, XF_T *e, XF_T *z, XF_FN(drain_t) * drain,
+                            const int how) {
     double sum_z;
     *m = XF_FN(tanh_loop)(x, z, n, o, drain, how, &sum_z);
     XF_FN(sums_t) sums = XF_FN(gen_loop)(z, w, tp, n, *m, o, e, z, 1, drain, how);
@@ -254,8 +253,8 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
  * docs/design.md, "Specialisations". */
 static XF_ALWAYS_INLINE XF_FN(sums_t)
     XF_FN(one_loop_segment)(const XF_T *x, const XF_T *w, const XF_T *tp, int64_t n,
-                            const XF_FN(general_opts) *o, XF_T *e, XF_T *chain_factors,
-                            XF_FN(drain_t) *drain, const int how) {
+                            const XF_FN(general_opts) * o, XF_T *e, XF_T *chain_factors,
+                            XF_FN(drain_t) * drain, const int how) {
     if (how & XF_LEAN) w = tp = NULL;
     const XF_V zero = V_SET1(0), one = V_SET1(1);
     const int lean = how & XF_LEAN;
@@ -268,8 +267,9 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
         const XF_V z = z_next;
         if (i + 2 * XF_W <= n) z_next = XF_FN(vtransform_one)(V_LOADU(x + i + XF_W), o);
         sz = V_ADD(sz, z);
-        XF_FN(gen_vec)(o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, zero,
-                       XF_W, &s, &ez, &wz, &wtz, &wt, &ev, XF_EXPS_BASE2, lean);
+        XF_FN(gen_vec)
+        (o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, zero, XF_W, &s, &ez, &wz,
+         &wtz, &wt, &ev, XF_EXPS_BASE2, lean);
         XF_FN(store_exps)(e, chain_factors, i, XF_W, ev, z, o, how | XF_BASE2);
         if (drain) XF_FN(drain_step)(drain, how);
     }
@@ -278,16 +278,16 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
         /* the tail's lanes past n hold z(0) = 0: they add nothing to sum z */
         const XF_V z = XF_FN(vtransform_one)(V_LOAD_TAIL(x + i, r, 0), o);
         sz = V_ADD(sz, z);
-        XF_FN(gen_vec)(o, z, w ? V_LOAD_TAIL(w + i, r, 0) : one, tp,
-                       tp ? V_LOAD_TAIL(tp + i, r, 0) : zero, zero, r, &s, &ez, &wz, &wtz,
-                       &wt, &ev, XF_EXPS_BASE2, lean);
+        XF_FN(gen_vec)
+        (o, z, w ? V_LOAD_TAIL(w + i, r, 0) : one, tp, tp ? V_LOAD_TAIL(tp + i, r, 0) : zero, zero,
+         r, &s, &ez, &wz, &wtz, &wt, &ev, XF_EXPS_BASE2, lean);
         XF_FN(store_exps)(e, chain_factors, i, r, ev, z, o, how | XF_BASE2);
     }
     if (drain) XF_FN(drain_close)(drain, how);
     /* the sums of z (times e, w or w p) back from units of ln 2 */
-    XF_FN(sums_t) out = {V_HSUM(s), XF_LN2 * V_HSUM(ez),
-                         XF_LN2 * (w ? V_HSUM(wz) : V_HSUM(sz)), XF_LN2 * V_HSUM(wtz),
-                         V_HSUM(wt)};
+    XF_FN(sums_t)
+    out = {V_HSUM(s), XF_LN2 * V_HSUM(ez), XF_LN2 * (w ? V_HSUM(wz) : V_HSUM(sz)),
+           XF_LN2 * V_HSUM(wtz), V_HSUM(wt)};
     return out;
 }
 #endif
@@ -297,7 +297,7 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
  * targets. */
 static XF_ALWAYS_INLINE XF_FN(sums_t)
     XF_FN(capped_loops)(const XF_T *x, const XF_T *w, const XF_T *tp, int64_t n, XF_T *m,
-                        const XF_FN(general_opts) *o, XF_T *e, XF_T *z, XF_FN(drain_t) *drain,
+                        const XF_FN(general_opts) * o, XF_T *e, XF_T *z, XF_FN(drain_t) * drain,
                         const int how) {
 #ifdef V_EXP2_SCALED
     if (o->one_loop) {
@@ -316,11 +316,10 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
  * row `pending` (or NULL) is written meanwhile.  One inlined copy of the
  * loops per drain kind: none, or chained with or without shift terms,
  * streamed or not. */
-static inline XF_FN(sums_t) XF_FN(softcap_segment)(const XF_T *x, const XF_T *w, const XF_T *tp,
-                                                   int64_t n, XF_T *m,
-                                                   const XF_FN(general_opts) *opts, XF_T *e,
-                                                   XF_T *zs, const XF_FN(pending_t) *pending,
-                                                   int64_t j0, int64_t j, int stream) {
+static inline XF_FN(sums_t)
+    XF_FN(softcap_segment)(const XF_T *x, const XF_T *w, const XF_T *tp, int64_t n, XF_T *m,
+                           const XF_FN(general_opts) * opts, XF_T *e, XF_T *zs,
+                           const XF_FN(pending_t) * pending, int64_t j0, int64_t j, int stream) {
     /* a private copy: the stores to e and zs cannot alias it, so the
      * options stay in registers instead of being reloaded every vector */
     XF_FN(general_opts) local = *opts;

@@ -17,7 +17,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#define XF_CAP_NARROW_MAX 32
+#define XF_CAP_NARROW_MAX   32
 #define XF_CAP_ONE_LOOP_CAP 0.0
 
 /* exp(x), 8 float32 lanes.
@@ -39,7 +39,8 @@ static inline __m256 xf_exp_ps256(__m256 x) {
     x = _mm256_max_ps(lo, _mm256_min_ps(hi, x));
     /* n = rint(x log2 e): adding 1.5*2^23 rounds to an integer (one FMA) */
     const __m256 shifter = _mm256_set1_ps(12582912.0f);
-    const __m256 n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), shifter), shifter);
+    const __m256 n =
+        _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), shifter), shifter);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-6f), r);
     __m256 p = _mm256_set1_ps(1.3814613e-3f);
@@ -67,9 +68,10 @@ static inline __m256 xf_exp_ps256(__m256 x) {
 static inline __m256 xf_log_ps256(__m256 s) {
     const __m256 one = _mm256_set1_ps(1.0f);
     const __m256i bits = _mm256_castps_si256(s);
-    __m256 k = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127)));
-    __m256 f = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)),
-                                                   _mm256_set1_epi32(0x3f800000)));
+    __m256 k =
+        _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127)));
+    __m256 f = _mm256_castsi256_ps(_mm256_or_si256(
+        _mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f800000)));
     const __m256 big = _mm256_cmp_ps(f, _mm256_set1_ps(1.41421356f), _CMP_GT_OQ);
     f = _mm256_blendv_ps(f, _mm256_mul_ps(f, _mm256_set1_ps(0.5f)), big);
     k = _mm256_add_ps(k, _mm256_and_ps(big, one));
@@ -84,8 +86,10 @@ static inline __m256 xf_log_ps256(__m256 s) {
     const __m256 hi = _mm256_fmadd_ps(k, _mm256_set1_ps(0.693145751953125f), log_f);
     const __m256 r = _mm256_fmadd_ps(k, _mm256_set1_ps(1.428606765330187e-6f), hi);
     /* NaN and +inf (s > FLT_MAX or unordered) are their own log; log 0 = -inf */
-    const __m256 special = _mm256_blendv_ps(r, s, _mm256_cmp_ps(s, _mm256_set1_ps(3.40282347e38f), _CMP_NLE_UQ));
-    return _mm256_blendv_ps(special, _mm256_set1_ps(-INFINITY), _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_EQ_OQ));
+    const __m256 special =
+        _mm256_blendv_ps(r, s, _mm256_cmp_ps(s, _mm256_set1_ps(3.40282347e38f), _CMP_NLE_UQ));
+    return _mm256_blendv_ps(special, _mm256_set1_ps(-INFINITY),
+                            _mm256_cmp_ps(s, _mm256_setzero_ps(), _CMP_EQ_OQ));
 }
 
 /* Lanes [0, n) set, for masked loads/stores of a row's tail. */
@@ -110,8 +114,8 @@ static inline float xf_hmax_ps256(__m256 v) {
 /* p * 2^n for integral n in [-126, 127], 2^n built from the bits (a NaN n
  * gives a garbage scale, but a NaN p stays NaN) */
 static inline __m256 xf_ldexp_ps256(__m256 p, __m256 n) {
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
-                                                         _mm256_set1_epi32(127)), 23);
+    const __m256i e =
+        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 /* The softcap's cheaper exp: z = c tanh(x/c) carries an absolute error of
@@ -127,7 +131,8 @@ static inline __m256 xf_ldexp_ps256(__m256 p, __m256 n) {
  * [-ln2/2, ln2/2] (Lawson's iteration; 9.1e-8 before float rounding). */
 static inline __m256 xf_exp_mid_ps256(__m256 x) {
     const __m256 shifter = _mm256_set1_ps(12582912.0f);
-    const __m256 n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), shifter), shifter);
+    const __m256 n =
+        _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), shifter), shifter);
     const __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693147182f), x);
     __m256 p = _mm256_set1_ps(8.290315e-3f);
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1897930e-2f));
@@ -167,52 +172,51 @@ static inline void xf_store_f64_8(double *p, __m256 v) {
 }
 
 /* ---- the layer's names (kernel_template.h) ---- */
-#define XF_V __m256
-#define XF_W 8
-#define XF_VBYTES 32
-#define XF_T_MAX FLT_MAX
-#define V_SET1(a) _mm256_set1_ps(a)
-#define V_LOADU(p) _mm256_loadu_ps(p)
+#define XF_V           __m256
+#define XF_W           8
+#define XF_VBYTES      32
+#define XF_T_MAX       FLT_MAX
+#define V_SET1(a)      _mm256_set1_ps(a)
+#define V_LOADU(p)     _mm256_loadu_ps(p)
 #define V_STOREU(p, v) _mm256_storeu_ps((p), (v))
 #define V_STREAM(p, v) _mm256_stream_ps((p), (v))
-#define V_LOAD_TAIL(p, n, fill)                                                   \
-    _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps((p), xf_mask8(n)), \
+#define V_LOAD_TAIL(p, n, fill)                                                                    \
+    _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps((p), xf_mask8(n)),                   \
                      _mm256_castsi256_ps(xf_mask8(n)))
 #define V_STORE_TAIL(p, v, n) _mm256_maskstore_ps((p), xf_mask8(n), (v))
-#define V_ZERO_TAIL(v, n) _mm256_and_ps((v), _mm256_castsi256_ps(xf_mask8(n)))
-#define V_ADD _mm256_add_ps
-#define V_SUB _mm256_sub_ps
-#define V_MUL _mm256_mul_ps
-#define V_DIV _mm256_div_ps
-#define V_MAX _mm256_max_ps
-#define V_MIN _mm256_min_ps
-#define V_FMA _mm256_fmadd_ps
-#define V_FNMA _mm256_fnmadd_ps
-#define V_FMS _mm256_fmsub_ps
-#define V_FIRST _mm256_cvtss_f32
-#define V_ROUND_T(v) (v)
-#define V_HMAX xf_hmax_ps256
-#define V_HSUM xf_hsum_ps256
-#define V_SELECT_GE0(x, a, b) \
+#define V_ZERO_TAIL(v, n)     _mm256_and_ps((v), _mm256_castsi256_ps(xf_mask8(n)))
+#define V_ADD                 _mm256_add_ps
+#define V_SUB                 _mm256_sub_ps
+#define V_MUL                 _mm256_mul_ps
+#define V_DIV                 _mm256_div_ps
+#define V_MAX                 _mm256_max_ps
+#define V_MIN                 _mm256_min_ps
+#define V_FMA                 _mm256_fmadd_ps
+#define V_FNMA                _mm256_fnmadd_ps
+#define V_FMS                 _mm256_fmsub_ps
+#define V_FIRST               _mm256_cvtss_f32
+#define V_ROUND_T(v)          (v)
+#define V_HMAX                xf_hmax_ps256
+#define V_HSUM                xf_hsum_ps256
+#define V_SELECT_GE0(x, a, b)                                                                      \
     _mm256_blendv_ps((b), (a), _mm256_cmp_ps((x), _mm256_setzero_ps(), _CMP_GE_OQ))
 #define V_SELECT_EQ(a, b, v) _mm256_and_ps(_mm256_cmp_ps((a), (b), _CMP_EQ_OQ), (v))
-#define V_ZERO_WHERE_ZERO(v, c) \
+#define V_ZERO_WHERE_ZERO(v, c)                                                                    \
     _mm256_and_ps((v), _mm256_cmp_ps((c), _mm256_setzero_ps(), _CMP_NEQ_UQ))
-#define V_ANY_ZERO(v) \
-    (_mm256_movemask_ps(_mm256_cmp_ps((v), _mm256_setzero_ps(), _CMP_EQ_OQ)) != 0)
-#define V_EXP xf_exp_ps256
-#define V_EXP_MID xf_exp_mid_ps256
-#define V_LOG xf_log_ps256
-#define XF_SFENCE() _mm_sfence()
-#define XF_TANH_RATIONAL 1
+#define V_ANY_ZERO(v)       (_mm256_movemask_ps(_mm256_cmp_ps((v), _mm256_setzero_ps(), _CMP_EQ_OQ)) != 0)
+#define V_EXP               xf_exp_ps256
+#define V_EXP_MID           xf_exp_mid_ps256
+#define V_LOG               xf_log_ps256
+#define XF_SFENCE()         _mm_sfence()
+#define XF_TANH_RATIONAL    1
 /* integer lanes and the narrow rows' primitives */
-#define XF_VI __m256i
-#define VI_LOAD(p) _mm256_loadu_si256((const __m256i *)(p))
-#define VI_ADD _mm256_add_epi32
-#define VI_TO_V _mm256_cvtepi32_ps
+#define XF_VI               __m256i
+#define VI_LOAD(p)          _mm256_loadu_si256((const __m256i *)(p))
+#define VI_ADD              _mm256_add_epi32
+#define VI_TO_V             _mm256_cvtepi32_ps
 #define V_GATHER(base, idx) _mm256_i32gather_ps((base), (idx), 4)
-#define V_PERMUTE(v, idx) _mm256_permutevar8x32_ps((v), (idx))
-#define V_STORE_F64 xf_store_f64_8
-#define VI_TARGETS xf_targets8
+#define V_PERMUTE(v, idx)   _mm256_permutevar8x32_ps((v), (idx))
+#define V_STORE_F64         xf_store_f64_8
+#define VI_TARGETS          xf_targets8
 
 #endif

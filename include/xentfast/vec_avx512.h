@@ -20,7 +20,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#define XF_CAP_NARROW_MAX 32
+#define XF_CAP_NARROW_MAX   32
 #define XF_CAP_ONE_LOOP_CAP 64.0
 
 /* exp(x), 16 float32 lanes.
@@ -44,7 +44,8 @@ static inline __m512 xf_exp_ps512(__m512 x) {
     x = _mm512_max_ps(lo, _mm512_min_ps(hi, x));
     /* n = rint(x log2 e): adding 1.5*2^23 rounds to an integer (one FMA) */
     const __m512 shifter = _mm512_set1_ps(12582912.0f);
-    const __m512 n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), shifter), shifter);
+    const __m512 n =
+        _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), shifter), shifter);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-6f), r);
     __m512 p = _mm512_set1_ps(1.3814613e-3f);
@@ -96,19 +97,20 @@ static inline __m512 xf_log_ps512(__m512 s) {
 #define XF_TAB32_SHIFTER 393216.0f /* 1.5 * 2^18 */
 /* 2^(j/32) rounded to float, at index j mod 32 */
 static const float xf_exp2_frac32[32] = {
-    1.0f, 1.0218972f, 1.04427373f, 1.06714046f, 1.09050775f, 1.1143868f, 1.13878858f,
-    1.1637249f, 1.18920708f, 1.21524739f, 1.24185777f, 1.26905096f, 1.29683959f, 1.32523668f,
-    1.35425556f, 1.38390994f, 0.707106769f, 0.722590387f, 0.738413095f, 0.754582226f,
-    0.771105409f, 0.787990451f, 0.805245161f, 0.822877765f, 0.840896428f, 0.859309673f,
-    0.878126085f, 0.897354543f, 0.917004049f, 0.93708384f, 0.957603276f, 0.978572071f};
+    1.0f,         1.0218972f,   1.04427373f,  1.06714046f,  1.09050775f,  1.1143868f,
+    1.13878858f,  1.1637249f,   1.18920708f,  1.21524739f,  1.24185777f,  1.26905096f,
+    1.29683959f,  1.32523668f,  1.35425556f,  1.38390994f,  0.707106769f, 0.722590387f,
+    0.738413095f, 0.754582226f, 0.771105409f, 0.787990451f, 0.805245161f, 0.822877765f,
+    0.840896428f, 0.859309673f, 0.878126085f, 0.897354543f, 0.917004049f, 0.93708384f,
+    0.957603276f, 0.978572071f};
 /* 2^(k/32) p(r) from sum (k in its low bits, see above) and the reduced
  * argument r: the table entry t = 2^(j/32) times p(r) = 1 + r (c1 + c2 r),
  * evaluated as t + (t r)(c1 + c2 r) so t costs no extra product, then
  * scaled by 2^n, n = (k - j)/32 (VSCALEFPS floors sum - S + 1/2). */
 static inline __m512 xf_tab32_finish_ps512(__m512 sum, __m512 r, float c1, float c2) {
-    const __m512 t = _mm512_permutex2var_ps(_mm512_loadu_ps(xf_exp2_frac32),
-                                            _mm512_castps_si512(sum),
-                                            _mm512_loadu_ps(xf_exp2_frac32 + 16));
+    const __m512 t =
+        _mm512_permutex2var_ps(_mm512_loadu_ps(xf_exp2_frac32), _mm512_castps_si512(sum),
+                               _mm512_loadu_ps(xf_exp2_frac32 + 16));
     const __m512 u = _mm512_fmadd_ps(_mm512_set1_ps(c2), r, _mm512_set1_ps(c1));
     const __m512 n = _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER - 0.5f));
     return _mm512_scalef_ps(_mm512_fmadd_ps(_mm512_mul_ps(t, r), u, t), n);
@@ -120,8 +122,8 @@ static inline __m512 xf_tab32_finish_ps512(__m512 sum, __m512 r, float c1, float
  * 2^n 2^(j/32) e^r, e^r = 1 + r (c1 + c2 r) fitted for minimax relative
  * error on |r| <= ln2/64 (Lawson's iteration; 5.3e-8). */
 static inline __m512 xf_exp_mid_ps512(__m512 x) {
-    const __m512 sum = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f),
-                                       _mm512_set1_ps(XF_TAB32_SHIFTER));
+    const __m512 sum =
+        _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504f), _mm512_set1_ps(XF_TAB32_SHIFTER));
     const __m512 k32 = _mm512_sub_ps(sum, _mm512_set1_ps(XF_TAB32_SHIFTER));
     const __m512 r = _mm512_fnmadd_ps(k32, _mm512_set1_ps(0.693147182f), x);
     return xf_tab32_finish_ps512(sum, r, 1.00001466f, 0.500000179f);
@@ -205,8 +207,8 @@ static inline void xf_columns_setup16(xf_columns16 *t, int64_t C) {
         }
 }
 static inline __m512 xf_column16(const xf_columns16 *t, const __m512 *flat, int64_t C, int64_t k) {
-    __m512 col = _mm512_maskz_permutex2var_ps(t->mask[k][0], flat[0], t->idx[k][0],
-                                              flat[C > 1 ? 1 : 0]);
+    __m512 col =
+        _mm512_maskz_permutex2var_ps(t->mask[k][0], flat[0], t->idx[k][0], flat[C > 1 ? 1 : 0]);
     for (int64_t p = 1; 2 * p < C; p++)
         col = _mm512_mask_mov_ps(col, t->mask[k][p],
                                  _mm512_permutex2var_ps(flat[2 * p], t->idx[k][p],
@@ -216,60 +218,60 @@ static inline __m512 xf_column16(const xf_columns16 *t, const __m512 *flat, int6
 /* 16 float lanes stored as 16 doubles */
 static inline void xf_store_f64_16(double *p, __m512 v) {
     _mm512_storeu_pd(p, _mm512_cvtps_pd(_mm512_castps512_ps256(v)));
-    _mm512_storeu_pd(p + 8, _mm512_cvtps_pd(
-        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+    _mm512_storeu_pd(
+        p + 8, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
 }
 
 /* ---- the layer's names (kernel_template.h) ---- */
-#define XF_V __m512
-#define XF_W 16
-#define XF_VBYTES 64
-#define XF_T_MAX FLT_MAX
-#define V_SET1(a) _mm512_set1_ps(a)
-#define V_LOADU(p) _mm512_loadu_ps(p)
-#define V_STOREU(p, v) _mm512_storeu_ps((p), (v))
-#define V_STREAM(p, v) _mm512_stream_ps((p), (v))
+#define XF_V                    __m512
+#define XF_W                    16
+#define XF_VBYTES               64
+#define XF_T_MAX                FLT_MAX
+#define V_SET1(a)               _mm512_set1_ps(a)
+#define V_LOADU(p)              _mm512_loadu_ps(p)
+#define V_STOREU(p, v)          _mm512_storeu_ps((p), (v))
+#define V_STREAM(p, v)          _mm512_stream_ps((p), (v))
 #define V_LOAD_TAIL(p, n, fill) _mm512_mask_loadu_ps(_mm512_set1_ps(fill), xf_mask16(n), (p))
-#define V_STORE_TAIL(p, v, n) _mm512_mask_storeu_ps((p), xf_mask16(n), (v))
-#define V_ZERO_TAIL(v, n) _mm512_maskz_mov_ps(xf_mask16(n), (v))
-#define V_ADD _mm512_add_ps
-#define V_SUB _mm512_sub_ps
-#define V_MUL _mm512_mul_ps
-#define V_DIV _mm512_div_ps
-#define V_MAX _mm512_max_ps
-#define V_MIN _mm512_min_ps
-#define V_FMA _mm512_fmadd_ps
-#define V_FNMA _mm512_fnmadd_ps
-#define V_FMS _mm512_fmsub_ps
-#define V_FIRST _mm512_cvtss_f32
-#define V_ROUND_T(v) (v)
-#define V_HMAX _mm512_reduce_max_ps
-#define V_HSUM xf_hsum_ps512
-#define V_SELECT_GE0(x, a, b) \
+#define V_STORE_TAIL(p, v, n)   _mm512_mask_storeu_ps((p), xf_mask16(n), (v))
+#define V_ZERO_TAIL(v, n)       _mm512_maskz_mov_ps(xf_mask16(n), (v))
+#define V_ADD                   _mm512_add_ps
+#define V_SUB                   _mm512_sub_ps
+#define V_MUL                   _mm512_mul_ps
+#define V_DIV                   _mm512_div_ps
+#define V_MAX                   _mm512_max_ps
+#define V_MIN                   _mm512_min_ps
+#define V_FMA                   _mm512_fmadd_ps
+#define V_FNMA                  _mm512_fnmadd_ps
+#define V_FMS                   _mm512_fmsub_ps
+#define V_FIRST                 _mm512_cvtss_f32
+#define V_ROUND_T(v)            (v)
+#define V_HMAX                  _mm512_reduce_max_ps
+#define V_HSUM                  xf_hsum_ps512
+#define V_SELECT_GE0(x, a, b)                                                                      \
     _mm512_mask_blend_ps(_mm512_cmp_ps_mask((x), _mm512_setzero_ps(), _CMP_GE_OQ), (b), (a))
 #define V_SELECT_EQ(a, b, v) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((a), (b), _CMP_EQ_OQ), (v))
-#define V_ZERO_WHERE_ZERO(v, c) \
+#define V_ZERO_WHERE_ZERO(v, c)                                                                    \
     _mm512_maskz_mov_ps(_mm512_cmp_ps_mask((c), _mm512_setzero_ps(), _CMP_NEQ_UQ), (v))
-#define V_ANY_ZERO(v) (_mm512_cmp_ps_mask((v), _mm512_setzero_ps(), _CMP_EQ_OQ) != 0)
-#define V_EXP xf_exp_ps512
-#define V_EXP_MID xf_exp_mid_ps512
-#define V_EXP2_MID xf_exp2_mid_ps512
-#define V_EXP2_SCALED xf_exp2_scaled_ps512
-#define V_LOG xf_log_ps512
-#define XF_SFENCE() _mm_sfence()
-#define XF_TANH_RATIONAL 1
+#define V_ANY_ZERO(v)       (_mm512_cmp_ps_mask((v), _mm512_setzero_ps(), _CMP_EQ_OQ) != 0)
+#define V_EXP               xf_exp_ps512
+#define V_EXP_MID           xf_exp_mid_ps512
+#define V_EXP2_MID          xf_exp2_mid_ps512
+#define V_EXP2_SCALED       xf_exp2_scaled_ps512
+#define V_LOG               xf_log_ps512
+#define XF_SFENCE()         _mm_sfence()
+#define XF_TANH_RATIONAL    1
 /* integer lanes and the narrow rows' primitives */
-#define XF_VI __m512i
-#define VI_LOAD(p) _mm512_loadu_si512((const void *)(p))
-#define VI_ADD _mm512_add_epi32
-#define VI_TO_V _mm512_cvtepi32_ps
+#define XF_VI               __m512i
+#define VI_LOAD(p)          _mm512_loadu_si512((const void *)(p))
+#define VI_ADD              _mm512_add_epi32
+#define VI_TO_V             _mm512_cvtepi32_ps
 #define V_GATHER(base, idx) _mm512_i32gather_ps((idx), (base), 4)
-#define V_PERMUTE(v, idx) _mm512_permutexvar_ps((idx), (v))
-#define V_STORE_F64 xf_store_f64_16
-#define VI_TARGETS xf_targets16
-#define XF_COLUMNS xf_columns16
-#define XF_COLUMNS_MAX 16
-#define V_COLUMNS_SETUP xf_columns_setup16
-#define V_COLUMN xf_column16
+#define V_PERMUTE(v, idx)   _mm512_permutexvar_ps((idx), (v))
+#define V_STORE_F64         xf_store_f64_16
+#define VI_TARGETS          xf_targets16
+#define XF_COLUMNS          xf_columns16
+#define XF_COLUMNS_MAX      16
+#define V_COLUMNS_SETUP     xf_columns_setup16
+#define V_COLUMN            xf_column16
 
 #endif

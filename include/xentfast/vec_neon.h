@@ -44,7 +44,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define XF_CAP_NARROW_MAX 32
+#define XF_CAP_NARROW_MAX   32
 #define XF_CAP_ONE_LOOP_CAP 0.0
 
 /* 2^n for integral float n in [-126, 127], from the bits (a NaN n gives
@@ -115,8 +115,8 @@ static inline float32x4_t xf_exp_mid_f32x4(float32x4_t x) {
 static inline float32x4_t xf_log_f32x4(float32x4_t s) {
     const float32x4_t one = vdupq_n_f32(1.0f);
     const uint32x4_t bits = vreinterpretq_u32_f32(s);
-    float32x4_t k = vcvtq_f32_s32(
-        vsubq_s32(vreinterpretq_s32_u32(vshrq_n_u32(bits, 23)), vdupq_n_s32(127)));
+    float32x4_t k =
+        vcvtq_f32_s32(vsubq_s32(vreinterpretq_s32_u32(vshrq_n_u32(bits, 23)), vdupq_n_s32(127)));
     float32x4_t f = vreinterpretq_f32_u32(
         vorrq_u32(vandq_u32(bits, vdupq_n_u32(0x007fffff)), vdupq_n_u32(0x3f800000)));
     const uint32x4_t big = vcgtq_f32(f, vdupq_n_f32(1.41421356f));
@@ -150,19 +150,19 @@ static inline float32x4_t xf_log_f32x4(float32x4_t s) {
 typedef float32x4x2_t xf_v8;
 typedef int32x4x2_t xf_vi8;
 
-#define XF_PAIR1(name, op)                   \
-    static inline xf_v8 name(xf_v8 a) {      \
-        xf_v8 r;                             \
-        r.val[0] = op(a.val[0]);             \
-        r.val[1] = op(a.val[1]);             \
-        return r;                            \
+#define XF_PAIR1(name, op)                                                                         \
+    static inline xf_v8 name(xf_v8 a) {                                                            \
+        xf_v8 r;                                                                                   \
+        r.val[0] = op(a.val[0]);                                                                   \
+        r.val[1] = op(a.val[1]);                                                                   \
+        return r;                                                                                  \
     }
-#define XF_PAIR2(name, op)                   \
-    static inline xf_v8 name(xf_v8 a, xf_v8 b) { \
-        xf_v8 r;                             \
-        r.val[0] = op(a.val[0], b.val[0]);   \
-        r.val[1] = op(a.val[1], b.val[1]);   \
-        return r;                            \
+#define XF_PAIR2(name, op)                                                                         \
+    static inline xf_v8 name(xf_v8 a, xf_v8 b) {                                                   \
+        xf_v8 r;                                                                                   \
+        r.val[0] = op(a.val[0], b.val[0]);                                                         \
+        r.val[1] = op(a.val[1], b.val[1]);                                                         \
+        return r;                                                                                  \
     }
 XF_PAIR2(xf_add8, vaddq_f32)
 XF_PAIR2(xf_sub8, vsubq_f32)
@@ -217,8 +217,8 @@ static inline uint32x4_t xf_mask_half(int64_t n, int h) {
 static inline xf_v8 xf_zero_tail8(xf_v8 v, int64_t n) {
     xf_v8 r;
     for (int h = 0; h < 2; h++)
-        r.val[h] = vreinterpretq_f32_u32(
-            vandq_u32(vreinterpretq_u32_f32(v.val[h]), xf_mask_half(n, h)));
+        r.val[h] =
+            vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v.val[h]), xf_mask_half(n, h)));
     return r;
 }
 
@@ -237,8 +237,8 @@ static inline void xf_store_tail8(float *p, xf_v8 v, int64_t n) {
 
 /* Sum of the lanes in double: ((l0 + l4) + (l2 + l6)) + ((l1 + l5) + (l3 + l7)) */
 static inline double xf_hsum8(xf_v8 v) {
-    const float64x2_t a = vaddq_f64(vcvt_f64_f32(vget_low_f32(v.val[0])),
-                                    vcvt_f64_f32(vget_low_f32(v.val[1])));
+    const float64x2_t a =
+        vaddq_f64(vcvt_f64_f32(vget_low_f32(v.val[0])), vcvt_f64_f32(vget_low_f32(v.val[1])));
     const float64x2_t b = vaddq_f64(vcvt_high_f64_f32(v.val[0]), vcvt_high_f64_f32(v.val[1]));
     return vaddvq_f64(vaddq_f64(a, b));
 }
@@ -270,8 +270,8 @@ static inline xf_v8 xf_select_eq8(xf_v8 a, xf_v8 b, xf_v8 v) {
 static inline xf_v8 xf_zero_where_zero8(xf_v8 v, xf_v8 c) {
     xf_v8 r;
     for (int h = 0; h < 2; h++)
-        r.val[h] = vreinterpretq_f32_u32(
-            vbicq_u32(vreinterpretq_u32_f32(v.val[h]), vceqzq_f32(c.val[h])));
+        r.val[h] =
+            vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(v.val[h]), vceqzq_f32(c.val[h])));
     return r;
 }
 static inline int xf_any_zero8(xf_v8 v) {
@@ -330,8 +330,8 @@ static inline xf_v8 xf_permute8(xf_v8 v, xf_vi8 idx) {
     tab.val[1] = vreinterpretq_u8_f32(v.val[1]);
     xf_v8 r;
     for (int h = 0; h < 2; h++) {
-        const uint8x16_t bytes = vreinterpretq_u8_u32(vmlaq_n_u32(
-            vdupq_n_u32(0x03020100u), vreinterpretq_u32_s32(idx.val[h]), 0x04040404u));
+        const uint8x16_t bytes = vreinterpretq_u8_u32(
+            vmlaq_n_u32(vdupq_n_u32(0x03020100u), vreinterpretq_u32_s32(idx.val[h]), 0x04040404u));
         r.val[h] = vreinterpretq_f32_u8(vqtbl2q_u8(tab, bytes));
     }
     return r;
@@ -381,53 +381,53 @@ static inline xf_v8 xf_column8(const xf_columns8 *t, const xf_v8 *flat, int64_t 
 }
 
 /* ---- the layer's names (kernel_template.h) ---- */
-#define XF_V xf_v8
-#define XF_W 8
-#define XF_VBYTES 32
-#define XF_T_MAX FLT_MAX
-#define V_SET1(a) xf_set1_8(a)
-#define V_LOADU(p) xf_loadu8(p)
-#define V_STOREU(p, v) xf_storeu8((p), (v))
+#define XF_V                    xf_v8
+#define XF_W                    8
+#define XF_VBYTES               32
+#define XF_T_MAX                FLT_MAX
+#define V_SET1(a)               xf_set1_8(a)
+#define V_LOADU(p)              xf_loadu8(p)
+#define V_STOREU(p, v)          xf_storeu8((p), (v))
 /* no non-temporal store: STNP is only a hint on most cores, unmeasured here */
-#define V_STREAM(p, v) xf_storeu8((p), (v))
+#define V_STREAM(p, v)          xf_storeu8((p), (v))
 #define V_LOAD_TAIL(p, n, fill) xf_load_tail8((p), (n), (fill))
-#define V_STORE_TAIL(p, v, n) xf_store_tail8((p), (v), (n))
-#define V_ZERO_TAIL(v, n) xf_zero_tail8((v), (n))
-#define V_ADD xf_add8
-#define V_SUB xf_sub8
-#define V_MUL xf_mul8
-#define V_DIV xf_div8
-#define V_MAX xf_max8
-#define V_MIN xf_min8
-#define V_FMA xf_fma8   /* a b + c */
-#define V_FNMA xf_fnma8 /* c - a b */
-#define V_FMS xf_fms8   /* a b - c */
-#define V_FIRST(v) vgetq_lane_f32((v).val[0], 0)
-#define V_ROUND_T(v) (v)
-#define V_HMAX xf_hmax8
-#define V_HSUM xf_hsum8
-#define V_SELECT_GE0 xf_select_ge0_8
-#define V_SELECT_EQ xf_select_eq8
-#define V_ZERO_WHERE_ZERO xf_zero_where_zero8
-#define V_ANY_ZERO xf_any_zero8
-#define V_EXP xf_exp8
-#define V_EXP_MID xf_exp_mid8
-#define V_LOG xf_log8
+#define V_STORE_TAIL(p, v, n)   xf_store_tail8((p), (v), (n))
+#define V_ZERO_TAIL(v, n)       xf_zero_tail8((v), (n))
+#define V_ADD                   xf_add8
+#define V_SUB                   xf_sub8
+#define V_MUL                   xf_mul8
+#define V_DIV                   xf_div8
+#define V_MAX                   xf_max8
+#define V_MIN                   xf_min8
+#define V_FMA                   xf_fma8  /* a b + c */
+#define V_FNMA                  xf_fnma8 /* c - a b */
+#define V_FMS                   xf_fms8  /* a b - c */
+#define V_FIRST(v)              vgetq_lane_f32((v).val[0], 0)
+#define V_ROUND_T(v)            (v)
+#define V_HMAX                  xf_hmax8
+#define V_HSUM                  xf_hsum8
+#define V_SELECT_GE0            xf_select_ge0_8
+#define V_SELECT_EQ             xf_select_eq8
+#define V_ZERO_WHERE_ZERO       xf_zero_where_zero8
+#define V_ANY_ZERO              xf_any_zero8
+#define V_EXP                   xf_exp8
+#define V_EXP_MID               xf_exp_mid8
+#define V_LOG                   xf_log8
 /* ordinary stores only: nothing to fence */
-#define XF_SFENCE() ((void)0)
-#define XF_TANH_RATIONAL 1
+#define XF_SFENCE()             ((void)0)
+#define XF_TANH_RATIONAL        1
 /* integer lanes and the narrow rows' primitives */
-#define XF_VI xf_vi8
-#define VI_LOAD xf_vi_load8
-#define VI_ADD xf_vi_add8
-#define VI_TO_V xf_vi_to_v8
-#define V_GATHER xf_gather8
-#define V_PERMUTE xf_permute8
-#define V_STORE_F64 xf_store_f64_8
-#define VI_TARGETS xf_targets8
-#define XF_COLUMNS xf_columns8
-#define XF_COLUMNS_MAX 4
-#define V_COLUMNS_SETUP xf_columns_setup8
-#define V_COLUMN xf_column8
+#define XF_VI                   xf_vi8
+#define VI_LOAD                 xf_vi_load8
+#define VI_ADD                  xf_vi_add8
+#define VI_TO_V                 xf_vi_to_v8
+#define V_GATHER                xf_gather8
+#define V_PERMUTE               xf_permute8
+#define V_STORE_F64             xf_store_f64_8
+#define VI_TARGETS              xf_targets8
+#define XF_COLUMNS              xf_columns8
+#define XF_COLUMNS_MAX          4
+#define V_COLUMNS_SETUP         xf_columns_setup8
+#define V_COLUMN                xf_column8
 
 #endif

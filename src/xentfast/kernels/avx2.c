@@ -4,13 +4,12 @@
  * those features in cpuid and their state enabled in xgetbv. */
 #include "xentfast/vec_avx2.h"
 
-#define XF_T float
+#define XF_T        float
 #define XF_FN(name) xf_##name##_f32_avx2
 #include "xentfast/kernel_template.h"
 
-static const xf_split_fns xf_split_f32_avx2 = {
-    xf_split_stats_f32_avx2, xf_split_fold_f32_avx2, xf_split_write_f32_avx2,
-    xf_split_fix_f32_avx2};
+static const xf_split_fns xf_split_f32_avx2 = {xf_split_stats_f32_avx2, xf_split_fold_f32_avx2,
+                                               xf_split_write_f32_avx2, xf_split_fix_f32_avx2};
 
 const xf_kernel_table xf_table_avx2 = {
     .name = "avx2",

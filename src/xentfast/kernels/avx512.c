@@ -4,7 +4,7 @@
  * those features in cpuid and their state enabled in xgetbv. */
 #include "xentfast/vec_avx512.h"
 
-#define XF_T float
+#define XF_T        float
 #define XF_FN(name) xf_##name##_f32_avx512
 #include "xentfast/kernel_template.h"
 

@@ -42,8 +42,8 @@ static int xf_detect(void) {
     if (r[2] & (1u << 12)) f |= XF_CPU_FMA;
     if (osxsave) {
         const unsigned long long xcr0 = xf_xgetbv0();
-        if ((xcr0 & 0x6) == 0x6) f |= XF_CPU_OS_AVX;            /* XMM | YMM */
-        if ((xcr0 & 0xe6) == 0xe6) f |= XF_CPU_OS_AVX512;       /* + opmask, ZMM hi */
+        if ((xcr0 & 0x6) == 0x6) f |= XF_CPU_OS_AVX;      /* XMM | YMM */
+        if ((xcr0 & 0xe6) == 0xe6) f |= XF_CPU_OS_AVX512; /* + opmask, ZMM hi */
     }
     if (max_leaf >= 7) {
         xf_cpuid(7, 0, r);

@@ -7,13 +7,12 @@
 #if defined(__aarch64__)
 #include "xentfast/vec_neon.h"
 
-#define XF_T float
+#define XF_T        float
 #define XF_FN(name) xf_##name##_f32_neon
 #include "xentfast/kernel_template.h"
 
-static const xf_split_fns xf_split_f32_neon = {
-    xf_split_stats_f32_neon, xf_split_fold_f32_neon, xf_split_write_f32_neon,
-    xf_split_fix_f32_neon};
+static const xf_split_fns xf_split_f32_neon = {xf_split_stats_f32_neon, xf_split_fold_f32_neon,
+                                               xf_split_write_f32_neon, xf_split_fix_f32_neon};
 
 const xf_kernel_table xf_table_neon = {
     .name = "neon",

@@ -12,11 +12,12 @@
  * general row? can the narrow and split kernels honour it?) and then
  * counted here.  tests/test_plan.py checks every option against the oracle
  * on every plan. */
-typedef char xf_rows_args_has_28_fields_known_to_the_plan
-    [sizeof(xf_rows_args) == 7 * sizeof(int64_t) + 13 * sizeof(void *) + 6 * sizeof(double) +
-                                 2 * sizeof(int)
-         ? 1
-         : -1];
+typedef char
+    xf_rows_args_has_28_fields_known_to_the_plan[sizeof(xf_rows_args) ==
+                                                         7 * sizeof(int64_t) + 13 * sizeof(void *) +
+                                                             6 * sizeof(double) + 2 * sizeof(int)
+                                                     ? 1
+                                                     : -1];
 
 /* The one-loop softcap takes e^{2u} = 2^{x k} with k = 2 log2(e) / (T c);
  * k far from float's limits keeps x k and its clamp 40 / k finite. */

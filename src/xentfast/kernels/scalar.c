@@ -3,15 +3,15 @@
  * float64 kernels of every backend. */
 #include "xentfast/vec_scalar.h"
 
-#define XF_T float
+#define XF_T        float
 #define XF_FN(name) xf_##name##_f32_scalar
 #include "xentfast/kernel_template.h"
 #undef XF_T
 #undef XF_FN
 
-#define XF_T double
+#define XF_T        double
 #define XF_FN(name) xf_##name##_f64_scalar
-#define XF_LOG1P01 log1p /* float64: libm's, not the float32-sized series */
+#define XF_LOG1P01  log1p /* float64: libm's, not the float32-sized series */
 #include "xentfast/kernel_template.h"
 
 /* the float64 kernels serve every backend */
