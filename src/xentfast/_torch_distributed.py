@@ -27,6 +27,7 @@ import torch
 from numpy.typing import NDArray
 from torch.autograd.function import once_differentiable
 
+from . import _torch_ops as _ops
 from . import distributed as _xd
 
 __all__ = ["CrossEntropyLoss", "cross_entropy"]
@@ -36,16 +37,10 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 
 def _numpy(t: torch.Tensor, name: str) -> NDArray[Any]:
-    if t.device.type != "cpu":
-        raise TypeError(f"{name} is on device {t.device}, but xentfast runs on the CPU: "
-                        f"move it with .cpu()")
-    return t.detach().numpy()
+    return _ops.cpu_numpy(t, name)
 
 
-def _to_tensor(value: Any, dtype: torch.dtype) -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    return torch.tensor(value, dtype=dtype)
+_to_tensor = _ops.tensor_from
 
 
 class _DistributedCrossEntropy(torch.autograd.Function):

@@ -30,6 +30,8 @@ from torch.autograd.function import once_differentiable
 
 import xentfast
 
+from . import _torch_ops as _ops
+
 __all__ = ["LinearCrossEntropyLoss", "linear_cross_entropy"]
 
 _FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -38,16 +40,10 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 def _numpy(t: torch.Tensor, name: str) -> NDArray[Any]:
     """A NumPy view of a CPU tensor's memory (no copy, strides kept)."""
-    if t.device.type != "cpu":
-        raise TypeError(f"{name} is on device {t.device}, but xentfast runs on the CPU: move "
-                        f"it with .cpu(), or use torch.nn.functional.linear_cross_entropy")
-    return t.detach().numpy()
+    return _ops.cpu_numpy(t, name, "torch.nn.functional.linear_cross_entropy")
 
 
-def _tensor(value: float | NDArray[Any], dtype: torch.dtype) -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    return torch.tensor(value, dtype=dtype)
+_tensor = _ops.tensor_from
 
 
 class _LinearCrossEntropyFunction(torch.autograd.Function):

@@ -41,13 +41,13 @@ class Options(NamedTuple):
     num_threads: Optional[int]
 
 
-def check_cpu(t: Tensor, name: str) -> None:
+def check_cpu(t: Tensor, name: str, peer: str = "torch.nn.functional.cross_entropy") -> None:
     if type(t) is torch.Tensor and t.is_cpu:  # the common case, without a device object
         return
     if t.device.type != "cpu":
         raise TypeError(
             f"{name} is on device {t.device}, but xentfast runs on the CPU: move it with "
-            f".cpu(), or use torch.nn.functional.cross_entropy for {t.device.type} tensors")
+            f".cpu(), or use {peer} for {t.device.type} tensors")
 
 
 def numpy_view(t: Tensor, name: str) -> np.ndarray:
@@ -61,6 +61,13 @@ def numpy_view(t: Tensor, name: str) -> np.ndarray:
                             f"to use bfloat16 tensors other than the logits")
         return t.view(torch.int16).numpy().view(_NP_BFLOAT16)
     return t.numpy()
+
+
+def cpu_numpy(t: Tensor, name: str, peer: str = "torch.nn.functional.cross_entropy"
+              ) -> np.ndarray:
+    """check_cpu, then numpy_view."""
+    check_cpu(t, name, peer)
+    return numpy_view(t, name)
 
 
 _NUMPY_DTYPES: dict[torch.dtype, np.dtype[Any]] = {
