@@ -5,10 +5,10 @@ import inspect
 import pytest
 
 import xentfast
-from xentfast import _api, _config, reference
+from xentfast import _api, _config, _linear, reference
 
 
-@pytest.mark.parametrize("module", [_api, _config, reference], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [_api, _config, _linear, reference], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     assert result.failed == 0

@@ -63,8 +63,8 @@ BACKENDS = ("avx512", "avx2", "neon", "scalar")
 # parallel region at all (no OpenMP worker wakes up, spins after it, or takes
 # a core from BLAS threads between two matrix products).
 cdef enum:
-    # Measured crossovers, 1 thread against 2 on a 2-core x86-64 (Zen 4 class,
-    # AVX-512) (`PYTHONPATH=src python tools/threads_bench.py crossover`: best of
+    # Measured crossovers, 1 thread against 2 on a 2-core x86-64 with AVX-512
+    # (`PYTHONPATH=src python tools/threads_bench.py crossover`: best of
     # many interleaved calls; "cold" = 20 ms idle before each call, so the
     # workers sleep and the caches are cold, as between other work).  Rows of 10
     # or 1000 classes: 2 threads win from ~30k elements back to back, from
