@@ -24,7 +24,9 @@ import xentfast.distributed as xd
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "distributed_worker.py")
-SRC = os.path.join(HERE, "..", "src")
+# the ranks import the very xentfast this test imported (an installed wheel in
+# CI, the source tree with an in-place build in development)
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(_core.__file__)))
 # Bounds a hung collective (a test fails instead of waiting forever); the
 # slowest scenario takes about 45 s on two shared cores.
 TIMEOUT_SECONDS = 300
