@@ -253,11 +253,15 @@ def _run_case(b, rows, cols, opts, reduction, grad, vocab, data, vocab_start, re
     compare()
 
 
+# shard widths of a 37-class vocabulary by rank count: uneven, a one-class shard
+VOCAB_WIDTHS_37 = {2: [30, 7], 3: [1, 20, 16], 4: [16, 1, 12, 8]}
+
+
 def scenario_vocab(world, ck):
     comm = world.comm
     P = world.size
-    cases = [(37, {2: [30, 7], 4: [16, 1, 12, 8]}),
-             (5000, {2: [4100, 900], 4: [2049, 1, 2500, 450]})]
+    cases = [(37, VOCAB_WIDTHS_37),
+             (5000, {2: [4100, 900], 3: [1, 2500, 2499], 4: [2049, 1, 2500, 450]})]
     for c, widths_by_p in cases:
         widths = widths_by_p[P]
         cols = spans(widths)[world.rank]
@@ -290,7 +294,7 @@ def scenario_vocab(world, ck):
         x = rng.standard_normal((5, c, 3)).astype(np.float32)
         y = rng.integers(0, c, (5, 3))
         y[0, 1] = -100
-        mine = spans({2: [30, 7], 4: [16, 1, 12, 8]}[P])[world.rank]
+        mine = spans(VOCAB_WIDTHS_37[P])[world.rank]
         loss, grad = xd.cross_entropy_and_grad(x[:, mine], y, axis=1, vocab_comm=comm,
                                                reduction="sum", label_smoothing=0.1)
         want, want_grad = xentfast.cross_entropy_and_grad(x, y, axis=1, reduction="sum",
@@ -325,7 +329,7 @@ def scenario_vocab(world, ck):
     # adversarial rows: a row masked on every shard but one, a row of huge
     # logits, a +inf logit, a NaN logit, a one-class shard
     b = Batch(6, 37, seed=3)
-    widths = {2: [30, 7], 4: [16, 1, 12, 8]}[P]
+    widths = VOCAB_WIDTHS_37[P]
     b.x[0, :30] = -np.inf
     b.x[1] = 3e38
     b.x[2, 5] = np.inf
@@ -346,8 +350,8 @@ def row_spans(P):
 
 def scenario_data(world, ck):
     P = world.size
-    counts = {2: [21, 8], 4: [9, 0, 3, 17]}[P]
-    all_ignored = {2: 1, 4: 2}[P]  # this rank's rows are all ignored
+    counts = {2: [21, 8], 3: [0, 20, 9], 4: [9, 0, 3, 17]}[P]
+    all_ignored = {2: 1, 3: 2, 4: 2}[P]  # this rank's rows are all ignored
     rows_of = spans(counts)
     ignored = list(range(rows_of[all_ignored].start, rows_of[all_ignored].stop))
     for c in (37, 3000):

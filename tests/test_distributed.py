@@ -65,7 +65,10 @@ def _check(outputs, returncodes):
 
 @pytest.mark.parametrize("scenario,n_ranks", [
     ("vocab", 2), ("vocab", 4), ("data", 2), ("data", 4), ("grid", 4), ("errors", 2),
-    ("errors", 4)])
+    ("errors", 4),
+    # an odd rank count: shard widths 1, 20, 16 (and 1, 2500, 2499) of the
+    # vocabulary; rows 0, 20, 9 with the last rank's all ignored
+    ("vocab", 3), ("data", 3)])
 def test_mpi(scenario, n_ranks):
     mpiexec = _mpiexec()
     try:
