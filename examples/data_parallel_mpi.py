@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Callable
 
 # small products: BLAS threads only add synchronisation (set before NumPy loads)
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
@@ -48,7 +49,8 @@ import xentfast.distributed as xd  # noqa: E402
 FEATURES, CLASSES, IGNORE = 64, 10, -100
 
 
-def rank_data(rank: int, size: int, rows_per_rank: int, seed: int):
+def rank_data(rank: int, size: int, rows_per_rank: int,
+              seed: int) -> tuple[np.ndarray, np.ndarray]:
     """This rank's rows: a shared hidden linear model labels them; rank r has
     (1 + r / 2) * rows_per_rank rows, of which a fraction from 10 % to 70 %
     (rising with the rank) are padding."""
@@ -62,7 +64,11 @@ def rank_data(rank: int, size: int, rows_per_rank: int, seed: int):
     return x, y
 
 
-def train(x, y, steps, lr, loss_and_grad, sum_over_ranks):
+LossAndGrad = Callable[[np.ndarray, np.ndarray], tuple[float, np.ndarray]]
+
+
+def train(x: np.ndarray, y: np.ndarray, steps: int, lr: float, loss_and_grad: LossAndGrad,
+          sum_over_ranks: Callable[[np.ndarray], None]) -> np.ndarray:
     """Gradient descent on W (FEATURES x CLASSES) from zero; the loss before
     each step.  `loss_and_grad(logits, y)` gives (loss, d loss / d logits),
     `sum_over_ranks` sums the weight gradient in place."""
@@ -77,7 +83,7 @@ def train(x, y, steps, lr, loss_and_grad, sum_over_ranks):
     return np.array(curve)
 
 
-def main(argv=None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--rows-per-rank", type=int, default=1024)
@@ -90,7 +96,7 @@ def main(argv=None) -> None:
     rank, size = comm.Get_rank(), comm.Get_size()
     x, y = rank_data(rank, size, args.rows_per_rank, args.seed)
 
-    def allreduce(a):
+    def allreduce(a: np.ndarray) -> None:
         comm.Allreduce(MPI.IN_PLACE, a, op=MPI.SUM)
 
     # the global mean: the loss and dlogits are those of the whole batch
@@ -98,7 +104,7 @@ def main(argv=None) -> None:
                         lambda z, t: xd.cross_entropy_and_grad(z, t, data_comm=comm), allreduce)
 
     # the naive average: each rank's own mean, then the mean over the ranks
-    def naive_loss_and_grad(z, t):
+    def naive_loss_and_grad(z: np.ndarray, t: np.ndarray) -> tuple[float, np.ndarray]:
         loss, dlogits = xentfast.cross_entropy_and_grad(z, t)
         total = np.array([loss])
         allreduce(total)
@@ -106,9 +112,10 @@ def main(argv=None) -> None:
 
     naive = train(x, y, args.steps, args.lr, naive_loss_and_grad, allreduce)
 
-    pieces = comm.gather((x, y), root=0)
-    if rank != 0:
+    gathered = comm.gather((x, y), root=0)
+    if rank != 0 or gathered is None:
         return
+    pieces: list[tuple[np.ndarray, np.ndarray]] = gathered
     counted = [int(np.sum(t != IGNORE)) for _, t in pieces]
     x_all = np.concatenate([p[0] for p in pieces])
     y_all = np.concatenate([p[1] for p in pieces])
