@@ -442,6 +442,11 @@ def scenario_evaluate(world, ck):
                                vocab=world.comm, tag=f"vocab C={c}")
                 _evaluate_case(ck, b, spans(counts)[r], slice(0, c), opts, data=world.comm,
                                tag=f"data C={c}")
+    # a NaN logit: that row predicts it (the mean loss is NaN)
+    b = Batch(sum(counts), 37, seed=9)
+    b.x[7, 30] = np.nan
+    _evaluate_case(ck, b, slice(0, sum(counts)), spans(VOCAB_WIDTHS_37[P])[r], {},
+                   vocab=world.comm, tag="vocab NaN")
     if P == 4:
         d, v = divmod(r, 2)
         vocab = world.split([[0, 1], [2, 3]])

@@ -657,6 +657,9 @@ def _global_argmax(rows, vocab, start):
     it (a MAX of minus the indices)."""
     local = np.argmax(rows, axis=1) if rows.shape[1] else np.zeros(len(rows), np.int64)
     best = rows[np.arange(len(rows)), local].astype(np.float64)
+    # a NaN is the row's prediction, as np.argmax and the single-process kernel
+    # take it (a MAX may drop NaNs: compared as +inf)
+    best[np.isnan(best)] = np.inf
     if vocab is None:
         return local.astype(np.int64)
     top = best.copy()
