@@ -13,7 +13,8 @@ failed, and rank 0 prints them, or "OK <checks>".
 
 Scenarios: vocab (uneven shard widths), data (uneven row counts, a rank
 whose rows are all ignored, a rank without rows), grid (2 x 2: both),
-errors (bad input raises on every rank), torch_autograd (the PyTorch
+errors (bad input raises on every rank), evaluate (xd.evaluate and
+xd.perplexity against xentfast.evaluate), torch_autograd (the PyTorch
 autograd function and module; torch backend only); and timings, which
 print: timing (a vocabulary-sharded 4096 x 128256 call and its traffic),
 single_timing (the same batch in one process; one rank), shard_timing (a
@@ -252,11 +253,15 @@ def _run_case(b, rows, cols, opts, reduction, grad, vocab, data, vocab_start, re
     compare()
 
 
+# shard widths of a 37-class vocabulary by rank count: uneven, a one-class shard
+VOCAB_WIDTHS_37 = {2: [30, 7], 3: [1, 20, 16], 4: [16, 1, 12, 8]}
+
+
 def scenario_vocab(world, ck):
     comm = world.comm
     P = world.size
-    cases = [(37, {2: [30, 7], 4: [16, 1, 12, 8]}),
-             (5000, {2: [4100, 900], 4: [2049, 1, 2500, 450]})]
+    cases = [(37, VOCAB_WIDTHS_37),
+             (5000, {2: [4100, 900], 3: [1, 2500, 2499], 4: [2049, 1, 2500, 450]})]
     for c, widths_by_p in cases:
         widths = widths_by_p[P]
         cols = spans(widths)[world.rank]
@@ -289,7 +294,7 @@ def scenario_vocab(world, ck):
         x = rng.standard_normal((5, c, 3)).astype(np.float32)
         y = rng.integers(0, c, (5, 3))
         y[0, 1] = -100
-        mine = spans({2: [30, 7], 4: [16, 1, 12, 8]}[P])[world.rank]
+        mine = spans(VOCAB_WIDTHS_37[P])[world.rank]
         loss, grad = xd.cross_entropy_and_grad(x[:, mine], y, axis=1, vocab_comm=comm,
                                                reduction="sum", label_smoothing=0.1)
         want, want_grad = xentfast.cross_entropy_and_grad(x, y, axis=1, reduction="sum",
@@ -324,7 +329,7 @@ def scenario_vocab(world, ck):
     # adversarial rows: a row masked on every shard but one, a row of huge
     # logits, a +inf logit, a NaN logit, a one-class shard
     b = Batch(6, 37, seed=3)
-    widths = {2: [30, 7], 4: [16, 1, 12, 8]}[P]
+    widths = VOCAB_WIDTHS_37[P]
     b.x[0, :30] = -np.inf
     b.x[1] = 3e38
     b.x[2, 5] = np.inf
@@ -345,8 +350,8 @@ def row_spans(P):
 
 def scenario_data(world, ck):
     P = world.size
-    counts = {2: [21, 8], 4: [9, 0, 3, 17]}[P]
-    all_ignored = {2: 1, 4: 2}[P]  # this rank's rows are all ignored
+    counts = {2: [21, 8], 3: [0, 20, 9], 4: [9, 0, 3, 17]}[P]
+    all_ignored = {2: 1, 3: 2, 4: 2}[P]  # this rank's rows are all ignored
     rows_of = spans(counts)
     ignored = list(range(rows_of[all_ignored].start, rows_of[all_ignored].stop))
     for c in (37, 3000):
@@ -380,6 +385,75 @@ def scenario_grid(world, ck):
                 for grad in (False, True):
                     run_case(ck, b, rows, cols, opts, reduction, grad, vocab=vocab, data=data,
                              tag=f"grid C={c}")
+
+
+def _evaluate_case(ck, b, rows, cols, opts, *, vocab=None, data=None, tag=""):
+    """xd.evaluate and xd.perplexity on this rank's piece against
+    xentfast.evaluate on the whole batch."""
+    def check():
+        kw_full, kw_mine = {"num_threads": 1}, {"num_threads": 1}
+        for k, v in opts.items():
+            if k == "weight":
+                kw_full[k], kw_mine[k] = b.w, b.w[cols]
+            elif k == "sample_weight":
+                kw_full[k], kw_mine[k] = b.s, b.s[rows]
+            elif k != "prob":
+                kw_full[k] = kw_mine[k] = v
+        t_full, t_mine = (b.p, b.p[rows, cols]) if opts.get("prob") else (b.y, b.y[rows])
+        comms = dict(vocab_comm=vocab, data_comm=data)
+        got = xd.evaluate(b.x[rows, cols], t_mine, **comms, **kw_mine)
+        want = xentfast.evaluate(b.x, t_full, **kw_full)
+        rtol = 1e-6 if b.x.dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got.mean_loss, want.mean_loss, rtol=rtol)
+        np.testing.assert_allclose(got.perplexity, want.perplexity, rtol=rtol)
+        np.testing.assert_allclose(got.bits_per_token, want.bits_per_token, rtol=rtol)
+        assert got.accuracy == want.accuracy, (got.accuracy, want.accuracy)
+        assert got.n_counted == want.n_counted, (got.n_counted, want.n_counted)
+        np.testing.assert_array_equal(got.argmax, want.argmax[rows])
+        np.testing.assert_array_equal(got.correct, want.correct[rows])
+        np.testing.assert_allclose(got.loss, want.loss[rows], rtol=rtol, atol=1e-12)
+        ppl = xd.perplexity(b.x[rows, cols], t_mine, **comms, **kw_mine)
+        np.testing.assert_allclose(ppl, xentfast.perplexity(b.x, t_full, **kw_full), rtol=rtol)
+    ck.check(f"{tag} evaluate {opts} dtype={b.x.dtype}", check)
+
+
+EVALUATE_OPTIONS = [{}, {"weight": True, "label_smoothing": 0.1}, {"sample_weight": True},
+                    {"softcap": 3.0, "temperature": 0.7}, {"z_loss": 1e-3},
+                    {"prob": True}, {"prob": True, "weight": True}]
+
+
+def scenario_evaluate(world, ck):
+    """xd.evaluate / xd.perplexity: vocabulary, rows, and (on 4 ranks) both."""
+    P, r = world.size, world.rank
+    counts = {2: [21, 8], 3: [0, 20, 9], 4: [9, 0, 3, 17]}[P]
+    for c, widths in ((37, VOCAB_WIDTHS_37[P]),
+                      (5000, {2: [4100, 900], 3: [1, 2500, 2499], 4: [2049, 1, 2500, 450]}[P])):
+        for dtype in (np.float32, np.float64):
+            b = Batch(sum(counts), c, seed=c + P, dtype=dtype, ignored_rows=[2, 3])
+            b.x[0] = 1.0  # a tie over every shard: the first class wins
+            b.x[1, -1] = 1e3  # the prediction on the last shard
+            b.x[4, 0] = -np.inf  # a masked class
+            b.x[5, [0, c - 1]] = 1e3  # a tie between the first and the last shard
+            b.p[6] = 0.0
+            b.p[6, [1, c - 1]] = 0.5  # a probability target's tie
+            for opts in EVALUATE_OPTIONS:
+                _evaluate_case(ck, b, slice(0, sum(counts)), spans(widths)[r], opts,
+                               vocab=world.comm, tag=f"vocab C={c}")
+                _evaluate_case(ck, b, spans(counts)[r], slice(0, c), opts, data=world.comm,
+                               tag=f"data C={c}")
+    # a NaN logit: that row predicts it (the mean loss is NaN)
+    b = Batch(sum(counts), 37, seed=9)
+    b.x[7, 30] = np.nan
+    _evaluate_case(ck, b, slice(0, sum(counts)), spans(VOCAB_WIDTHS_37[P])[r], {},
+                   vocab=world.comm, tag="vocab NaN")
+    if P == 4:
+        d, v = divmod(r, 2)
+        vocab = world.split([[0, 1], [2, 3]])
+        data = world.split([[0, 2], [1, 3]])
+        b = Batch(17, 37, seed=11, ignored_rows=range(11, 17))
+        for opts in EVALUATE_OPTIONS:
+            _evaluate_case(ck, b, spans([11, 6])[d], spans([25, 12])[v], opts, vocab=vocab,
+                           data=data, tag="grid")
 
 
 def expect_error(ck, name, fn, kind, words):

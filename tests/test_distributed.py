@@ -67,7 +67,11 @@ def _check(outputs, returncodes):
 
 @pytest.mark.parametrize("scenario,n_ranks", [
     ("vocab", 2), ("vocab", 4), ("data", 2), ("data", 4), ("grid", 4), ("errors", 2),
-    ("errors", 4)])
+    ("errors", 4),
+    # an odd rank count: shard widths 1, 20, 16 (and 1, 2500, 2499) of the
+    # vocabulary; rows 0, 20, 9 with the last rank's all ignored
+    ("vocab", 3), ("data", 3),
+    ("evaluate", 2), ("evaluate", 3), ("evaluate", 4)])
 def test_mpi(scenario, n_ranks):
     mpiexec = _mpiexec()
     try:
@@ -100,7 +104,8 @@ def _free_port():
 
 
 @pytest.mark.parametrize("scenario,n_ranks", [
-    ("vocab", 2), ("data", 2), ("grid", 4), ("errors", 2), ("torch_autograd", 2)])
+    ("vocab", 2), ("data", 2), ("grid", 4), ("errors", 2), ("torch_autograd", 2),
+    ("evaluate", 2)])
 def test_torch_gloo(scenario, n_ranks):
     try:
         import torch.distributed as dist
@@ -151,6 +156,12 @@ def test_not_a_communicator():
         xd.cross_entropy(x, y)
     with pytest.raises(ValueError, match="vocab_start needs vocab_comm"):
         xd.cross_entropy(x, y, vocab_start=0)
+    with pytest.raises(ValueError, match="give vocab_comm, data_comm or both"):
+        xd.evaluate(x, y)
+    with pytest.raises(TypeError, match="data_comm must be"):
+        xd.perplexity(x, y, data_comm=object())
+    with pytest.raises(TypeError, match="perplexity takes no reduction"):
+        xd.perplexity(x, y, data_comm=object(), reduction="sum")
 
 
 def test_one_rank_mpi_comm_self():
@@ -194,7 +205,8 @@ def _example_script(doc):
     return textwrap.dedent("\n".join(lines))
 
 
-@pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_and_grad"])
+@pytest.mark.parametrize("function", ["cross_entropy", "cross_entropy_and_grad", "evaluate",
+                                      "perplexity"])
 def test_docstring_example_mpi(function, tmp_path):
     mpiexec = _mpiexec()
     script = tmp_path / "example.py"

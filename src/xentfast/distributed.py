@@ -27,6 +27,9 @@ while every process exchanges O(rows) numbers, never logits:
   counted rows) and the reduced loss are summed over the processes (one or
   two floats per call).
 
+:func:`evaluate` and :func:`perplexity` give the whole batch's mean loss,
+accuracy and perplexity, as :func:`xentfast.evaluate` on the gathered logits.
+
 Label smoothing spreads ε over the *global* vocabulary, ε/C with C the whole
 vocabulary (PyTorch's semantics, so a sharded call equals the unsharded one),
 not over each shard's classes as Megatron-LM's sharded smoothing does.
@@ -40,14 +43,17 @@ instead of leaving the others waiting.
 """
 from __future__ import annotations
 
+import math
 import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import _api, _core
 from ._api import _EMPTY_F64, _EMPTY_I64
 
-__all__ = ["cross_entropy", "cross_entropy_and_grad"]
+__all__ = ["cross_entropy", "cross_entropy_and_grad", "evaluate", "perplexity",
+           "ShardedEvaluation"]
 
 _SHARD = _core.SHARD_DOUBLES
 _M, _LOG_S, _ZY, _WZ, _WTZ, _WT, _WY = range(7)
@@ -606,3 +612,147 @@ def cross_entropy_and_grad(logits, target, *, vocab_comm=None, vocab_start=None,
                     return_z_loss,
                     _options(axis, weight, sample_weight, ignore_index, reduction,
                              label_smoothing, z_loss, softcap, temperature, num_threads))
+
+
+# --------------------------------------------------------------------------
+# evaluation: mean loss, accuracy and perplexity of the whole batch
+
+
+@dataclass(frozen=True, repr=False)
+class ShardedEvaluation:
+    """What :func:`evaluate` measures: this rank's rows, and the whole batch's totals."""
+
+    loss: np.ndarray
+    """this rank's per-row losses (float64; 0 on ignored rows)"""
+    argmax: np.ndarray
+    """this rank's rows' predicted classes, indices into the whole vocabulary"""
+    correct: np.ndarray
+    """per row: prediction == target (argmax of the target for probabilities)"""
+    mean_loss: float
+    """the whole batch's ``"mean"`` loss, in nats (the same on every rank)"""
+    accuracy: float
+    """share of the whole batch's counted rows predicted right"""
+    n_counted: int
+    """the whole batch's rows that count (target != ignore_index)"""
+
+    def __repr__(self) -> str:
+        return (f"ShardedEvaluation(rows={self.loss.shape}, n_counted={self.n_counted}, "
+                f"mean_loss={self.mean_loss:.6g}, accuracy={self.accuracy:.6g}, "
+                f"perplexity={self.perplexity:.6g})")
+
+    @property
+    def perplexity(self) -> float:
+        """exp(mean loss in nats)."""
+        return _api._exp(self.mean_loss)
+
+    @property
+    def bits_per_token(self) -> float:
+        """mean loss in bits (nats / ln 2)."""
+        return self.mean_loss / math.log(2.0)
+
+
+def _global_argmax(rows, vocab, start):
+    """Each row's first maximising class over the whole vocabulary: the
+    shards agree on the row's max (MAX), then on the smallest index holding
+    it (a MAX of minus the indices)."""
+    local = np.argmax(rows, axis=1) if rows.shape[1] else np.zeros(len(rows), np.int64)
+    best = rows[np.arange(len(rows)), local].astype(np.float64)
+    # a NaN is the row's prediction, as np.argmax and the single-process kernel
+    # take it (a MAX may drop NaNs: compared as +inf)
+    best[np.isnan(best)] = np.inf
+    if vocab is None:
+        return local.astype(np.int64)
+    top = best.copy()
+    vocab.allreduce(top, "max")
+    key = np.where(best == top, -(local + start).astype(np.float64), -np.inf)
+    vocab.allreduce(key, "max")
+    return (-key).astype(np.int64)
+
+
+def evaluate(logits, target, *, vocab_comm=None, vocab_start=None, data_comm=None, axis=-1,
+             weight=None, sample_weight=None, ignore_index=-100, label_smoothing=0.0,
+             z_loss=0.0, softcap=None, temperature=1.0, num_threads=None):
+    """Mean loss, accuracy and perplexity of a batch spread over processes.
+
+    A collective call, with the arguments of :func:`cross_entropy` (no
+    `reduction`).  The totals are those :func:`xentfast.evaluate` gives on the
+    gathered batch; the per-row fields are this rank's rows.  The prediction
+    is the first class of largest logit (softcap and temperature keep the
+    order).  Beyond :func:`cross_entropy`'s traffic, `vocab_comm` adds two
+    MAX reductions of one float per row (two more for probability targets)
+    and `data_comm` one SUM of 4 floats.
+
+    Returns
+    -------
+    ShardedEvaluation
+        ``loss``, ``argmax``, ``correct`` of this rank's rows; ``mean_loss``,
+        ``accuracy``, ``n_counted``, ``perplexity``, ``bits_per_token`` of the
+        whole batch.
+
+    Examples
+    --------
+    Saved as ``ev.py`` and run with ``mpiexec -n 2 python ev.py``::
+
+        import numpy as np, xentfast, xentfast.distributed as xd
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD
+        logits = np.random.default_rng(0).standard_normal((6, 10)).astype(np.float32)
+        target = np.array([1, 2, 3, 4, 5, -100])
+        mine = logits[:, 5 * comm.rank:5 * comm.rank + 5]  # this rank's 5 classes
+        ev = xd.evaluate(mine, target, vocab_comm=comm)
+        want = xentfast.evaluate(logits, target)
+        assert np.isclose(ev.mean_loss, want.mean_loss) and ev.accuracy == want.accuracy
+    """
+    options = _options(axis, weight, sample_weight, ignore_index, "none", label_smoothing,
+                       z_loss, softcap, temperature, num_threads)
+    p, vocab, data, layout = _setup(logits, target, False, vocab_comm, vocab_start, data_comm,
+                                    options, None, None)
+    n = int(np.prod(p.lead_shape, dtype=np.int64))
+    if vocab is not None:
+        row_loss, _, weight_sum, _ = _vocab_rows(p, vocab, layout, None, False, None, None,
+                                                 False)
+        start = layout[0]
+    else:
+        row_loss, weight_sum, start = p.run(_core.MODE_LOSS), p.weight_sum, 0
+    argmax = _global_argmax(_api._rows(p.moved), vocab, start)
+    if p.target_prob is None:
+        counted = p.target != p.ignore_index
+        correct = (argmax == p.target) & counted
+    else:
+        counted = np.ones(n, dtype=bool)
+        correct = argmax == _global_argmax(_api._rows(p.target_prob), vocab, start)
+    totals = np.array([_core.fixed_sum(row_loss), weight_sum, np.count_nonzero(correct),
+                       np.count_nonzero(counted)], dtype=np.float64)
+    if data is not None:
+        data.allreduce(totals, "sum")
+    n_counted = int(totals[3])
+    shape = p.lead_shape
+    return ShardedEvaluation(
+        loss=row_loss.reshape(shape), argmax=argmax.reshape(shape),
+        correct=correct.reshape(shape), mean_loss=_api._divide(totals[0], totals[1]),
+        accuracy=float(totals[2]) / n_counted if n_counted else float("nan"),
+        n_counted=n_counted)
+
+
+def perplexity(logits, target, **options):
+    """Perplexity, exp(mean cross-entropy in nats), of a batch spread over processes.
+
+    A collective call with the arguments of :func:`cross_entropy` (no
+    `reduction`): ``exp`` of its ``"mean"`` loss, the same on every rank.
+
+    Examples
+    --------
+    Each of two ranks holds half of the classes of uniform logits; saved as
+    ``ppl.py`` and run with ``mpiexec -n 2 python ppl.py``::
+
+        import numpy as np, xentfast.distributed as xd
+        from mpi4py import MPI
+
+        comm = MPI.COMM_WORLD
+        uniform = np.zeros((4, 5), dtype=np.float32)  # 5 of the 10 classes
+        assert np.isclose(xd.perplexity(uniform, np.array([1, 2, 8, 9]), vocab_comm=comm), 10.0)
+    """
+    if "reduction" in options:
+        raise TypeError("perplexity takes no reduction: it is exp of the mean loss")
+    return _api._exp(cross_entropy(logits, target, **options))
