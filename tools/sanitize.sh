@@ -77,7 +77,8 @@ fi
 PY="$VENV/bin/python"
 say "installing build and test dependencies (no torch)"
 "$PY" -m pip install -q --disable-pip-version-check \
-    "setuptools>=77" "Cython>=3.0" "numpy>=2.1" "pytest>=7" "hypothesis>=6"
+    "setuptools>=77" "Cython>=3.0" "numpy>=2.1" "pytest>=7" "pytest-benchmark>=4" \
+    "hypothesis>=6" threadpoolctl scikit-learn mypy ml_dtypes scipy
 
 # --- 2. a clean copy of the sources, built with the sanitizers -------------
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/xentfast-sanitize.XXXXXX")
