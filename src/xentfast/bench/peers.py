@@ -85,16 +85,55 @@ def _torch_xentfast(p: Problem) -> Prepared:
            "PyTorch + xentfast (xentfast.torch.cross_entropy, inplace_backward=True)",
            kind="adapter", requires=["torch"],
            note="inplace_backward=True lets the adapter keep its gradient in the logits' "
-                "memory; that row's logits are a copy, restored before each run")
+                "memory; that row's logits are a copy, restored before each run, handed over "
+                "as the output of a layer that costs nothing (the adapter refuses leaves)")
 def _torch_xentfast_inplace(p: Problem) -> Prepared:
     """The adapter keeping the gradient in the logits' memory (where it has the keyword)."""
     import xentfast.torch
 
     if "inplace_backward" not in inspect.signature(xentfast.torch.cross_entropy).parameters:
         raise Unavailable("this xentfast.torch has no inplace_backward")
-    return _torch_backward(
-        p, lambda x, t: xentfast.torch.cross_entropy(x, t, inplace_backward=True),
-        overwrites=True)
+    return _torch_inplace_backward(
+        p, lambda x, t: xentfast.torch.cross_entropy(x, t, inplace_backward=True))
+
+
+def _torch_inplace_backward(p: Problem, loss_fn) -> Prepared:
+    """Time ``loss_fn(logits, target).backward()`` where the logits are the output
+    of a stand-in last layer (in-place backward takes no leaf): its forward hands
+    over a copy of x, its backward keeps the gradient it receives and passes
+    nothing on, so the row times the loss and its gradient alone."""
+    import torch
+
+    torch.set_num_threads(p.threads)
+    work = np.empty_like(p.x) if not p.may_overwrite else None
+    buf = torch.from_numpy(p.x if work is None else work)
+    anchor = torch.zeros((), requires_grad=True)
+    received = {}
+
+    class Layer(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, a):
+            return buf.detach()  # shares the buffer's memory
+
+        @staticmethod
+        def backward(ctx, grad):
+            received["grad"] = grad
+            return None
+
+    target = torch.from_numpy(p.target)
+
+    def run():
+        loss = loss_fn(Layer.apply(anchor), target)
+        loss.backward()
+        return loss
+
+    def restore():
+        received.clear()
+        if work is not None:
+            np.copyto(work, p.x)
+
+    return Prepared(run, before=restore,
+                    result=lambda loss: (loss.item(), received["grad"].detach().numpy()))
 
 
 @_register("torch-compile", "torch.compile (cross_entropy + backward)", requires=["torch"])
