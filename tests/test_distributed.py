@@ -11,13 +11,14 @@ where they fail: that run must not skip them.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+
+from helpers import distributed_missing, mpiexec_path
 
 from xentfast import _core
 import xentfast.distributed as xd
@@ -32,24 +33,8 @@ SRC = os.path.dirname(os.path.dirname(os.path.abspath(_core.__file__)))
 TIMEOUT_SECONDS = 300
 
 
-def _missing(what):
-    if os.environ.get("XENTFAST_REQUIRE_DISTRIBUTED") == "1":
-        pytest.fail(f"{what}; XENTFAST_REQUIRE_DISTRIBUTED=1 asks for the distributed tests: "
-                    f"install the mpi extra (pip install .[test,mpi]) and torch")
-    pytest.skip(what)
-
-
-def _mpiexec():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        _missing("mpi4py is not installed (pip install mpi4py mpich)")
-    # the mpich wheel installs mpiexec beside the interpreter
-    for candidate in (os.path.join(os.path.dirname(sys.executable), "mpiexec"),
-                      shutil.which("mpiexec")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    _missing("mpiexec is not on PATH (pip install mpich)")
+_missing = distributed_missing
+_mpiexec = mpiexec_path
 
 
 def _env():

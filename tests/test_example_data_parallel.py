@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from helpers import mpiexec_path
 
 import xentfast
 
@@ -27,23 +28,7 @@ STEPS = 20
 pytestmark = pytest.mark.skipif(not EXAMPLE.is_file(), reason="no examples/ next to tests/")
 
 
-def _missing(what):
-    if os.environ.get("XENTFAST_REQUIRE_DISTRIBUTED") == "1":
-        pytest.fail(f"{what}; XENTFAST_REQUIRE_DISTRIBUTED=1 asks for the distributed tests: "
-                    f"install the mpi extra (pip install .[test,mpi])")
-    pytest.skip(what)
-
-
-def _mpiexec():
-    try:
-        import mpi4py  # noqa: F401
-    except ImportError:
-        _missing("mpi4py is not installed (pip install mpi4py mpich)")
-    for candidate in (os.path.join(os.path.dirname(sys.executable), "mpiexec"),
-                      shutil.which("mpiexec")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    _missing("mpiexec is not on PATH (pip install mpich)")
+_mpiexec = mpiexec_path
 
 
 def test_data_parallel_matches_single_process(tmp_path):
