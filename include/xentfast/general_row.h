@@ -53,11 +53,10 @@ enum {
 
 /* How a softcapped segment's loops store and write (flags, constant per
  * inlined loop; softcap.h) */
-#define XF_SHIFT        1  /* shift terms (targets, smoothing): chain factors kept */
-#define XF_DRAIN_STREAM 2  /* the deferred row's streaming stores */
-#define XF_CHAIN        4  /* the exps stored chained (general_opts.chain) */
-#define XF_LEAN         8  /* no class weights, probability targets or entropy */
-#define XF_BASE2        16 /* z in units of ln 2 (the one loop) */
+/* XF_SHIFT 1 and XF_DRAIN_STREAM 2: row_write.h (the drain) */
+#define XF_CHAIN 4  /* the exps stored chained (general_opts.chain) */
+#define XF_LEAN  8  /* no class weights, probability targets or entropy */
+#define XF_BASE2 16 /* z in units of ln 2 (the one loop) */
 #endif
 
 /* The softcap's chain factor dz/du = 1 - (z/c)^2 (tanh' = 1 - tanh^2);
@@ -128,30 +127,6 @@ static XF_ALWAYS_INLINE void XF_FN(store_exps)(XF_T *e, XF_T *chain_factors, int
         V_STORE_TAIL(e + i, ev, lanes);
 }
 
-/* A deferred gradient segment on its way out, written a vector at a time
- * inside another row's loops (softcap.h): elements [k, n) of out still to
- * write, by write_segment's formula from the scratch of their own row. */
-typedef struct {
-    XF_T *out;
-    const XF_T *e, *w, *tp, *chain_factors;
-    XF_T f, alpha, beta;
-    int64_t k, n;
-} XF_FN(drain_t);
-
-/* One whole vector of the drain, if one is left (how: XF_SHIFT,
- * XF_DRAIN_STREAM). */
-static XF_ALWAYS_INLINE void XF_FN(drain_step)(XF_FN(drain_t) * d, const int how) {
-    if (d->k + XF_W > d->n) return;
-    const XF_V g =
-        XF_FN(segment_value)(d->e, d->w, d->tp, d->chain_factors, d->k, XF_W, V_SET1(d->f),
-                             V_SET1(d->alpha), V_SET1(d->beta), how & XF_SHIFT);
-    if (how & XF_DRAIN_STREAM)
-        V_STREAM(d->out + d->k, g);
-    else
-        V_STOREU(d->out + d->k, g);
-    d->k += XF_W;
-}
-
 /* The exps and sums of a segment.  z_given: x already holds z (the
  * softcap's z loop), whose exps may be cheap; otherwise z = x / T here.
  * Under XF_CHAIN the exps are stored times the chain factors, and under
@@ -173,7 +148,9 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
         (o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, mv, XF_W, &s, &ez, &wz,
          &wtz, &wt, &ev, exps, 0);
         if (e) XF_FN(store_exps)(e, chain_factors, i, XF_W, ev, z, o, how);
-        if (drain && ((i / XF_W) & 1)) XF_FN(drain_step)(drain, how);
+        /* after the softcap's z loop (z_given), which drained half of the
+         * segment, a vector per two; otherwise a vector per vector */
+        if (drain && (!z_given || ((i / XF_W) & 1))) XF_FN(drain_step)(drain, how);
     }
     if (i < n) {
         const int64_t r = n - i;

@@ -30,8 +30,8 @@
 #include "xentfast/kernels.h"
 #include "xentfast/row_finish.h" /* the end of a row (not a template) */
 
+#include "xentfast/row_write.h"   /* output rows from the scratch exps, drains */
 #include "xentfast/row_stats.h"   /* online (max, sum-exp) of a row's segments */
-#include "xentfast/row_write.h"   /* output rows from the scratch exps */
 #include "xentfast/general_row.h" /* temperature, smoothing, probabilities, entropy */
 #include "xentfast/softcap.h"     /* the softcap's transform and loops */
 #include "xentfast/rows_narrow.h" /* rows of a few classes, one row per lane */

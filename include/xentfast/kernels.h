@@ -55,6 +55,18 @@ enum {
  * on how rows or segments are spread over threads. */
 #define XF_SEGMENT 2048
 
+/* A float32 gradient row is written during the next row's pass (rows.h)
+ * when what waits meanwhile takes at most this many bytes: both rows'
+ * scratch exps, in place the deferred row's logits too, and with
+ * probability targets its targets, all then staying in a 2 MiB L2 beside
+ * the streams.  One thread, from DRAM, 131072000 elements, into a separate
+ * buffer: 16% faster at C = 32000, 15% at 131072, even at 180000, 14%
+ * slower at 262144 (tools/kernel_bench.sh avx512 N C 1 0 4 1, before and
+ * after); in place 20% faster at 32000, 11% at 100000, 15% slower at
+ * 128256 (INPLACE=1 ... 1 0 4 0); probability targets at 1024 x 128256
+ * (three rows waiting, 1.5 MiB) 10% slower (PROB=1 ... 1 0 3 1). */
+#define XF_DEFER_MAX_BYTES (1024 * 1024)
+
 /* Rows per block aim at this many elements (a block amortises its call);
  * blocks start at multiples of 16 rows, so the narrow kernels group rows
  * identically for any thread count. */
@@ -232,8 +244,8 @@ typedef struct xf_kernel_table {
 
 /* Bytes of per-thread scratch a row of n_classes needs (any dtype): the
  * exps and the softcapped logits of a row (2 x C) and one max per
- * segment, twice for float32 (a softcapped gradient row is written while
- * the next row is computed: softcap.h), in the widest dtype; also the
+ * segment, twice for float32 (a softcapped or plain gradient row is
+ * written while the next row is computed: rows.h), in the widest dtype; also the
  * narrow kernel's row index table (16 x C int32, C <= 32). */
 static inline size_t xf_scratch_bytes(int64_t n_classes) {
     const int64_t n_seg = (n_classes + XF_SEGMENT - 1) / XF_SEGMENT;

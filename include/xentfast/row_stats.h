@@ -6,7 +6,8 @@
  * row's (M, S), lse = M + log S, in double (Milakov & Gimelshein 2018,
  * "Online normalizer calculation for softmax").  Each logit is read from
  * memory once; the exps are taken from L1 while the next segment streams
- * in (prefetch).  Used by the plain and split plans, and for the general
+ * in (prefetch), and the previous row's gradient (a drain) leaves
+ * meanwhile.  Used by the plain and split plans, and for the general
  * row's max; the general row's own sums are in general_row.h.
  *
  * Template: included once per (dtype, ISA) by kernel_template.h.
@@ -42,8 +43,12 @@ static XF_ALWAYS_INLINE void XF_FN(prefetch_ahead)(const XF_T *p, int vectors) {
 }
 
 /* Sum of exp(x - m) over n elements, in a fixed lane order; the exps are
- * stored to e when e is not NULL. */
-static inline double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T m, XF_T *e) {
+ * stored to e when e is not NULL, and a drain (or NULL) advances a vector
+ * per vector of them.  The drain runs here, not in seg_max's loop: that
+ * loop reads from memory, this one from L1, so the deferred row's stores
+ * leave while the next segment's lines stream in (prefetch). */
+static XF_ALWAYS_INLINE double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T m, XF_T *e,
+                                                 XF_FN(drain_t) * drain, const int how) {
     const XF_V mv = V_SET1(m);
     XF_V s0 = V_SET1(0), s1 = s0, s2 = s0, s3 = s0;
     int64_t i = 0;
@@ -56,6 +61,10 @@ static inline double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T m, XF_T *e
             V_STOREU(e + i + XF_W, e1);
             s0 = V_ADD(s0, e0);
             s1 = V_ADD(s1, e1);
+            if (drain) { /* the deferred row's stores, a vector per vector of exps */
+                XF_FN(drain_step)(drain, how);
+                XF_FN(drain_step)(drain, how);
+            }
         }
         for (; i + XF_W <= n; i += XF_W) {
             XF_V e0 = V_EXP(V_SUB(V_LOADU(x + i), mv));
@@ -113,25 +122,54 @@ static inline XF_T XF_FN(nan_aware_max)(const XF_T *x, int64_t n, XF_T m) {
     return m;
 }
 
-/* (m, s) of segment j of a row (s = 0 for a fully masked segment). */
-static inline double XF_FN(seg_stats)(const XF_T *x, int64_t C, int64_t j, XF_T *e, XF_T *m) {
+/* (m, s) of segment j of a row (s = 0 for a fully masked segment), a drain
+ * (or NULL) advanced meanwhile. */
+static XF_ALWAYS_INLINE double XF_FN(seg_stats_drain)(const XF_T *x, int64_t C, int64_t j, XF_T *e,
+                                                      XF_T *m, XF_FN(drain_t) * drain,
+                                                      const int how) {
     const int64_t j0 = j * XF_SEGMENT;
     const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
     *m = XF_FN(nan_aware_max)(x + j0, n, XF_FN(seg_max)(x + j0, n));
     if (*m == -INFINITY) return 0.0;
     if (isnan(*m)) return NAN;
-    return XF_FN(seg_sumexp)(x + j0, n, *m, e ? e + j0 : NULL);
+    return XF_FN(seg_sumexp)(x + j0, n, *m, e ? e + j0 : NULL, drain, how);
+}
+
+static inline double XF_FN(seg_stats)(const XF_T *x, int64_t C, int64_t j, XF_T *e, XF_T *m) {
+    return XF_FN(seg_stats_drain)(x, C, j, e, m, NULL, 0);
+}
+
+/* seg_stats, with segment j of the deferred plain gradient row p (no
+ * shift terms: e f) written meanwhile, the arithmetic of write_row. */
+static inline double XF_FN(seg_stats_pending)(const XF_T *x, int64_t C, int64_t j, XF_T *e, XF_T *m,
+                                              const XF_FN(pending_t) * p, int stream) {
+    const int64_t j0 = j * XF_SEGMENT;
+    const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
+    if (p->seg_max[j] == -INFINITY) { /* a masked segment: f itself (no exps) */
+        const double f = XF_FN(seg_factor)(p->seg_max[j], p->M, p->log_S) * p->a;
+        XF_FN(write_segment)(p->out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, stream);
+        return XF_FN(seg_stats_drain)(x, C, j, e, m, NULL, 0);
+    }
+    XF_FN(drain_t) d;
+    XF_FN(drain_open)(&d, p, j0, j, n, stream);
+    const double s = stream ? XF_FN(seg_stats_drain)(x, C, j, e, m, &d, XF_DRAIN_STREAM)
+                            : XF_FN(seg_stats_drain)(x, C, j, e, m, &d, 0);
+    XF_FN(drain_close)(&d, stream ? XF_DRAIN_STREAM : 0);
+    return s;
 }
 
 /* (M, S) of a row: M its max, S = sum exp(x - M), so lse = M + log S.
  * With e != NULL the exps of segment j, relative to its own max
- * seg_max[j], are left in e (segments whose max is -inf are not written). */
+ * seg_max[j], are left in e (segments whose max is -inf are not written).
+ * The deferred plain gradient row `pending` (or NULL), of the same width,
+ * is written meanwhile, but for its target's entry. */
 static inline void XF_FN(row_stats)(const XF_T *x, int64_t C, XF_T *e, XF_T *seg_max, double *M_out,
-                                    double *S_out) {
+                                    double *S_out, const XF_FN(pending_t) * pending, int stream) {
     double M = -INFINITY, S = 0.0;
     for (int64_t j = 0; j * XF_SEGMENT < C; j++) {
         XF_T m;
-        const double s = XF_FN(seg_stats)(x, C, j, e, &m);
+        const double s = pending ? XF_FN(seg_stats_pending)(x, C, j, e, &m, pending, stream)
+                                 : XF_FN(seg_stats)(x, C, j, e, &m);
         if (seg_max) seg_max[j] = m;
         XF_FN(combine)(&M, &S, m, s);
     }

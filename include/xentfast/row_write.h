@@ -125,3 +125,63 @@ static inline void XF_FN(write_pending)(const XF_FN(pending_t) * p, int64_t C, i
      p->beta, stream);
     if (p->y >= 0) p->out[p->y] = p->out_y;
 }
+
+#ifndef XENTFAST_DRAIN_FLAGS
+#define XENTFAST_DRAIN_FLAGS
+/* How a drain writes (flags, constant per inlined loop; general_row.h adds
+ * the softcap's) */
+#define XF_SHIFT        1 /* shift terms (targets, smoothing): chain factors kept */
+#define XF_DRAIN_STREAM 2 /* the deferred row's streaming stores */
+#endif
+
+/* A deferred gradient segment on its way out, written a vector at a time
+ * inside another row's loops (row_stats.h, softcap.h): elements [k, n) of out still to
+ * write, by write_segment's formula from the scratch of their own row. */
+typedef struct {
+    XF_T *out;
+    const XF_T *e, *w, *tp, *chain_factors;
+    XF_T f, alpha, beta;
+    int64_t k, n;
+} XF_FN(drain_t);
+
+/* One whole vector of the drain, if one is left (how: XF_SHIFT,
+ * XF_DRAIN_STREAM). */
+static XF_ALWAYS_INLINE void XF_FN(drain_step)(XF_FN(drain_t) * d, const int how) {
+    if (d->k + XF_W > d->n) return;
+    const XF_V g =
+        XF_FN(segment_value)(d->e, d->w, d->tp, d->chain_factors, d->k, XF_W, V_SET1(d->f),
+                             V_SET1(d->alpha), V_SET1(d->beta), how & XF_SHIFT);
+    if (how & XF_DRAIN_STREAM)
+        V_STREAM(d->out + d->k, g);
+    else
+        V_STOREU(d->out + d->k, g);
+    d->k += XF_W;
+}
+
+/* Segment j (at j0, n elements) of the deferred row p as a drain, its
+ * unaligned head written (as write_segment does): the arithmetic of
+ * write_row, bit for bit. */
+static XF_ALWAYS_INLINE void XF_FN(drain_open)(XF_FN(drain_t) * d, const XF_FN(pending_t) * p,
+                                               int64_t j0, int64_t j, int64_t n, int stream) {
+    d->out = p->out + j0;
+    d->e = p->e + j0;
+    d->chain_factors = p->chain_factors ? p->chain_factors + j0 : NULL;
+    d->w = p->w ? p->w + j0 : NULL;
+    d->tp = p->tp ? p->tp + j0 : NULL;
+    d->f = (XF_T)(XF_FN(seg_factor)(p->seg_max[j], p->M, p->log_S) * p->a);
+    d->alpha = p->alpha;
+    d->beta = p->beta;
+    d->n = n;
+    d->k = XF_FN(stream_head)(d->out, n, stream);
+    if (d->k) XF_FN(write_segment)
+    (d->out, d->e, d->w, d->tp, d->chain_factors, d->k, d->f, d->alpha, d->beta, 0);
+}
+
+/* The rest of the drain. */
+static XF_ALWAYS_INLINE void XF_FN(drain_close)(XF_FN(drain_t) * d, const int how) {
+    const int64_t k = d->k;
+    if (k < d->n) XF_FN(write_segment)
+    (d->out + k, d->e + k, d->w ? d->w + k : NULL, d->tp ? d->tp + k : NULL,
+     d->chain_factors ? d->chain_factors + k : NULL, d->n - k, d->f, d->alpha, d->beta,
+     how & XF_DRAIN_STREAM);
+}

@@ -4,23 +4,38 @@
  * otherwise), its end (row_finish.h), then its output row (row_write.h),
  * each logit read from memory once and each output entry written once.
  * XF_PLAN_NARROW first takes whole groups of XF_W rows (rows_narrow.h) and
- * leaves the rest of the range to the plain row.  Under a softcap, each
- * gradient row is written while the next row's loops run (softcap.h), from
- * a second set of scratch buffers.
+ * leaves the rest of the range to the plain row.  Under a softcap, and for
+ * plain float32 rows up to XF_DEFER_MAX_BYTES, each gradient row is written
+ * while the next row's loops run (a drain: row_write.h), from a second set
+ * of scratch buffers.
  *
  * Template: included once per (dtype, ISA) by kernel_template.h.
  */
 
 /* A segment of the general row without a softcap (n elements at x; class
- * weights w, probability targets tp or NULL), its max of z m given. */
+ * weights w, probability targets tp or NULL), its max of z m given; segment
+ * j (at j0) of the deferred gradient row `pending` (or NULL) is written
+ * meanwhile.  One inlined copy of the loop per drain kind. */
 static inline XF_FN(sums_t)
     XF_FN(general_segment)(const XF_T *x, const XF_T *w, const XF_T *tp, int64_t n, XF_T m,
-                           const XF_FN(general_opts) * opts, XF_T *e) {
+                           const XF_FN(general_opts) * opts, XF_T *e,
+                           const XF_FN(pending_t) * pending, int64_t j0, int64_t j, int stream) {
     /* a private copy: the stores to e cannot alias it, so the options
      * stay in registers instead of being reloaded every vector */
     const XF_FN(general_opts) local = *opts;
     /* a fully masked segment's exps are taken against 0: all 0 */
-    return XF_FN(gen_loop)(x, w, tp, n, m == -INFINITY ? 0 : m, &local, e, NULL, 0, NULL, 0);
+    const XF_T shift = m == -INFINITY ? 0 : m;
+    if (!pending) return XF_FN(gen_loop)(x, w, tp, n, shift, &local, e, NULL, 0, NULL, 0);
+    /* the pending row has this row's options; every segment of it has its
+     * exps in scratch (0 where masked), so the drain needs no special case */
+    XF_FN(drain_t) d;
+    XF_FN(drain_open)(&d, pending, j0, j, n, stream);
+    const XF_FN(sums_t) g =
+        stream ? XF_FN(gen_loop)(x, w, tp, n, shift, &local, e, NULL, 0, &d,
+                                 XF_SHIFT | XF_DRAIN_STREAM)
+               : XF_FN(gen_loop)(x, w, tp, n, shift, &local, e, NULL, 0, &d, XF_SHIFT);
+    XF_FN(drain_close)(&d, stream ? XF_SHIFT | XF_DRAIN_STREAM : XF_SHIFT);
+    return g;
 }
 
 /* The general row's statistics: M, S (as row_stats), EZ = sum exp(z - M) (z - M),
@@ -48,7 +63,8 @@ static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64
         } else {
             m = (XF_T)XF_FN(transform1)(XF_FN(nan_aware_max)(x + j0, n, XF_FN(seg_max)(x + j0, n)),
                                         o);
-            g = XF_FN(general_segment)(x + j0, w, tp_j, n, m, o, e ? e + j0 : NULL);
+            g = XF_FN(general_segment)(x + j0, w, tp_j, n, m, o, e ? e + j0 : NULL, pending, j0, j,
+                                       stream);
         }
         seg_max[j] = m;
         /* a fully masked segment still adds to the plain sums (its exps are 0) */
@@ -168,10 +184,20 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
     const int prob = a->target_prob != NULL;
     XF_FN(general_opts) o;
     XF_FN(row_opts)(&o, a, plan);
-    /* a softcapped float32 gradient is compute-bound while the row's stats
-     * are taken and store-bound while it is written: each row's write waits
-     * for the next row's loops (softcap_segment), which take the other set */
-    const int defer = o.chain && sizeof(XF_T) == 4;
+    /* Each gradient row's write waits for the next row's loops, which take
+     * the other scratch set, so that its stores leave while the next row's
+     * logits stream in.  A softcapped float32 gradient: compute-bound while
+     * the row's stats are taken, store-bound while it is written
+     * (softcap_segment).  A plain gradient: reads and stores in flight
+     * together, as in the streaming bound; only while what waits stays in
+     * L2 (XF_DEFER_MAX_BYTES): both rows' scratch exps, and in place the
+     * deferred row's logits, which its gradient overwrites.  float32 only:
+     * the scratch holds a second set for float32 rows (xf_scratch_bytes),
+     * and float64 rows, on the scalar lane's libm exp, are bound by
+     * arithmetic, not memory. */
+    const int64_t waiting_rows = 2 + ((const void *)a->out == a->x) + prob;
+    const int defer =
+        sizeof(XF_T) == 4 && (o.chain || (grad && waiting_rows * C * 4 <= XF_DEFER_MAX_BYTES));
     XF_FN(scratch_set) sc, sc_alt;
     XF_FN(scratch_sets)(scratch, C, &sc, &sc_alt);
     XF_FN(pending_t) pending;
@@ -200,12 +226,14 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
             XF_FN(row_stats_general)
             (x, tp, C, &o, (want_out || o.cap) ? sc.e : NULL, o.chain ? sc.zs : NULL, sc.seg_max,
              &M, &S, &sums, pending.out ? &pending : NULL, stream);
-            if (pending.out) { /* the deferred row is written: its target's entry last */
-                if (pending.y >= 0) pending.out[pending.y] = pending.out_y;
-                pending.out = NULL;
-            }
         } else {
-            XF_FN(row_stats)(x, C, want_out ? sc.e : NULL, want_out ? sc.seg_max : NULL, &M, &S);
+            XF_FN(row_stats)
+            (x, C, want_out ? sc.e : NULL, want_out ? sc.seg_max : NULL, &M, &S,
+             pending.out ? &pending : NULL, stream);
+        }
+        if (pending.out) { /* the deferred row is written: its target's entry last */
+            if (pending.y >= 0) pending.out[pending.y] = pending.out_y;
+            pending.out = NULL;
         }
         double log_S = log(S);
         /* H = sum p (lse - z) = log S - sum e^{z-M} (z-M) / S */

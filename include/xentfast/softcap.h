@@ -161,36 +161,6 @@ static inline double XF_FN(transform1)(XF_T x, const XF_FN(general_opts) * o) {
     return (double)V_FIRST(XF_FN(vtransform)(V_SET1(x), o));
 }
 
-/* Segment j (at j0, n elements) of the deferred row p as a drain, its
- * unaligned head written (as write_segment does): the arithmetic of
- * write_row, bit for bit. */
-static XF_ALWAYS_INLINE void XF_FN(drain_open)(XF_FN(drain_t) * d, const XF_FN(pending_t) * p,
-                                               int64_t j0, int64_t j, int64_t n, int stream) {
-    d->out = p->out + j0;
-    d->e = p->e + j0;
-    d->chain_factors = p->chain_factors ? p->chain_factors + j0 : NULL;
-    d->w = p->w ? p->w + j0 : NULL;
-    d->tp = p->tp ? p->tp + j0 : NULL;
-    d->f = (XF_T)(XF_FN(seg_factor)(p->seg_max[j], p->M, p->log_S) * p->a);
-    d->alpha = p->alpha;
-    d->beta = p->beta;
-    d->n = n;
-    d->k = XF_FN(stream_head)(d->out, n, stream);
-    if (d->k)
-        XF_FN(write_segment)
-        (d->out, d->e, d->w, d->tp, d->chain_factors, d->k, d->f, d->alpha, d->beta, 0);
-}
-
-/* The rest of the drain. */
-static XF_ALWAYS_INLINE void XF_FN(drain_close)(XF_FN(drain_t) * d, const int how) {
-    const int64_t k = d->k;
-    if (k < d->n)
-        XF_FN(write_segment)
-        (d->out + k, d->e + k, d->w ? d->w + k : NULL, d->tp ? d->tp + k : NULL,
-         d->chain_factors ? d->chain_factors + k : NULL, d->n - k, d->f, d->alpha, d->beta,
-         how & XF_DRAIN_STREAM);
-}
-
 /* The z loop over a segment (z = vtransform(x)); returns the max of z (a
  * max per vector on the adder pipes, which the tanh leaves idle, instead
  * of a pass of its own over x; a NaN may or may not win, and reaches the
