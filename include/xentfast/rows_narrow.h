@@ -110,7 +110,8 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
     const XF_VI offsets = VI_LOAD(lane_offset);
     const XF_V iota = V_LOADU(lane_f);
     if (grad) /* element j of a block of XF_W rows belongs to row j / C */
-        for (int64_t j = 0; j < C * XF_W; j++) row_index[j] = (int32_t)(j / C);
+        for (int32_t l = 0; l < XF_W; l++)
+            for (int64_t k = 0; k < C; k++) row_index[l * C + k] = l;
     XF_T m_a[XF_W], ls_a[XF_W], zy_a[XF_W], coef_a[XF_W], tsub_a[XF_W];
     /* no weights, z-loss or per-row scales: the finish in vectors */
     const int plain =
