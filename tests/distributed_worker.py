@@ -840,36 +840,46 @@ def scenario_timing(world, ck):
     y = np.random.default_rng(0).integers(0, c, n)
     out = np.empty_like(x)
     threads = int(os.environ.get("XF_TIMING_THREADS", 1))
-    # the traffic: every float a call hands to a reduction, and the pickled
-    # bytes of its one small gather
-    traffic = {"floats": 0, "gather_bytes": 0}
+    # the traffic: every float a call hands to a reduction (the agreement
+    # vector's apart), and the pickled bytes of any gather (an error's only)
+    traffic = {"floats": 0, "agreement": 0, "collectives": 0, "gather_bytes": 0}
     reduce, gather = xd._Comm.allreduce, xd._Comm.allgather
 
     def counting_reduce(self, buf, op):
-        traffic["floats"] += buf.size
+        traffic["collectives"] += 1
+        if buf.size == header_size(self.size):
+            traffic["agreement"] += buf.size
+        else:
+            traffic["floats"] += buf.size
         return reduce(self, buf, op)
 
     def counting_gather(self, obj):
         import pickle
+        traffic["collectives"] += 1
         traffic["gather_bytes"] += len(pickle.dumps(obj))
         return gather(self, obj)
 
     xd._Comm.allreduce, xd._Comm.allgather = counting_reduce, counting_gather
+    start = cols.start if os.environ.get("XF_TIMING_START", "1") == "1" else None
     for label, fn in (("loss", lambda: xd.cross_entropy(x, y, vocab_comm=world.comm,
+                                                         vocab_start=start,
                                                          num_threads=threads)),
                       ("loss+grad", lambda: xd.cross_entropy_and_grad(
-                          x, y, vocab_comm=world.comm, out=out, num_threads=threads))):
+                          x, y, vocab_comm=world.comm, vocab_start=start, out=out,
+                          num_threads=threads))):
         fn()  # warm: pages of out
-        traffic.update(floats=0, gather_bytes=0)
+        traffic.update(floats=0, agreement=0, collectives=0, gather_bytes=0)
         world.barrier()
         t0 = time.perf_counter()
         fn()
         world.barrier()
         dt = time.perf_counter() - t0
         if r == 0:
-            print(f"{label}: {n}x{c} float32 over {P} ranks ({threads} thread(s) each): "
-                  f"{dt * 1e3:.0f} ms; per rank {traffic['floats']} floats reduced "
-                  f"({traffic['floats'] / n:.2f} per row) and a gather of "
+            print(f"{label}: {n}x{c} float32 over {P} ranks ({threads} thread(s) each, "
+                  f"vocab_start {'given' if start is not None else 'not given'}): "
+                  f"{dt * 1e3:.0f} ms; per rank {traffic['collectives']} collectives: "
+                  f"{traffic['agreement']} floats of agreement, {traffic['floats']} floats "
+                  f"reduced ({traffic['floats'] / n:.2f} per row), a gather of "
                   f"{traffic['gather_bytes']} bytes")
 
 

@@ -11,21 +11,35 @@ while every process exchanges O(rows) numbers, never logits:
 * **vocabulary sharded** (``vocab_comm``): each shard takes its rows'
   statistics in one read of its logits (max M, sum of exponentials S, the
   target's logit when the target is on it, the smoothing and
-  probability-target sums); the shards agree on each row's max (one float
-  per row, MAX), then on the rescaled sums (SUM: 2 floats per row for the
-  plain loss, 3 with class weights, +1 with label smoothing, 3 for
-  probability targets), as Megatron-LM's ``VocabParallelCrossEntropy``
-  (``megatron/core/tensor_parallel/cross_entropy.py``) does (flash-attn's
-  cross-entropy with a ``process_group`` gathers each shard's lse instead:
-  one float per row per rank); the gradient is
-  then written in a second read of the logits against the global M and log S
+  probability-target sums); the shards then add up, in one SUM, each row's S
+  rescaled to a common reference and the target's logit (2 floats per row
+  for the plain loss, +1 with class weights, +1 with label smoothing, 3 for
+  probability targets).  The reference is the largest row max of the batch,
+  which the agreement (below) already carries, when every row's max lies
+  within 600 nats of it; otherwise (and without `vocab_start`) the shards
+  first agree on each row's max (a MAX of one float per row), as
+  Megatron-LM's ``VocabParallelCrossEntropy``
+  (``megatron/core/tensor_parallel/cross_entropy.py``) always does
+  (flash-attn's cross-entropy with a ``process_group`` gathers each shard's
+  lse instead: one float per row per rank).  The gradient is then written
+  in a second read of the logits against the global statistics
   (``include/xentfast/rows_shard.h``).  Two passes are unavoidable: no
   gradient entry can be written before every shard's statistics are in.
   The loss alone takes one pass.
 * **data sharded** (``data_comm``): each process runs the single-process
-  kernel on its rows; the ``"mean"`` denominator (the summed weights of the
-  counted rows) and the reduced loss are summed over the processes (one or
-  two floats per call).
+  kernel on its rows; the reduced loss and the ``"mean"`` denominator (the
+  summed weights of the counted rows) are summed over the processes in one
+  collective (a ``"mean"`` loss+grad sums the denominator before its
+  kernel, whose gradient needs it, and the loss after: two).
+
+Communication per call, independent of the vocabulary: with `vocab_start`
+given, two collectives in the forward pass (the agreement vector, then the
+rows' SUM: 16 N + 8 bytes per rank for the plain loss), three without it
+or when the rows' maxima spread over more than 600 nats (+8 N bytes);
+under `data_comm` one collective of a few scalars (two for a ``"mean"``
+loss+grad); none in a backward pass (``xentfast._torch_distributed``).
+The agreement vector holds 8 float64 per rank of the communicator and 4
+shared ones (``docs/distributed.md`` counts it all).
 
 :func:`evaluate` and :func:`perplexity` give the whole batch's mean loss,
 accuracy and perplexity, as :func:`xentfast.evaluate` on the gathered logits.
@@ -37,9 +51,14 @@ not over each shard's classes as Megatron-LM's sharded smoothing does.
 A communicator is an mpi4py ``MPI.Comm`` or a ``torch.distributed``
 ``ProcessGroup`` (CPU tensors, e.g. gloo), recognised by duck typing: this
 module imports neither.  Every collective of a call is made by every rank of
-its communicator, in the same order, whatever its arguments: a bad argument
-on one rank is agreed on first and raises the same error on every rank,
-instead of leaving the others waiting.
+its communicator, in the same order, whatever its arguments: each rank
+checks its own arguments first (no kernel runs on bad input), and the first
+collective on each communicator, whose size depends only on the
+communicator's size, carries every rank's verdict and a fingerprint of what
+the ranks must hold alike.  A bad argument on one rank, or ranks that
+disagree (other rows, options, targets or shards), make every rank gather
+the ranks' headers and raise the same error, instead of leaving the others
+waiting.
 """
 from __future__ import annotations
 
@@ -124,7 +143,7 @@ class _Comm:
 class _ShardProblem(_api._Problem):
     """A validated call on one vocabulary shard: targets are global class
     indices, checked against the whole vocabulary once the shards' widths
-    are known (_agree)."""
+    are known (_layout_of)."""
 
     def _targets(self, target):
         t = np.asarray(target)
@@ -511,10 +530,12 @@ def _vocab_rows(call, want_grad, grad_output, out, want_z):
     if call.layout is None:
         # the agreement, with what decides whether one reference serves
         # every row: this shard's largest finite row max and smallest row max
-        bad = bool(np.isnan(m_local).any() or (m_local == np.inf).any())
-        finite = m_local[m_local > -np.inf] if not bad else m_local[:0]
+        # (ignored rows, whose statistics pass 1 leaves 0, are left out)
+        m_rows = m_local[~ignored]
+        bad = bool(np.isnan(m_rows).any() or (m_rows == np.inf).any())
+        finite = m_rows[m_rows > -np.inf] if not bad else m_rows[:0]
         call.agree_vocab(top=float(finite.max()) if finite.size else -np.inf,
-                         floor=0.0 if bad else (float(m_local.min()) if n else np.inf),
+                         floor=0.0 if bad else (float(m_rows.min()) if m_rows.size else np.inf),
                          nonfinite=float(bad))
         table = call.table
         top, floor = table[:, _TOP].max(), table[:, _FLOOR].max()
@@ -683,16 +704,23 @@ def cross_entropy(logits, target, *, vocab_comm=None, vocab_start=None, data_com
         probabilities (the logits' shape).
     vocab_comm : mpi4py.MPI.Comm or torch.distributed.ProcessGroup, optional
         The ranks over which the class axis is split.  Each holds the same
-        rows; per-class arrays (`weight`) are this rank's slice.  Traffic
-        per row: one float in a MAX, then 2 in a SUM (+1 with class weights,
-        +1 with label smoothing; probability targets 3, +1 with smoothing).
+        rows; per-class arrays (`weight`) are this rank's slice.  Traffic:
+        the agreement vector (8 float64 per rank of `vocab_comm`, 4 more),
+        then one SUM of 2 float64 per row + 1 (+1 per row with class
+        weights, +1 with label smoothing; probability targets 3, +1 with
+        smoothing); a MAX of one float64 per row before it without
+        `vocab_start`, or when the rows' maxima spread over more than 600
+        nats.  Nothing grows with the vocabulary.
     vocab_start : int, optional
-        This rank's first class.  By default the shards follow each other in
-        rank order (their widths are exchanged: one small collective, which
-        checks given starts too).
+        This rank's first class.  Give it: then the agreement rides on the
+        call's first collective.  By default the shards follow each other in
+        rank order, and their widths are agreed on before the first pass (one
+        more small collective).
     data_comm : mpi4py.MPI.Comm or torch.distributed.ProcessGroup, optional
         The ranks over which the rows are split: ``"mean"`` divides by the
-        summed weights of the counted rows of all of them.  With
+        summed weights of the counted rows of all of them.  Traffic: one
+        collective, the agreement vector carrying the loss sum and the
+        denominator (8 float64 per rank of `data_comm`, 4 more).  With
         `vocab_comm`, a 2-D grid (each rank in one of each).
     axis, weight, sample_weight, ignore_index, reduction, label_smoothing
         As :func:`xentfast.cross_entropy`; label smoothing spreads over the
@@ -751,6 +779,14 @@ def cross_entropy_and_grad(logits, target, *, vocab_comm=None, vocab_start=None,
     combined them, once to write the gradient (no entry can be written
     before).  `grad_output` and `out` are those of
     :func:`xentfast.cross_entropy_and_grad` (``"none"``: this rank's rows).
+
+    Traffic: that of :func:`cross_entropy`, except under `data_comm` with
+    ``"mean"``, where the denominator is summed (with the agreement) before
+    the kernel, whose gradient it scales, and the loss after: two
+    collectives of a few float64.  When another rank's arguments are bad,
+    this rank raises the same error, possibly after writing its gradient
+    into `out` (under `data_comm` without ``"mean"`` the agreement comes
+    after the kernel; under `vocab_comm` always before the gradient).
 
     Returns
     -------
