@@ -157,7 +157,7 @@ def format_distributed_report(report) -> str:
         t = report["traffic"][key]
         traffic.append([meth[key]["label"], str(t["collectives"]), f"{t['bytes']:,}",
                         f"{t['agreement_bytes']:,}", f"{t['logits_bytes']:,}",
-                        f"{100.0 * t['bytes'] / t['logits_bytes']:.4f} %"])
+                        f"{100.0 * t['bytes'] / t['logits_bytes']:.2g} %"])
     lines.extend(_render(["bytes per call and rank", "collectives", "handed to them",
                           "of which the agreement", "this rank's logits", "share"], traffic))
     check = report["correctness"]
