@@ -183,14 +183,15 @@ def test_distributed_mode_runs_and_prints_its_rows(tmp_path, capsys):
     for words in ("vocab-parallel, 64 x 50 per rank", "single-process on 64 x 50",
                   "the shard's two passes", "data-parallel, 32 x 100 per rank",
                   "single-process on 32 x 100", "vocab-parallel / single-process on the shard",
-                  "communication and agreement",
+                  "communication and agreement", "vocab-parallel loss alone",
                   "data-parallel / single-process on the local rows",
                   "bytes per call and rank", "this rank's logits", "load average",
                   "mpiexec -n 2", "correctness: OK"):
         assert words in text, words
     report = json.loads(path.read_text())["distributed"]
     assert report["correctness"]["ok"]
-    for key in ("vocab", "vocab_single", "vocab_passes", "data", "data_single"):
+    for key in ("vocab", "vocab_single", "vocab_passes", "vocab_stats", "vocab_read",
+                "vocab_loss", "vocab_single_loss", "data", "data_single"):
         m = report["methods"][key]
         assert 0 < m["best"] <= m["median"] <= m["worst"], (key, m)
     agreement = (8 * 2 + 4) * 8  # distributed.py: 8 fields per rank + 4 shared slots

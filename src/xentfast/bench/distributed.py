@@ -11,7 +11,8 @@ with mpi4py), time in one run, interleaved:
   ranks run at the same time (so both cores are as busy as in the
   distributed call).  A third row, the shard's own two passes on a one-rank
   communicator (no traffic), splits the ratio into the passes' cost and the
-  communication's and agreement's;
+  communication's and agreement's; the loss alone (one pass in both) is timed
+  too;
 * **data-parallel**: each rank holds N/2 of the rows with every class, the
   same whole batch, and calls it with ``data_comm``, against the
   single-process call on its N/2 rows.
@@ -147,6 +148,8 @@ def format_distributed_report(report) -> str:
                    meth["vocab_single"], None),
         _ratio_row("  of which communication and agreement", meth["vocab"],
                    meth["vocab_passes"], None),
+        _ratio_row("vocab-parallel loss alone / single-process loss", meth["vocab_loss"],
+                   meth["vocab_single_loss"], None),
         _ratio_row("data-parallel / single-process on the local rows", meth["data"],
                    meth["data_single"], DATA_PARALLEL_RATIO_LIMIT),
     ]
@@ -248,12 +251,18 @@ def _child(n, c, rounds):
         "vocab_stats": lambda: xd.cross_entropy(x, y_shard, vocab_comm=MPI.COMM_SELF,
                                                 num_threads=1),
         "vocab_read": lambda: np.max(x),
+        # the loss alone: one pass in both
+        "vocab_loss": lambda: xd.cross_entropy(x, y, vocab_comm=comm, vocab_start=start,
+                                               num_threads=1),
+        "vocab_single_loss": lambda: xentfast.cross_entropy(x, y_shard, num_threads=1),
     }
     labels = {"vocab": f"vocab-parallel, {n} x {width} per rank",
               "vocab_single": f"single-process on {n} x {width} (both ranks)",
               "vocab_passes": "the shard's two passes, no traffic (COMM_SELF)",
               "vocab_stats": "  its statistics pass alone (a loss, COMM_SELF)",
-              "vocab_read": "  one read of the shard (NumPy max)"}
+              "vocab_read": "  one read of the shard (NumPy max)",
+              "vocab_loss": "vocab-parallel loss alone (no gradient)",
+              "vocab_single_loss": "single-process loss alone on the shard (both ranks)"}
     for k, s in race(vocab).items():
         out_info["methods"][k] = dict(s, label=labels[k], logits=f"{n} x {width}")
     out_info["traffic"]["vocab"] = _Traffic(xd).count(vocab["vocab"], x.nbytes)
