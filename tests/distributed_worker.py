@@ -292,8 +292,13 @@ def scenario_vocab(world, ck):
                  True, vocab=comm, vocab_start=mine.start, return_z=True, tag="vocab start")
         b16 = Batch(n, c, seed=8, dtype=np.float16)
         for reduction in ("mean", "none"):
-            run_case(ck, b16, slice(0, n), cols, {"weight": True}, reduction, True, vocab=comm,
-                     tag="vocab f16")
+            for start in (None, cols.start):
+                run_case(ck, b16, slice(0, n), cols, {"weight": True}, reduction, True,
+                         vocab=comm, vocab_start=start, tag="vocab f16")
+        b64 = Batch(n, c, seed=9, dtype=np.float64)
+        for opts in ({}, {"label_smoothing": 0.1, "weight": True}, {"prob": True}):
+            run_case(ck, b64, slice(0, n), cols, opts, "mean", True, vocab=comm,
+                     vocab_start=cols.start, tag="vocab f64 start")
     # PyTorch's (N, C, d) layout: the class axis 1 is the sharded one
     def layout():
         rng = np.random.default_rng(4)
@@ -405,6 +410,10 @@ def scenario_grid(world, ck):
                 for grad in (False, True):
                     run_case(ck, b, rows, cols, opts, reduction, grad, vocab=vocab, data=data,
                              tag=f"grid C={c}")
+                    if c < 100 and ("weight" in opts or not opts):
+                        # vocab_start given: the agreement after the first pass
+                        run_case(ck, b, rows, cols, opts, reduction, grad, vocab=vocab,
+                                 data=data, vocab_start=cols.start, tag=f"grid C={c}")
 
 
 def _evaluate_case(ck, b, rows, cols, opts, *, vocab=None, data=None, tag=""):
@@ -417,10 +426,12 @@ def _evaluate_case(ck, b, rows, cols, opts, *, vocab=None, data=None, tag=""):
                 kw_full[k], kw_mine[k] = b.w, b.w[cols]
             elif k == "sample_weight":
                 kw_full[k], kw_mine[k] = b.s, b.s[rows]
-            elif k != "prob":
+            elif k not in ("prob", "start"):
                 kw_full[k] = kw_mine[k] = v
         t_full, t_mine = (b.p, b.p[rows, cols]) if opts.get("prob") else (b.y, b.y[rows])
         comms = dict(vocab_comm=vocab, data_comm=data)
+        if vocab is not None and opts.get("start"):
+            comms["vocab_start"] = cols.start
         got = xd.evaluate(b.x[rows, cols], t_mine, **comms, **kw_mine)
         want = xentfast.evaluate(b.x, t_full, **kw_full)
         rtol = 1e-6 if b.x.dtype == np.float32 else 1e-12
@@ -439,7 +450,9 @@ def _evaluate_case(ck, b, rows, cols, opts, *, vocab=None, data=None, tag=""):
 
 EVALUATE_OPTIONS = [{}, {"weight": True, "label_smoothing": 0.1}, {"sample_weight": True},
                     {"softcap": 3.0, "temperature": 0.7}, {"z_loss": 1e-3},
-                    {"prob": True}, {"prob": True, "weight": True}]
+                    {"prob": True}, {"prob": True, "weight": True},
+                    # vocab_start given (under vocab_comm)
+                    {"start": True}, {"start": True, "prob": True}]
 
 
 def scenario_evaluate(world, ck):

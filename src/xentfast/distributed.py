@@ -541,7 +541,8 @@ def _vocab_rows(call, want_grad, grad_output, out, want_z):
         top, floor = table[:, _TOP].max(), table[:, _FLOOR].max()
         # every row's max is at least floor (one shard's smallest), at most top
         if not table[:, _NONFINITE].any() and not top - floor > _SPREAD:
-            reference = top
+            # (no counted row with a finite max anywhere: any finite reference)
+            reference = top if top > -np.inf else 0.0
     start, n_classes = call.layout
     with np.errstate(invalid="ignore", over="ignore"):
         if reference is None:
