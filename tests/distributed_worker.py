@@ -13,7 +13,9 @@ failed, and rank 0 prints them, or "OK <checks>".
 
 Scenarios: vocab (uneven shard widths), data (uneven row counts, a rank
 whose rows are all ignored, a rank without rows), grid (2 x 2: both),
-errors (bad input raises on every rank), evaluate (xd.evaluate and
+errors (bad input raises on every rank), agreement (a bad argument or a
+disagreement on one rank raises the same error on every rank), count (the
+collectives of a call, counted and bounded), evaluate (xd.evaluate and
 xd.perplexity against xentfast.evaluate), torch_autograd (the PyTorch
 autograd function and module; torch backend only); and timings, which
 print: timing (a vocabulary-sharded 4096 x 128256 call and its traffic),
@@ -275,6 +277,11 @@ def scenario_vocab(world, ck):
                     for grad in (False, True):
                         run_case(ck, b, rows, cols, opts, reduction, grad, vocab=comm,
                                  tag=f"vocab C={c}")
+                        # vocab_start given: the rows' sums against one
+                        # reference (no MAX), the agreement after pass 1
+                        if dtype == np.float32 and c < 100:
+                            run_case(ck, b, rows, cols, opts, reduction, grad, vocab=comm,
+                                     vocab_start=cols.start, tag=f"vocab C={c}")
         # vocab_start given (shards not in rank order), return_z_loss, float16
         b = Batch(n, c, seed=7)
         order = list(range(P))[::-1]
@@ -285,8 +292,13 @@ def scenario_vocab(world, ck):
                  True, vocab=comm, vocab_start=mine.start, return_z=True, tag="vocab start")
         b16 = Batch(n, c, seed=8, dtype=np.float16)
         for reduction in ("mean", "none"):
-            run_case(ck, b16, slice(0, n), cols, {"weight": True}, reduction, True, vocab=comm,
-                     tag="vocab f16")
+            for start in (None, cols.start):
+                run_case(ck, b16, slice(0, n), cols, {"weight": True}, reduction, True,
+                         vocab=comm, vocab_start=start, tag="vocab f16")
+        b64 = Batch(n, c, seed=9, dtype=np.float64)
+        for opts in ({}, {"label_smoothing": 0.1, "weight": True}, {"prob": True}):
+            run_case(ck, b64, slice(0, n), cols, opts, "mean", True, vocab=comm,
+                     vocab_start=cols.start, tag="vocab f64 start")
     # PyTorch's (N, C, d) layout: the class axis 1 is the sharded one
     def layout():
         rng = np.random.default_rng(4)
@@ -339,9 +351,22 @@ def scenario_vocab(world, ck):
         # (the single-process sum w z of a row of 3e38 overflows float32
         # lanes under smoothing: that row is left out there)
         b.x[1] = 3e38 if "label_smoothing" not in opts else 1.0
+        mine = spans(widths)[world.rank]
         for grad in (False, True):
-            run_case(ck, b, slice(0, 6), spans(widths)[world.rank], opts, "none", grad,
-                     vocab=comm, tag="vocab adversarial")
+            # vocab_start given too: these rows' maxima spread too far for one
+            # reference (3e38) or are not finite: the exact MAX is taken
+            for start in (None, mine.start):
+                run_case(ck, b, slice(0, 6), mine, opts, "none", grad, vocab=comm,
+                         vocab_start=start, tag="vocab adversarial")
+    # a spread just over and just under the one-reference bound, vocab_start given
+    for spread in (500.0, 700.0):
+        b = Batch(7, 37, seed=12)
+        b.x[3] -= spread
+        b.x[5, :3] += 30.0
+        for grad in (False, True):
+            run_case(ck, b, slice(0, 7), spans(widths)[world.rank], {"label_smoothing": 0.1},
+                     "none", grad, vocab=comm, vocab_start=spans(widths)[world.rank].start,
+                     tag=f"vocab spread {spread}")
 
 
 def row_spans(P):
@@ -385,6 +410,10 @@ def scenario_grid(world, ck):
                 for grad in (False, True):
                     run_case(ck, b, rows, cols, opts, reduction, grad, vocab=vocab, data=data,
                              tag=f"grid C={c}")
+                    if c < 100 and ("weight" in opts or not opts):
+                        # vocab_start given: the agreement after the first pass
+                        run_case(ck, b, rows, cols, opts, reduction, grad, vocab=vocab,
+                                 data=data, vocab_start=cols.start, tag=f"grid C={c}")
 
 
 def _evaluate_case(ck, b, rows, cols, opts, *, vocab=None, data=None, tag=""):
@@ -397,10 +426,12 @@ def _evaluate_case(ck, b, rows, cols, opts, *, vocab=None, data=None, tag=""):
                 kw_full[k], kw_mine[k] = b.w, b.w[cols]
             elif k == "sample_weight":
                 kw_full[k], kw_mine[k] = b.s, b.s[rows]
-            elif k != "prob":
+            elif k not in ("prob", "start"):
                 kw_full[k] = kw_mine[k] = v
         t_full, t_mine = (b.p, b.p[rows, cols]) if opts.get("prob") else (b.y, b.y[rows])
         comms = dict(vocab_comm=vocab, data_comm=data)
+        if vocab is not None and opts.get("start"):
+            comms["vocab_start"] = cols.start
         got = xd.evaluate(b.x[rows, cols], t_mine, **comms, **kw_mine)
         want = xentfast.evaluate(b.x, t_full, **kw_full)
         rtol = 1e-6 if b.x.dtype == np.float32 else 1e-12
@@ -419,7 +450,9 @@ def _evaluate_case(ck, b, rows, cols, opts, *, vocab=None, data=None, tag=""):
 
 EVALUATE_OPTIONS = [{}, {"weight": True, "label_smoothing": 0.1}, {"sample_weight": True},
                     {"softcap": 3.0, "temperature": 0.7}, {"z_loss": 1e-3},
-                    {"prob": True}, {"prob": True, "weight": True}]
+                    {"prob": True}, {"prob": True, "weight": True},
+                    # vocab_start given (under vocab_comm)
+                    {"start": True}, {"start": True, "prob": True}]
 
 
 def scenario_evaluate(world, ck):
@@ -529,6 +562,234 @@ def scenario_errors(world, ck):
     run_case(ck, b, slice(0, 5), cols, {}, "mean", True, vocab=comm, tag="after errors")
 
 
+def expect_same_error(ck, world, name, fn, kind, words):
+    """`fn` raises `kind` naming `words` on this rank, and every rank of the
+    world raises the same error, word for word."""
+    def check():
+        try:
+            fn()
+        except Exception as e:  # compared across the ranks below
+            got = (type(e).__name__, str(e))
+        else:
+            got = ("no error", "")
+        everyone = world.allgather(got)
+        assert got[0] == kind.__name__, got
+        for w in words:
+            assert w in got[1], (w, got[1])
+        assert all(g == got for g in everyone), everyone
+    ck.check(name, check)
+
+
+def scenario_agreement(world, ck):
+    """A bad argument or a disagreement on one rank: every rank raises the
+    same error, with vocab_start given (the agreement rides on the rows'
+    first collective) and not, and under data_comm."""
+    comm, r, P = world.comm, world.rank, world.size
+    b = Batch(6, 20, seed=2)
+    widths = [10, 10] if P == 2 else [5, 5, 5, 5]
+    cols = spans(widths)[r]
+    x = np.ascontiguousarray(b.x[:, cols])
+    y = np.where(b.y < 0, 3, b.y)
+    last = r == P - 1
+    for start in (cols.start, None):
+        kw = dict(vocab_comm=comm, vocab_start=start)
+        tag = f"start={start is not None}"
+        for fn in (xd.cross_entropy, xd.cross_entropy_and_grad):
+            name = f"{fn.__name__} {tag}"
+            # a target outside the vocabulary on the last rank only
+            bad = y.copy()
+            if last:
+                bad[1] = 20
+            expect_same_error(ck, world, f"{name} one rank's bad target",
+                              lambda: fn(x, bad, **kw), ValueError, ["targets differ"])
+            # a target of the wrong dtype on one rank: its own error, named with its rank
+            expect_same_error(ck, world, f"{name} one rank's target dtype",
+                              lambda: fn(x, y.astype(np.float32) if last else y, **kw),
+                              TypeError, [f"rank {P - 1} of vocab_comm"])
+            # a shape that disagrees: one rank holds a row fewer
+            expect_same_error(ck, world, f"{name} one rank's rows",
+                              lambda: fn(x[:5] if last else x, y[:5] if last else y, **kw),
+                              ValueError, ["rows (the logits' shape"])
+            # different options
+            expect_same_error(ck, world, f"{name} options differ",
+                              lambda: fn(x, y, label_smoothing=0.1 if last else 0.0, **kw),
+                              ValueError, ["options differ"])
+            expect_same_error(ck, world, f"{name} reductions differ",
+                              lambda: fn(x, y, reduction="sum" if last else "mean", **kw),
+                              ValueError, ["options differ"])
+            expect_same_error(ck, world, f"{name} weight on one rank",
+                              lambda: fn(x, y, weight=b.w[cols] if last else None, **kw),
+                              ValueError, ["weight (given or not) differ"])
+            expect_same_error(ck, world, f"{name} dtype differs",
+                              lambda: fn(x.astype(np.float64) if last else x, y, **kw),
+                              ValueError, ["logits dtype differ"])
+        # the loss on one rank, loss+grad on another: different collectives after
+        # the agreement, caught by it
+        expect_same_error(ck, world, f"loss here, gradient there {tag}",
+                          lambda: (xd.cross_entropy_and_grad if last else xd.cross_entropy)(
+                              x, y, **kw), ValueError, ["options differ"])
+    expect_same_error(ck, world, "vocab_start on one rank only",
+                      lambda: xd.cross_entropy(x, y, vocab_comm=comm,
+                                               vocab_start=cols.start if last else None),
+                      ValueError, ["vocab_start must be given on every rank"])
+    expect_same_error(ck, world, "overlapping shards, vocab_start given",
+                      lambda: xd.cross_entropy(x, y, vocab_comm=comm, vocab_start=0),
+                      ValueError, ["inconsistent with vocab_start"])
+    # rows split over data_comm: each rank's own rows, the same classes
+    rows = spans([3] * P)[r] if P * 3 <= 6 else slice(r, r + 1)
+    xr, yr = np.ascontiguousarray(b.x[rows]), y[rows]
+    for fn in (xd.cross_entropy, xd.cross_entropy_and_grad):
+        for reduction in ("mean", "sum", "none"):
+            name = f"data {fn.__name__} {reduction}"
+            kw = dict(data_comm=comm, reduction=reduction)
+            bad = yr.copy()
+            if last:
+                bad[0] = 20
+            expect_same_error(ck, world, f"{name} one rank's bad target",
+                              lambda: fn(xr, bad, **kw), ValueError,
+                              [f"rank {P - 1} of data_comm", "target"])
+            expect_same_error(ck, world, f"{name} one rank's classes",
+                              lambda: fn(xr[:, :19] if last else xr, yr % 19, **kw),
+                              ValueError, ["vocabulary shards"])
+            expect_same_error(ck, world, f"{name} options differ",
+                              lambda: fn(xr, yr, z_loss=1e-3 if last else 0.0, **kw),
+                              ValueError, ["options differ"])
+        expect_same_error(ck, world, f"data {fn.__name__} reductions differ",
+                          lambda: fn(xr, yr, data_comm=comm,
+                                     reduction="none" if last else "mean"),
+                          ValueError, ["options differ"])
+    # after all these, good calls still work (no rank is left behind)
+    run_case(ck, b, slice(0, 6), cols, {}, "mean", True, vocab=comm, vocab_start=cols.start,
+             tag="after agreement errors")
+    b2 = Batch(3 * P, 20, seed=3)
+    run_case(ck, b2, spans([3] * P)[r], slice(0, 20), {}, "mean", True, data=comm,
+             tag="after agreement errors")
+    if P == 4:  # a grid: a bad argument in one vocabulary group reaches the other
+        d, v = divmod(r, 2)
+        vocab = world.split([[0, 1], [2, 3]])
+        data = world.split([[0, 2], [1, 3]])
+        bg = Batch(8, 20, seed=4)
+        gx = np.ascontiguousarray(bg.x[spans([4, 4])[d], spans([12, 8])[v]])
+        gy = np.where(bg.y < 0, 1, bg.y)[spans([4, 4])[d]]
+        for start in (spans([12, 8])[v].start, None):
+            expect_same_error(
+                ck, world, f"grid one rank's option start={start is not None}",
+                lambda: xd.cross_entropy_and_grad(gx, gy, vocab_comm=vocab, data_comm=data,
+                                                  vocab_start=start,
+                                                  label_smoothing=2.0 if r == 3 else 0.0),
+                ValueError, ["rank 1 of vocab_comm", "label_smoothing"])
+
+
+class Counter:
+    """Every collective xentfast.distributed makes, with its op and size."""
+
+    def __init__(self):
+        self.calls = []
+        self.reduce, self.gather = xd._Comm.allreduce, xd._Comm.allgather
+        counter = self
+
+        def reduce(comm, buf, op):
+            counter.calls.append((comm.name, op, buf.size))
+            return counter.reduce(comm, buf, op)
+
+        def gather(comm, obj):
+            import pickle
+            counter.calls.append((comm.name, "gather", len(pickle.dumps(obj))))
+            return counter.gather(comm, obj)
+
+        xd._Comm.allreduce, xd._Comm.allgather = reduce, gather
+
+    def take(self):
+        calls, self.calls = self.calls, []
+        return calls
+
+    def restore(self):
+        xd._Comm.allreduce, xd._Comm.allgather = self.reduce, self.gather
+
+
+def header_size(P):
+    """The agreement vector's doubles (distributed.py's layout)."""
+    return xd._FIELDS * P + xd._SHARED
+
+
+def scenario_count(world, ck):
+    """Counts the collectives of one call: vocab_comm with vocab_start
+    given makes at most 2 in the forward pass, of at most 3 floats per row
+    (beyond the agreement's fixed vector), none in the backward pass;
+    data_comm one collective of a few scalars (two for a "mean"
+    loss+grad, whose gradient needs the denominator first)."""
+    comm, r, P = world.comm, world.rank, world.size
+    n, c = 64, 1000
+    widths = [c // P] * P
+    widths[-1] += c - sum(widths)
+    cols = spans(widths)[r]
+    b = Batch(n, c, seed=21)
+    x = np.ascontiguousarray(b.x[:, cols])
+    counter = Counter()
+    fixed = header_size(P)
+    try:
+        def vocab_case(fn, opts, per_row, start=cols.start):
+            def check():
+                fn(x, b.y, vocab_comm=comm, vocab_start=start, **opts)
+                calls = counter.take()
+                assert all(op != "gather" for _, op, _ in calls), calls
+                assert len(calls) <= 2 if start is not None else len(calls) <= 3, calls
+                assert calls[0] == ("vocab_comm", "sum", fixed), calls  # the agreement
+                floats = sum(size for _, _, size in calls) - fixed
+                assert floats <= per_row * n + 1, (floats, per_row, n, calls)
+                if r == 0:
+                    print(f"count vocab {fn.__name__} {sorted(opts)} start={start is not None}: "
+                          f"{len(calls)} collectives {calls}, {floats / n:.2f} floats per row "
+                          f"+ {fixed} (the agreement)")
+            ck.check(f"count vocab {fn.__name__} {sorted(opts)} start={start}", check)
+
+        for fn in (xd.cross_entropy, xd.cross_entropy_and_grad):
+            # the plain loss: each row's rescaled sum and its target's logit
+            for reduction in ("mean", "sum", "none"):
+                vocab_case(fn, {"reduction": reduction}, 2)
+            vocab_case(fn, {"weight": b.w[cols]}, 2 + 1)  # the target's class weight
+            vocab_case(fn, {"label_smoothing": 0.1}, 2 + 1)  # the sum of the logits
+            vocab_case(fn, {"label_smoothing": 0.1, "weight": b.w[cols]}, 2 + 2)
+            # the widths first, then each row's max: one more collective
+            vocab_case(fn, {}, 3, start=None)
+
+        counts = [n // P] * P
+        rows = spans(counts)[r]
+        xr, yr = np.ascontiguousarray(b.x[rows]), b.y[rows]
+        for fn in (xd.cross_entropy, xd.cross_entropy_and_grad):
+            for reduction in ("mean", "sum", "none"):
+                for z in (False, True):
+                    def check(fn=fn, reduction=reduction, z=z):
+                        fn(xr, yr, data_comm=comm, reduction=reduction, return_z_loss=z)
+                        calls = counter.take()
+                        two = fn is xd.cross_entropy_and_grad and reduction == "mean"
+                        assert len(calls) == (2 if two else 1), calls
+                        assert calls[0] == ("data_comm", "sum", fixed), calls
+                        if two:  # then the loss sum (and the z-loss's)
+                            assert calls[1] == ("data_comm", "sum", 1 + z), calls
+                        if r == 0:
+                            print(f"count data {fn.__name__} {reduction} z={z}: {calls}")
+                    ck.check(f"count data {fn.__name__} {reduction} z={z}", check)
+
+        if world.backend == "torch":
+            import torch
+            from xentfast._torch_distributed import cross_entropy as torch_ce
+
+            def check_torch():
+                mine = torch.tensor(x, requires_grad=True)
+                loss = torch_ce(mine, torch.tensor(b.y), vocab_group=comm,
+                                vocab_start=cols.start)
+                forward = counter.take()
+                loss.backward()
+                backward = counter.take()
+                assert len(forward) <= 2 and not backward, (forward, backward)
+                if r == 0:
+                    print(f"count torch autograd: forward {forward}, backward {backward}")
+            ck.check("count torch autograd", check_torch)
+    finally:
+        counter.restore()
+
+
 def scenario_torch_autograd(world, ck):
     import torch
     # the public adapter: xentfast.torch delegates a sharded call to _torch_distributed
@@ -592,36 +853,46 @@ def scenario_timing(world, ck):
     y = np.random.default_rng(0).integers(0, c, n)
     out = np.empty_like(x)
     threads = int(os.environ.get("XF_TIMING_THREADS", 1))
-    # the traffic: every float a call hands to a reduction, and the pickled
-    # bytes of its one small gather
-    traffic = {"floats": 0, "gather_bytes": 0}
+    # the traffic: every float a call hands to a reduction (the agreement
+    # vector's apart), and the pickled bytes of any gather (an error's only)
+    traffic = {"floats": 0, "agreement": 0, "collectives": 0, "gather_bytes": 0}
     reduce, gather = xd._Comm.allreduce, xd._Comm.allgather
 
     def counting_reduce(self, buf, op):
-        traffic["floats"] += buf.size
+        traffic["collectives"] += 1
+        if buf.size == header_size(self.size):
+            traffic["agreement"] += buf.size
+        else:
+            traffic["floats"] += buf.size
         return reduce(self, buf, op)
 
     def counting_gather(self, obj):
         import pickle
+        traffic["collectives"] += 1
         traffic["gather_bytes"] += len(pickle.dumps(obj))
         return gather(self, obj)
 
     xd._Comm.allreduce, xd._Comm.allgather = counting_reduce, counting_gather
+    start = cols.start if os.environ.get("XF_TIMING_START", "1") == "1" else None
     for label, fn in (("loss", lambda: xd.cross_entropy(x, y, vocab_comm=world.comm,
+                                                         vocab_start=start,
                                                          num_threads=threads)),
                       ("loss+grad", lambda: xd.cross_entropy_and_grad(
-                          x, y, vocab_comm=world.comm, out=out, num_threads=threads))):
+                          x, y, vocab_comm=world.comm, vocab_start=start, out=out,
+                          num_threads=threads))):
         fn()  # warm: pages of out
-        traffic.update(floats=0, gather_bytes=0)
+        traffic.update(floats=0, agreement=0, collectives=0, gather_bytes=0)
         world.barrier()
         t0 = time.perf_counter()
         fn()
         world.barrier()
         dt = time.perf_counter() - t0
         if r == 0:
-            print(f"{label}: {n}x{c} float32 over {P} ranks ({threads} thread(s) each): "
-                  f"{dt * 1e3:.0f} ms; per rank {traffic['floats']} floats reduced "
-                  f"({traffic['floats'] / n:.2f} per row) and a gather of "
+            print(f"{label}: {n}x{c} float32 over {P} ranks ({threads} thread(s) each, "
+                  f"vocab_start {'given' if start is not None else 'not given'}): "
+                  f"{dt * 1e3:.0f} ms; per rank {traffic['collectives']} collectives: "
+                  f"{traffic['agreement']} floats of agreement, {traffic['floats']} floats "
+                  f"reduced ({traffic['floats'] / n:.2f} per row), a gather of "
                   f"{traffic['gather_bytes']} bytes")
 
 

@@ -17,7 +17,7 @@ from xentfast.bench.targets import LOOP_SETTING_RATIO_LIMIT, OPTION_RATIO_LIMIT
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
 
 FLAGS = ["--shape", "--threads", "--repeat", "--budget", "--dtype", "--options", "--loop",
-         "--all", "--sweep", "--rss", "--plot", "--json"]
+         "--distributed", "--all", "--sweep", "--rss", "--plot", "--json"]
 QUICK = ["--repeat", "1", "--budget", "0"]
 
 
@@ -168,3 +168,37 @@ def test_rounds_keep_every_run_and_every_failure():
     crashed = loop._merge(merged, {"error": "exit status -11"})
     assert crashed["time"] == 0.1 and crashed["round_errors"] == ["exit status -11"]
     assert loop._merge({"error": "timed out"}, dict(first))["round_errors"] == ["timed out"]
+
+
+def test_distributed_mode_runs_and_prints_its_rows(tmp_path, capsys):
+    """--distributed starts 2 MPI ranks on a tiny batch and prints its rows:
+    the timings, the ratios against the single-process calls, the bytes
+    per call beside the logits, the check."""
+    from helpers import mpiexec_path
+    mpiexec_path()  # skips without mpi4py/mpiexec (fails under XENTFAST_REQUIRE_DISTRIBUTED=1)
+    path = tmp_path / "out.json"
+    assert bench.main(["--distributed", "--shape", "64", "100", *QUICK,
+                       "--json", str(path)]) == 0
+    text = capsys.readouterr().out
+    for words in ("vocab-parallel, 64 x 50 per rank", "single-process on 64 x 50",
+                  "the shard's two passes", "data-parallel, 32 x 100 per rank",
+                  "single-process on 32 x 100", "vocab-parallel / single-process on the shard",
+                  "communication and agreement", "vocab-parallel loss alone",
+                  "data-parallel / single-process on the local rows",
+                  "bytes per call and rank", "this rank's logits", "load average",
+                  "mpiexec -n 2", "correctness: OK"):
+        assert words in text, words
+    report = json.loads(path.read_text())["distributed"]
+    assert report["correctness"]["ok"]
+    for key in ("vocab", "vocab_single", "vocab_passes", "vocab_stats", "vocab_read",
+                "vocab_loss", "vocab_single_loss", "data", "data_single"):
+        m = report["methods"][key]
+        assert 0 < m["best"] <= m["median"] <= m["worst"], (key, m)
+    agreement = (8 * 2 + 4) * 8  # distributed.py: 8 fields per rank + 4 shared slots
+    vocab, data = report["traffic"]["vocab"], report["traffic"]["data"]
+    # vocab: the agreement, then each row's rescaled sum and target logit + 1
+    assert vocab == {"collectives": 2, "bytes": agreement + (2 * 64 + 1) * 8,
+                     "agreement_bytes": agreement, "logits_bytes": 64 * 50 * 4}, vocab
+    # data, a "mean" loss+grad: the agreement with the denominator, then the loss sum
+    assert data == {"collectives": 2, "bytes": agreement + 8, "agreement_bytes": agreement,
+                    "logits_bytes": 32 * 100 * 4}, data

@@ -56,7 +56,13 @@ def _check(outputs, returncodes):
     # an odd rank count: shard widths 1, 20, 16 (and 1, 2500, 2499) of the
     # vocabulary; rows 0, 20, 9 with the last rank's all ignored
     ("vocab", 3), ("data", 3),
-    ("evaluate", 2), ("evaluate", 3), ("evaluate", 4)])
+    ("evaluate", 2), ("evaluate", 3), ("evaluate", 4),
+    # one rank's bad target, shape or options: the same error on every rank
+    # (vocab_start given or not, data_comm, a grid), no rank left waiting
+    ("agreement", 2), ("agreement", 4),
+    # the collectives of a call, counted: vocab_comm with vocab_start 2
+    # (agreement + the rows' SUM), data_comm 1 (2 for a "mean" loss+grad)
+    ("count", 2), ("count", 3)])
 def test_mpi(scenario, n_ranks):
     mpiexec = _mpiexec()
     try:
@@ -90,7 +96,8 @@ def _free_port():
 
 @pytest.mark.parametrize("scenario,n_ranks", [
     ("vocab", 2), ("data", 2), ("grid", 4), ("errors", 2), ("torch_autograd", 2),
-    ("evaluate", 2)])
+    ("evaluate", 2), ("agreement", 2), ("agreement", 4),
+    ("count", 2)])  # with the autograd function: nothing in the backward pass
 def test_torch_gloo(scenario, n_ranks):
     try:
         import torch.distributed as dist

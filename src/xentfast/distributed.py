@@ -11,21 +11,35 @@ while every process exchanges O(rows) numbers, never logits:
 * **vocabulary sharded** (``vocab_comm``): each shard takes its rows'
   statistics in one read of its logits (max M, sum of exponentials S, the
   target's logit when the target is on it, the smoothing and
-  probability-target sums); the shards agree on each row's max (one float
-  per row, MAX), then on the rescaled sums (SUM: 2 floats per row for the
-  plain loss, 3 with class weights, +1 with label smoothing, 3 for
-  probability targets), as Megatron-LM's ``VocabParallelCrossEntropy``
-  (``megatron/core/tensor_parallel/cross_entropy.py``) does (flash-attn's
-  cross-entropy with a ``process_group`` gathers each shard's lse instead:
-  one float per row per rank); the gradient is
-  then written in a second read of the logits against the global M and log S
+  probability-target sums); the shards then add up, in one SUM, each row's S
+  rescaled to a common reference and the target's logit (2 floats per row
+  for the plain loss, +1 with class weights, +1 with label smoothing, 3 for
+  probability targets).  The reference is the largest row max of the batch,
+  which the agreement (below) already carries, when every row's max lies
+  within 600 nats of it; otherwise (and without `vocab_start`) the shards
+  first agree on each row's max (a MAX of one float per row), as
+  Megatron-LM's ``VocabParallelCrossEntropy``
+  (``megatron/core/tensor_parallel/cross_entropy.py``) always does
+  (flash-attn's cross-entropy with a ``process_group`` gathers each shard's
+  lse instead: one float per row per rank).  The gradient is then written
+  in a second read of the logits against the global statistics
   (``include/xentfast/rows_shard.h``).  Two passes are unavoidable: no
   gradient entry can be written before every shard's statistics are in.
   The loss alone takes one pass.
 * **data sharded** (``data_comm``): each process runs the single-process
-  kernel on its rows; the ``"mean"`` denominator (the summed weights of the
-  counted rows) and the reduced loss are summed over the processes (one or
-  two floats per call).
+  kernel on its rows; the reduced loss and the ``"mean"`` denominator (the
+  summed weights of the counted rows) are summed over the processes in one
+  collective (a ``"mean"`` loss+grad sums the denominator before its
+  kernel, whose gradient needs it, and the loss after: two).
+
+Communication per call, independent of the vocabulary: with `vocab_start`
+given, two collectives in the forward pass (the agreement vector, then the
+rows' SUM: 16 N + 8 bytes per rank for the plain loss), three without it
+or when the rows' maxima spread over more than 600 nats (+8 N bytes);
+under `data_comm` one collective of a few scalars (two for a ``"mean"``
+loss+grad); none in a backward pass (``xentfast._torch_distributed``).
+The agreement vector holds 8 float64 per rank of the communicator and 4
+shared ones (``docs/distributed.md`` counts it all).
 
 :func:`evaluate` and :func:`perplexity` give the whole batch's mean loss,
 accuracy and perplexity, as :func:`xentfast.evaluate` on the gathered logits.
@@ -37,12 +51,18 @@ not over each shard's classes as Megatron-LM's sharded smoothing does.
 A communicator is an mpi4py ``MPI.Comm`` or a ``torch.distributed``
 ``ProcessGroup`` (CPU tensors, e.g. gloo), recognised by duck typing: this
 module imports neither.  Every collective of a call is made by every rank of
-its communicator, in the same order, whatever its arguments: a bad argument
-on one rank is agreed on first and raises the same error on every rank,
-instead of leaving the others waiting.
+its communicator, in the same order, whatever its arguments: each rank
+checks its own arguments first (no kernel runs on bad input), and the first
+collective on each communicator, whose size depends only on the
+communicator's size, carries every rank's verdict and a fingerprint of what
+the ranks must hold alike.  A bad argument on one rank, or ranks that
+disagree (other rows, options, targets or shards), make every rank gather
+the ranks' headers and raise the same error, instead of leaving the others
+waiting.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import zlib
 from dataclasses import dataclass
@@ -123,7 +143,7 @@ class _Comm:
 class _ShardProblem(_api._Problem):
     """A validated call on one vocabulary shard: targets are global class
     indices, checked against the whole vocabulary once the shards' widths
-    are known (_agree)."""
+    are known (_layout_of)."""
 
     def _targets(self, target):
         t = np.asarray(target)
@@ -225,11 +245,163 @@ def _hash(a):
     return None if a is None else zlib.crc32(np.ascontiguousarray(a).view(np.uint8))
 
 
+# --------------------------------------------------------------------------
+# the agreement: riding on the first collective of each communicator
+#
+# Every rank validates its own arguments first (no kernel runs on bad input).
+# Then the first collective of a call on each communicator, a SUM of one
+# float64 vector, carries the agreement: each rank writes a few fields at its
+# own place in the vector (the others add zeros there, so every rank receives
+# every rank's fields exactly) and the shared slots after them carry
+# data_comm's totals.  The fields: a flag for an argument error, the
+# communicator's role, a 48-bit fingerprint of what the ranks must hold alike
+# (exact in a float64), the shard's start and width, and the shard's
+# statistics that let the rows' sums skip the MAX (_vocab_rows).  Only when a
+# flag is up or the fingerprints differ do the ranks, all knowing it from the
+# same vector, gather their headers (an object all-gather) to name the
+# error, and raise it together.  The vector's size depends only on the
+# communicator's size, never on a rank's arguments, so a rank whose arguments
+# differ (other rows, another role) still makes the same collective.
+
+_ERROR, _ROLE, _FINGERPRINT, _START, _WIDTH, _TOP, _FLOOR, _NONFINITE = range(8)
+_FIELDS = 8
+_SHARED = 4  # summed slots: data_comm's totals (evaluate's are 4)
+_ROLES = {"vocab_comm": 1.0, "data_comm": 2.0}
+# A vocabulary-sharded call rescales every shard's sums to one reference,
+# the largest row max of the batch, instead of agreeing on each row's max
+# (a MAX of a float per row), when every row's max lies within this many
+# nats of that reference: e^-600 is a normal float64 (exp underflows below
+# -708), so no row's sum loses precision.  Wider spreads (a row of huge
+# logits beside ordinary ones, NaN or +inf logits) take the exact MAX.
+_SPREAD = 600.0
+# what vocab_comm's ranks must hold alike, and data_comm's (_agree_vocab and
+# _agree_data compare the same keys to name the difference)
+_VOCAB_KEYS = ("lead_shape", "target_hash", "options", "sample_weight_hash", "has_weight",
+               "dtype")
+_DATA_KEYS = ("vocab", "options", "has_weight", "weight_hash", "prob")
+
+
+def _fingerprint(header, keys):
+    """A 48-bit digest of the header's `keys`, exact in a float64."""
+    digest = hashlib.blake2b(repr(tuple(header.get(k) for k in keys)).encode(),
+                             digest_size=6).digest()
+    return float(int.from_bytes(digest, "little"))
+
+
+class _Call:
+    """One call's validated problem and its agreement state on each communicator."""
+
+    def __init__(self, p, error, vocab, data, vocab_start, opts):
+        self.p, self.error, self.relayed = p, error, False
+        self.vocab, self.data, self.vocab_start, self.opts = vocab, data, vocab_start, opts
+        self.layout = self.table = None
+        self.data_agreed = False
+        self.vocab_header = None
+        if vocab is not None:
+            self.vocab_header = {"role": "vocab_comm", "error": error}
+            if p is not None:
+                self.vocab_header.update(
+                    width=p.n_classes, vocab_start=vocab_start,
+                    lead_shape=tuple(p.lead_shape), options=opts, dtype=str(p.logits.dtype),
+                    target_hash=_hash(p.target), sample_weight_hash=_hash(p.sample_weight),
+                    has_weight=p.weight is not None,
+                    target_range=getattr(p, "target_range", None))
+
+    def exchange(self, comm, header, keys, fields=(), shared=()):
+        """The agreement collective on `comm`: (every rank's fields, the
+        shared slots summed)."""
+        buf = np.zeros(comm.size * _FIELDS + _SHARED)
+        mine = buf[comm.rank * _FIELDS:(comm.rank + 1) * _FIELDS]
+        mine[_ERROR] = header["error"] is not None
+        mine[_ROLE] = _ROLES[comm.name]
+        mine[_FINGERPRINT] = 0.0 if header["error"] is not None else _fingerprint(header, keys)
+        for k, v in fields:
+            mine[k] = v
+        buf[comm.size * _FIELDS:][:len(shared)] = shared
+        comm.allreduce(buf, "sum")
+        table = buf[:comm.size * _FIELDS].reshape(comm.size, _FIELDS)
+        trouble = (table[:, _ERROR].any() or (table[:, _ROLE] != _ROLES[comm.name]).any()
+                   or (table[:, _FINGERPRINT] != table[0, _FINGERPRINT]).any())
+        return table, buf[comm.size * _FIELDS:], trouble
+
+    def agree_vocab(self, top=0.0, floor=0.0, nonfinite=1.0):
+        """vocab_comm's agreement (with this shard's statistics, when pass 1
+        has run): sets the layout, or raises on every rank."""
+        p = self.p
+        fields = [(_TOP, top), (_FLOOR, floor), (_NONFINITE, nonfinite)]
+        if p is not None:
+            fields += [(_START, 0.0 if self.vocab_start is None else self.vocab_start + 1.0),
+                       (_WIDTH, float(p.n_classes))]
+        table, _, trouble = self.exchange(self.vocab, self.vocab_header, _VOCAB_KEYS, fields)
+        layout = None if trouble else _layout_of(table, self.vocab.rank,
+                                                 self.vocab_header["target_range"])
+        if layout is None:  # every rank knows it from the same vector: all gather
+            _, error = _agree_vocab(self.vocab.allgather(self.vocab_header), self.vocab)
+            self.fail(error or ("ValueError", "vocab_comm's ranks disagree on their arguments"))
+        self.layout, self.table = layout, table
+
+    def reduce_data(self, shared):
+        """`shared` (a few floats) summed over data_comm; its first
+        collective carries the agreement (raising on every rank on a
+        disagreement).  Without data_comm, `shared` itself."""
+        buf = np.array(shared, dtype=np.float64).reshape(-1)
+        if self.data is None:
+            return buf
+        if self.data_agreed:
+            return self.data.allreduce(buf, "sum")
+        header = {"role": "data_comm", "error": self.error, "relayed": self.relayed}
+        if self.error is None:
+            p = self.p
+            header.update(vocab=(self.layout, p.n_classes), options=self.opts,
+                          has_weight=p.weight is not None, weight_hash=_hash(p.weight),
+                          prob=p.target_prob is not None)
+        _, sums, trouble = self.exchange(self.data, header, _DATA_KEYS, shared=buf)
+        if trouble:
+            _raise(_agree_data(self.data.allgather(header), self.data)
+                   or ("ValueError", "data_comm's ranks disagree on their arguments"))
+        self.data_agreed = True
+        return sums[:len(buf)].copy()
+
+    def fail(self, error):
+        """Raise `error` on this rank, after handing it to data_comm's ranks
+        (who would otherwise wait in their next collective)."""
+        if self.data is not None:
+            self.error, self.relayed = error, True
+            self.reduce_data(())  # raises: the error rides on the agreement
+        _raise(error)
+
+    def fail_local(self):
+        """This rank's arguments are bad: make the agreement collectives
+        the others make, which raise the error on every rank."""
+        if self.vocab is not None:
+            self.agree_vocab()
+        self.reduce_data(())
+        _raise(self.error)  # not reached: the agreement raises
+
+
+def _layout_of(table, rank, target_range):
+    """(this rank's start, the vocabulary's size) from every rank's fields,
+    or None when the shards do not tile the vocabulary or a target is
+    outside it."""
+    given = table[:, _START] > 0
+    widths = table[:, _WIDTH].astype(np.int64)
+    if given.any() and not given.all():
+        return None
+    starts = ((table[:, _START] - 1).astype(np.int64) if given.all()
+              else np.concatenate([[0], np.cumsum(widths)[:-1]]))
+    order = np.argsort(starts, kind="stable")
+    ends = np.cumsum(widths[order])
+    if (starts[order] != ends - widths[order]).any():
+        return None
+    n_classes = int(ends[-1])
+    if target_range is not None and (target_range[0] < 0 or target_range[1] >= n_classes):
+        return None
+    return int(starts[rank]), n_classes
+
+
 def _setup(logits, target, want_grad, vocab_comm, vocab_start, data_comm, options, grad_output,
            out):
-    """Validates the call on this rank, agrees with the other ranks, and
-    returns (problem, vocab, data, (start, n_classes) or None); raises the
-    same error on every rank when any rank's arguments are bad."""
+    """Validates the call on this rank (no collective); returns its _Call."""
     vocab = None if vocab_comm is None else _Comm(vocab_comm, "vocab_comm")
     data = None if data_comm is None else _Comm(data_comm, "data_comm")
     if vocab is None and vocab_start is not None:
@@ -253,37 +425,17 @@ def _setup(logits, target, want_grad, vocab_comm, vocab_start, data_comm, option
         if want_grad:
             p.grad_scales(grad_output)  # checks grad_output (its scale comes later)
             _api._grad_buffer(p.logits, p.axis, out)  # checks out
-    except Exception as e:  # agreed on by every rank below, then raised on each
-        error = (type(e).__name__, str(e))
+    except Exception as e:  # agreed on by every rank, then raised on each
+        error, p = (type(e).__name__, str(e)), None
     opts = None if p is None else (
         p.reduction, p.ignore_index, tuple(sorted((k, v) for k, v in p.options.items()
                                                   if k not in ("row_weight", "weight_total"))),
         p.target_prob is not None, want_grad)
-    layout = None
-    if vocab is not None:
-        header = {"role": "vocab_comm", "error": error}
-        if p is not None:
-            header.update(
-                width=p.n_classes, vocab_start=None if vocab_start is None else int(vocab_start),
-                lead_shape=tuple(p.lead_shape), options=opts, dtype=str(p.logits.dtype),
-                target_hash=_hash(p.target), sample_weight_hash=_hash(p.sample_weight),
-                has_weight=p.weight is not None,
-                target_range=getattr(p, "target_range", None))
-        layout, error = _agree_vocab(vocab.allgather(header), vocab)
-        relayed = error is not None
-    if data is not None:
-        if vocab is None:
-            relayed = False
-        header = {"role": "data_comm", "error": error, "relayed": relayed}
-        if error is None:
-            header.update(vocab=(layout, p.n_classes), options=opts,
-                          has_weight=p.weight is not None,
-                          weight_hash=_hash(p.weight),
-                          prob=p.target_prob is not None)
-        error = _agree_data(data.allgather(header), data)
+    start = None if vocab_start is None or error is not None else int(vocab_start)
+    call = _Call(p, error, vocab, data, start, opts)
     if error is not None:
-        _raise(error)
-    return p, vocab, data, layout
+        call.fail_local()
+    return call
 
 
 # --------------------------------------------------------------------------
@@ -329,21 +481,33 @@ def _shard_run(x_rows, out_rows, mode, threads, *, target_prob=None, in_place=Fa
             out_rows[sl] = x_c
 
 
-def _vocab_rows(p, vocab, layout, data, want_grad, grad_output, out, want_z):
+def _vocab_rows(call, want_grad, grad_output, out, want_z):
     """Per-row losses (and z-losses) of the local rows under vocabulary
     sharding, the gradient written when asked; returns (row_loss, row_z,
     weight_sum of this rank's rows, grad or None).  The ``"mean"``
-    denominator is summed over data_comm here when the gradient needs it."""
-    start, n_classes = layout
+    denominator is summed over data_comm here when the gradient needs it.
+
+    The collectives on vocab_comm: with `vocab_start` given, the agreement
+    (after pass 1, with this shard's largest and smallest row max), then one
+    SUM of the rows' rescaled sums; without it, the agreement comes first
+    (pass 1 needs this shard's start), then the rows' MAX and the SUM.  A
+    batch whose row maxima spread over more than _SPREAD nats also takes
+    the MAX."""
+    p, vocab = call.p, call.vocab
     n = int(np.prod(p.lead_shape, dtype=np.int64))
     c_local = p.n_classes
     prob = p.target_prob is not None
     eps = p.options["label_smoothing"]
     weighted = p.weight is not None
+    if call.vocab_start is None:
+        call.agree_vocab()  # the widths, hence this shard's start
+        start = call.layout[0]
+    else:
+        start = call.vocab_start
     stats = np.empty((n, _SHARD))
     common = dict(weight=p.weight, scale=1.0, label_smoothing=eps,
                   z_loss=p.options["z_loss"], softcap=p.options["softcap"],
-                  inv_temperature=p.options["inv_temperature"], smoothing_classes=n_classes,
+                  inv_temperature=p.options["inv_temperature"], smoothing_classes=0,
                   row_weight=p.sample_weight)
     if prob:
         y_local = _EMPTY_I64
@@ -356,26 +520,49 @@ def _vocab_rows(p, vocab, layout, data, want_grad, grad_output, out, want_z):
         y_local = np.where(ignored, _IGNORED, np.where(here, y - start, _ELSEWHERE))
         prob_rows = None
     x_rows = _api._rows(p.moved)
-    # pass 1: this shard's statistics of every row
+    # pass 1: this shard's statistics of every row (it writes nothing the
+    # caller sees, so it may run before the agreement)
     _shard_run(x_rows, None, _core.MODE_SHARD_STATS, p.threads, target_prob=prob_rows,
                target=y_local, ignore_index=_IGNORED, row_shard=stats, weight_total=0.0,
                **common)
-    # the global max of each row (NaN, which a MAX may drop, sent as +inf:
-    # its NaN sum makes the row NaN below)
     m_local = stats[:, _M]
-    m_global = np.where(np.isnan(m_local), np.inf, m_local)
-    vocab.allreduce(m_global, "max")
-    # then every sum at once: S rescaled to the global max, the target's z
-    # (and class weight) from its one shard, the smoothing and probability
-    # sums, and the vocabulary's total class weight
+    reference = None
+    if call.layout is None:
+        # the agreement, with what decides whether one reference serves
+        # every row: this shard's largest finite row max and smallest row max
+        # (ignored rows, whose statistics pass 1 leaves 0, are left out)
+        m_rows = m_local[~ignored]
+        bad = bool(np.isnan(m_rows).any() or (m_rows == np.inf).any())
+        finite = m_rows[m_rows > -np.inf] if not bad else m_rows[:0]
+        call.agree_vocab(top=float(finite.max()) if finite.size else -np.inf,
+                         floor=0.0 if bad else (float(m_rows.min()) if m_rows.size else np.inf),
+                         nonfinite=float(bad))
+        table = call.table
+        top, floor = table[:, _TOP].max(), table[:, _FLOOR].max()
+        # every row's max is at least floor (one shard's smallest), at most top
+        if not table[:, _NONFINITE].any() and not top - floor > _SPREAD:
+            # (no counted row with a finite max anywhere: any finite reference)
+            reference = top if top > -np.inf else 0.0
+    start, n_classes = call.layout
+    with np.errstate(invalid="ignore", over="ignore"):
+        if reference is None:
+            # the global max of each row (NaN, which a MAX may drop, sent as
+            # +inf: its NaN sum makes the row NaN below)
+            m_global = np.where(np.isnan(m_local), np.inf, m_local)
+            vocab.allreduce(m_global, "max")
+            scaled = np.exp(stats[:, _LOG_S] + (m_local - m_global))
+        else:
+            scaled = np.exp(stats[:, _LOG_S] + (m_local - reference))
+    scaled[m_local == -np.inf] = 0.0  # an all-masked shard adds nothing
+    # then every sum at once: S rescaled to the reference (the global max of
+    # the row, or of the batch), the target's z (and class weight) from its
+    # one shard, the smoothing and probability sums, and the vocabulary's
+    # total class weight
     cols = [_LOG_S] + ([_WTZ, _WT] if prob else [_ZY] + ([_WY] if weighted else []))
     if eps != 0:
         cols.append(_WZ)
     packed = np.empty(n * len(cols) + 1)
     sums = packed[:-1].reshape(n, len(cols))
-    with np.errstate(invalid="ignore", over="ignore"):
-        scaled = np.exp(stats[:, _LOG_S] + (m_local - m_global))
-    scaled[m_local == -np.inf] = 0.0  # an all-masked shard adds nothing
     if not prob and weighted:
         w64 = p.weight.astype(np.float64)
         stats[:, _WY] = np.where(y_local >= 0, w64[np.clip(y_local, 0, c_local - 1)], 0.0)
@@ -384,9 +571,15 @@ def _vocab_rows(p, vocab, layout, data, want_grad, grad_output, out, want_z):
     packed[-1] = c_local if p.weight is None else float(np.sum(p.weight, dtype=np.float64))
     vocab.allreduce(packed, "sum")
     glob = np.zeros((n, _SHARD))
-    glob[:, _M] = m_global
     with np.errstate(divide="ignore"):
-        glob[:, _LOG_S] = np.log(sums[:, 0])
+        log_sum = np.log(sums[:, 0])
+    if reference is None:
+        glob[:, _M] = m_global
+        glob[:, _LOG_S] = log_sum
+    else:
+        # the row's lse itself as its M (log S = 0): the kernels' row end
+        # and gradient take lse = M + log S, and exp(z - M - log S)
+        glob[:, _M] = reference + log_sum
     for j, c in enumerate(cols[1:], 1):
         glob[:, c] = sums[:, j]
     if not prob and not weighted:
@@ -402,7 +595,7 @@ def _vocab_rows(p, vocab, layout, data, want_grad, grad_output, out, want_z):
         weight_sum = float(np.sum(wy if s is None else wy * s[~ignored]))
     row_loss = np.empty(n)
     row_z = np.empty(n) if want_z else None
-    common["weight_total"] = weight_total
+    common.update(weight_total=weight_total, smoothing_classes=n_classes)
     if not want_grad:
         _core.shard_finish(glob, y_local, _IGNORED, row_loss,
                            _EMPTY_F64 if row_z is None else row_z, _EMPTY_F64, target_prob=prob,
@@ -410,7 +603,8 @@ def _vocab_rows(p, vocab, layout, data, want_grad, grad_output, out, want_z):
                            z_loss=p.options["z_loss"], weight_total=weight_total,
                            row_weight=p.sample_weight)
         return row_loss, row_z, weight_sum, None
-    total_weight = _data_sum(data, weight_sum) if p.reduction == "mean" else weight_sum
+    total_weight = (float(call.reduce_data([weight_sum])[0]) if p.reduction == "mean"
+                    else weight_sum)
     scale, row_scale = _scales(p, grad_output, total_weight)
     grad, grad_moved, in_place = _api._grad_buffer(p.logits, p.axis, out)
     x_rows, out_rows, copy_back = _api._rows_and_out(p.moved, grad_moved)
@@ -424,14 +618,6 @@ def _vocab_rows(p, vocab, layout, data, want_grad, grad_output, out, want_z):
     return row_loss, row_z, total_weight, grad
 
 
-def _data_sum(data, value):
-    if data is None:
-        return value
-    buf = np.array([value], dtype=np.float64)
-    data.allreduce(buf, "sum")
-    return float(buf[0])
-
-
 def _scales(p, grad_output, total_weight):
     """The gradient's (shared scale, per-row scales): the single-process
     ones, with the "mean" denominator of the whole batch."""
@@ -441,13 +627,14 @@ def _scales(p, grad_output, total_weight):
 
 def _compute(logits, target, want_grad, vocab_comm, vocab_start, data_comm, grad_output, out,
              return_z_loss, options):
-    p, vocab, data, layout = _setup(logits, target, want_grad, vocab_comm, vocab_start,
-                                    data_comm, options, grad_output, out)
+    call = _setup(logits, target, want_grad, vocab_comm, vocab_start, data_comm, options,
+                  grad_output, out)
+    p = call.p
     n = int(np.prod(p.lead_shape, dtype=np.int64))
     grad = None
-    if vocab is not None:
-        row_loss, row_z, weight_sum, grad = _vocab_rows(p, vocab, layout, data, want_grad,
-                                                        grad_output, out, return_z_loss)
+    if call.vocab is not None:
+        row_loss, row_z, weight_sum, grad = _vocab_rows(call, want_grad, grad_output, out,
+                                                        return_z_loss)
         weight_summed = want_grad and p.reduction == "mean"
     else:
         row_z = np.empty(n) if return_z_loss else None
@@ -455,7 +642,9 @@ def _compute(logits, target, want_grad, vocab_comm, vocab_start, data_comm, grad
         weight_summed = False
         if want_grad:
             if p.reduction == "mean":
-                weight_sum = _data_sum(data, weight_sum)
+                # the gradient's scale needs the whole batch's denominator:
+                # data_comm's agreement carries it, before the kernel
+                weight_sum = float(call.reduce_data([weight_sum])[0])
                 weight_summed = True
             scale, row_scale = _scales(p, grad_output, weight_sum)
             grad, grad_moved, in_place = _api._grad_buffer(p.logits, p.axis, out)
@@ -464,18 +653,19 @@ def _compute(logits, target, want_grad, vocab_comm, vocab_start, data_comm, grad
         else:
             row_loss = p.run(_core.MODE_LOSS, row_z_loss=row_z)
     if p.reduction == "none":
+        if call.data is not None and not call.data_agreed:
+            call.reduce_data(())  # the agreement alone: no totals to sum
         results = [row_loss.astype(p.logits.dtype).reshape(p.lead_shape)]
         if return_z_loss:
             results.append(row_z.astype(p.logits.dtype).reshape(p.lead_shape))
     else:
         # the local rows' sums in a fixed order, then summed over data_comm
-        # (with the "mean" denominator when it is not summed yet)
+        # (with the "mean" denominator when it is not summed yet): on the
+        # first collective there, with the agreement
         totals = [_core.fixed_sum(row_loss)] + ([_core.fixed_sum(row_z)] if return_z_loss else [])
         if p.reduction == "mean" and not weight_summed:
             totals.append(weight_sum)
-        buf = np.array(totals, dtype=np.float64)
-        if data is not None:
-            data.allreduce(buf, "sum")
+        buf = call.reduce_data(totals)
         if p.reduction == "mean":
             denominator = weight_sum if weight_summed else buf[-1]
             results = [_api._divide(v, denominator) for v in buf[:1 + return_z_loss]]
@@ -515,16 +705,23 @@ def cross_entropy(logits, target, *, vocab_comm=None, vocab_start=None, data_com
         probabilities (the logits' shape).
     vocab_comm : mpi4py.MPI.Comm or torch.distributed.ProcessGroup, optional
         The ranks over which the class axis is split.  Each holds the same
-        rows; per-class arrays (`weight`) are this rank's slice.  Traffic
-        per row: one float in a MAX, then 2 in a SUM (+1 with class weights,
-        +1 with label smoothing; probability targets 3, +1 with smoothing).
+        rows; per-class arrays (`weight`) are this rank's slice.  Traffic:
+        the agreement vector (8 float64 per rank of `vocab_comm`, 4 more),
+        then one SUM of 2 float64 per row + 1 (+1 per row with class
+        weights, +1 with label smoothing; probability targets 3, +1 with
+        smoothing); a MAX of one float64 per row before it without
+        `vocab_start`, or when the rows' maxima spread over more than 600
+        nats.  Nothing grows with the vocabulary.
     vocab_start : int, optional
-        This rank's first class.  By default the shards follow each other in
-        rank order (their widths are exchanged: one small collective, which
-        checks given starts too).
+        This rank's first class.  Give it: then the agreement rides on the
+        call's first collective.  By default the shards follow each other in
+        rank order, and their widths are agreed on before the first pass (one
+        more small collective).
     data_comm : mpi4py.MPI.Comm or torch.distributed.ProcessGroup, optional
         The ranks over which the rows are split: ``"mean"`` divides by the
-        summed weights of the counted rows of all of them.  With
+        summed weights of the counted rows of all of them.  Traffic: one
+        collective, the agreement vector carrying the loss sum and the
+        denominator (8 float64 per rank of `data_comm`, 4 more).  With
         `vocab_comm`, a 2-D grid (each rank in one of each).
     axis, weight, sample_weight, ignore_index, reduction, label_smoothing
         As :func:`xentfast.cross_entropy`; label smoothing spreads over the
@@ -583,6 +780,14 @@ def cross_entropy_and_grad(logits, target, *, vocab_comm=None, vocab_start=None,
     combined them, once to write the gradient (no entry can be written
     before).  `grad_output` and `out` are those of
     :func:`xentfast.cross_entropy_and_grad` (``"none"``: this rank's rows).
+
+    Traffic: that of :func:`cross_entropy`, except under `data_comm` with
+    ``"mean"``, where the denominator is summed (with the agreement) before
+    the kernel, whose gradient it scales, and the loss after: two
+    collectives of a few float64.  When another rank's arguments are bad,
+    this rank raises the same error, possibly after writing its gradient
+    into `out` (under `data_comm` without ``"mean"`` the agreement comes
+    after the kernel; under `vocab_comm` always before the gradient).
 
     Returns
     -------
@@ -706,13 +911,12 @@ def evaluate(logits, target, *, vocab_comm=None, vocab_start=None, data_comm=Non
     """
     options = _options(axis, weight, sample_weight, ignore_index, "none", label_smoothing,
                        z_loss, softcap, temperature, num_threads)
-    p, vocab, data, layout = _setup(logits, target, False, vocab_comm, vocab_start, data_comm,
-                                    options, None, None)
+    call = _setup(logits, target, False, vocab_comm, vocab_start, data_comm, options, None, None)
+    p, vocab = call.p, call.vocab
     n = int(np.prod(p.lead_shape, dtype=np.int64))
     if vocab is not None:
-        row_loss, _, weight_sum, _ = _vocab_rows(p, vocab, layout, None, False, None, None,
-                                                 False)
-        start = layout[0]
+        row_loss, _, weight_sum, _ = _vocab_rows(call, False, None, None, False)
+        start = call.layout[0]
     else:
         row_loss, weight_sum, start = p.run(_core.MODE_LOSS), p.weight_sum, 0
     argmax = _global_argmax(_api._rows(p.moved), vocab, start)
@@ -722,10 +926,8 @@ def evaluate(logits, target, *, vocab_comm=None, vocab_start=None, data_comm=Non
     else:
         counted = np.ones(n, dtype=bool)
         correct = argmax == _global_argmax(_api._rows(p.target_prob), vocab, start)
-    totals = np.array([_core.fixed_sum(row_loss), weight_sum, np.count_nonzero(correct),
-                       np.count_nonzero(counted)], dtype=np.float64)
-    if data is not None:
-        data.allreduce(totals, "sum")
+    totals = call.reduce_data([_core.fixed_sum(row_loss), weight_sum,
+                               np.count_nonzero(correct), np.count_nonzero(counted)])
     n_counted = int(totals[3])
     shape = p.lead_shape
     return ShardedEvaluation(

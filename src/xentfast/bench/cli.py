@@ -12,6 +12,7 @@ import numpy as np
 
 from xentfast import _core
 
+from .distributed import format_distributed_report, run_distributed
 from .loop import LOOP_STEPS, format_loop_report, run_loops
 from .plot import _matplotlib, plot_throughput
 from .problem import ALL_SHAPES, DEFAULT_SHAPE, SWEEP_CLASSES, sweep_shapes
@@ -111,6 +112,13 @@ register_mode(Mode(
     "with a NumPy softmax gradient, and with PyTorch installed (optional; any CPU build works) "
     "xentfast.torch.cross_entropy and F.cross_entropy; --repeat and --budget apply per loop",
     _run_loop, format_loop_report))
+
+register_mode(Mode(
+    "distributed",
+    "xentfast.distributed on 2 MPI ranks of 1 thread (started with mpiexec; needs mpi4py): "
+    "the --shape batch split by classes and by rows, against the single-process call on "
+    "one rank's piece, with the bytes each call communicates (instead of the default table)",
+    run_distributed, format_distributed_report))
 
 
 def _parser():
