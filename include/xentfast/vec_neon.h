@@ -45,7 +45,9 @@
 #include <string.h>
 
 #define XF_CAP_NARROW_MAX   32
-#define XF_CAP_ONE_LOOP_CAP 0.0
+/* the one loop's exps of z itself, unshifted, times a chain factor of at
+ * least 2^-23, stay normal floats for caps up to 64 (softcap.h) */
+#define XF_CAP_ONE_LOOP_CAP 64.0
 
 /* 2^n for integral float n in [-126, 127], from the bits (a NaN n gives
  * 2^-127's bits, harmless against a NaN polynomial) */
@@ -104,6 +106,40 @@ static inline float32x4_t xf_exp_mid_f32x4(float32x4_t x) {
     p = vfmaq_f32(vdupq_n_f32(9.9999970e-1f), p, r);
     p = vfmaq_f32(vdupq_n_f32(1.0f), p, r);
     return vmulq_f32(p, xf_pow2i_f32x4(vcvtq_s32_f32(n)));
+}
+
+/* ---- the one-loop softcap's exps in base 2 (softcap.h) ----
+ * 2^x = 2^n 2^f, n = rint(x) (FRINTN), f = x - n in [-1/2, 1/2]; 2^f by
+ * xf_exp_mid_f32x4's polynomial with r = f ln2 substituted (coefficient k
+ * times ln2^k, rounded to float: the same 9.1e-8 relative before
+ * rounding), one scaling by 2^n.  No table: a 32-entry table (AVX-512's
+ * VPERMT2PS) would take two 64-byte TBL lookups, a select and the byte
+ * indices, more than the two FMAs it saves. */
+static inline float32x4_t xf_exp2_poly_f32x4(float32x4_t f, float32x4_t n) {
+    float32x4_t p = vfmaq_f32(vdupq_n_f32(9.671513e-3f), vdupq_n_f32(1.3264727e-3f), f);
+    p = vfmaq_f32(vdupq_n_f32(5.5507336e-2f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(2.4022242e-1f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(6.9314694e-1f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, f);
+    return vmulq_f32(p, xf_pow2i_f32x4(vcvtq_s32_f32(n)));
+}
+/* 2^x for x in [-126, 127] (the callers keep it there: |x| <= c log2 e);
+ * f = x - n is exact.  Accuracy: max relative error 1.8e-7 on
+ * [-92.5, 92.5] over 2e5 points (`pytest tests/test_neon.py -k exp2`,
+ * asserts <= 5e-7). */
+static inline float32x4_t xf_exp2_mid_f32x4(float32x4_t x) {
+    const float32x4_t n = vrndnq_f32(x);
+    return xf_exp2_poly_f32x4(vsubq_f32(x, n), n);
+}
+/* 2^(x k) for |x k| <= 40 (the one loop's e^{2u}): n = rint(x k rounded),
+ * f = x k - n by one FMA, so x k is rounded once, inside it.  Accuracy:
+ * max relative error 1.8e-7 against 2^(x k) with k as given, k = 2 log2 e
+ * / 30, over 2e5 points (`pytest tests/test_neon.py -k exp2`, asserts
+ * <= 5e-7). */
+static inline float32x4_t xf_exp2_scaled_f32x4(float32x4_t x, float k) {
+    const float32x4_t kv = vdupq_n_f32(k);
+    const float32x4_t n = vrndnq_f32(vmulq_f32(x, kv));
+    return xf_exp2_poly_f32x4(vfmaq_f32(vnegq_f32(n), x, kv), n);
 }
 
 /* log(s) for s > 0, 4 float32 lanes: the method of xf_log_ps256
@@ -173,6 +209,13 @@ XF_PAIR2(xf_min8, vminq_f32)
 XF_PAIR1(xf_exp8, xf_exp_f32x4)
 XF_PAIR1(xf_exp_mid8, xf_exp_mid_f32x4)
 XF_PAIR1(xf_log8, xf_log_f32x4)
+XF_PAIR1(xf_exp2_mid8, xf_exp2_mid_f32x4)
+static inline xf_v8 xf_exp2_scaled8(xf_v8 x, float k) {
+    xf_v8 r;
+    r.val[0] = xf_exp2_scaled_f32x4(x.val[0], k);
+    r.val[1] = xf_exp2_scaled_f32x4(x.val[1], k);
+    return r;
+}
 
 static inline xf_v8 xf_set1_8(float a) {
     xf_v8 r;
@@ -188,6 +231,17 @@ static inline xf_v8 xf_loadu8(const float *p) {
 static inline void xf_storeu8(float *p, xf_v8 v) {
     vst1q_f32(p, v.val[0]);
     vst1q_f32(p + 4, v.val[1]);
+}
+/* Streaming stores: STNP (store pair, non-temporal) of the vector's two
+ * q registers, 32 bytes at p.  The hint lets a core write a line it will
+ * not read again without allocating it (where the core honours it; some
+ * detect such write streams by themselves).  GCC has no intrinsic for it:
+ * inline assembly, its memory operand the 32 bytes written.  A hint only:
+ * the values stored are those of xf_storeu8 (tests/test_neon.py runs the
+ * streaming cases under qemu-aarch64, bit for bit against twins with
+ * ordinary stores and against the oracle); its speed is unmeasured here. */
+static inline void xf_stream8(float *p, xf_v8 v) {
+    __asm__("stnp %q1, %q2, %0" : "=Q"(*(float(*)[8])p) : "w"(v.val[0]), "w"(v.val[1]));
 }
 /* a b + c, c - a b, a b - c */
 static inline xf_v8 xf_fma8(xf_v8 a, xf_v8 b, xf_v8 c) {
@@ -388,8 +442,7 @@ static inline xf_v8 xf_column8(const xf_columns8 *t, const xf_v8 *flat, int64_t 
 #define V_SET1(a)               xf_set1_8(a)
 #define V_LOADU(p)              xf_loadu8(p)
 #define V_STOREU(p, v)          xf_storeu8((p), (v))
-/* no non-temporal store: STNP is only a hint on most cores, unmeasured here */
-#define V_STREAM(p, v)          xf_storeu8((p), (v))
+#define V_STREAM(p, v)          xf_stream8((p), (v))
 #define V_LOAD_TAIL(p, n, fill) xf_load_tail8((p), (n), (fill))
 #define V_STORE_TAIL(p, v, n)   xf_store_tail8((p), (v), (n))
 #define V_ZERO_TAIL(v, n)       xf_zero_tail8((v), (n))
@@ -413,8 +466,11 @@ static inline xf_v8 xf_column8(const xf_columns8 *t, const xf_v8 *flat, int64_t 
 #define V_EXP                   xf_exp8
 #define V_EXP_MID               xf_exp_mid8
 #define V_LOG                   xf_log8
-/* ordinary stores only: nothing to fence */
-#define XF_SFENCE()             ((void)0)
+#define V_EXP2_MID              xf_exp2_mid8
+#define V_EXP2_SCALED           xf_exp2_scaled8
+/* STNP orders as an ordinary store (only LDNP loosens the ordering of
+ * loads); a store barrier after a streamed call costs nothing against it */
+#define XF_SFENCE()             __asm__ volatile("dmb ishst" ::: "memory")
 #define XF_TANH_RATIONAL        1
 /* integer lanes and the narrow rows' primitives */
 #define XF_VI                   xf_vi8
