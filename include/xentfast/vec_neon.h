@@ -1,5 +1,6 @@
 /* AArch64 NEON (Advanced SIMD) vector layer: 8 float32 lanes, each vector a
- * pair of 128-bit registers (see "8 lanes" below for why).
+ * pair of 128-bit registers (see "8 lanes" below for why).  Its float64
+ * twin is vec_neon_f64.h (neon.c instantiates the kernels with both).
  *
  * Primitives only (kernel_template.h lists them).  NEON is part of the
  * AArch64 baseline: neon.c needs no extra compiler flag and dispatch.c no
@@ -11,10 +12,18 @@
  *                     block's flat vectors for C <= 4, else by 8 lane loads
  *                     per column (NEON has no gather instruction); the
  *                     gradient's per-row values by TBL over the pair
- *   one-loop softcap  none (cap 0): the two loops only, with the rational
- *                     tanh (no table exp written for NEON)
+ *   one-loop softcap  caps <= 64, as AVX-512: 2^x and 2^(x k) by a
+ *                     degree-5 polynomial (xf_exp2_mid_f32x4, no table);
+ *                     per 4 lanes about as many vector operations as the
+ *                     two loops (about 35 and a division either way) but
+ *                     one pass over the row instead of a z loop, a store
+ *                     and a reload of z; chosen by that count, unmeasured
+ *                     on AArch64 hardware
  *   cheap exp         a degree-5 polynomial (xf_exp_mid_f32x4)
- *   float64           not here: the shared scalar kernels (scalar.c)
+ *   streaming stores  STNP (xf_stream8), a hint; results bit for bit those
+ *                     of ordinary stores (tests/test_neon.py)
+ *   float64           vec_neon_f64.h: 4 lanes, no narrow rows, two-loop
+ *                     softcap with the tanh by a float64 expm1
  *
  * Expected speed (reasoning, not a measurement: correctness is verified
  * under emulation, where timings mean nothing).  The plain pass is one read
@@ -67,7 +76,7 @@ static inline float32x4_t xf_pow2i_f32x4(int32x4_t n) {
  * -87.34)) are correctly scaled, not flushed.
  * Range: x clamped to [-110, 88.8] (NaN passes the clamp and the
  * polynomial): x < -103.98 and -inf give +0, x > 88.72 and +inf give +inf.
- * Accuracy: max error 0.86 ulp against float64 exp over 1.2e6 points on
+ * Accuracy: max error 0.85 ulp against float64 exp over 1.2e6 points on
  * [-104, 89] with the underflow edge ([-104, -86] densely) and special
  * values (`pytest tests/test_neon.py -k exp`, run under qemu-aarch64;
  * asserts <= 2 ulp). */
@@ -124,7 +133,7 @@ static inline float32x4_t xf_exp2_poly_f32x4(float32x4_t f, float32x4_t n) {
     return vmulq_f32(p, xf_pow2i_f32x4(vcvtq_s32_f32(n)));
 }
 /* 2^x for x in [-126, 127] (the callers keep it there: |x| <= c log2 e);
- * f = x - n is exact.  Accuracy: max relative error 1.8e-7 on
+ * f = x - n is exact.  Accuracy: max relative error 1.7e-7 on
  * [-92.5, 92.5] over 2e5 points (`pytest tests/test_neon.py -k exp2`,
  * asserts <= 5e-7). */
 static inline float32x4_t xf_exp2_mid_f32x4(float32x4_t x) {
@@ -146,7 +155,7 @@ static inline float32x4_t xf_exp2_scaled_f32x4(float32x4_t x, float k) {
  * (vec_avx2.h): s = 2^k f with f in [sqrt(1/2), sqrt(2)) from the bits,
  * log f = 2 atanh u, u = (f - 1)/(f + 1), by its odd series to u^9, k ln 2
  * in two parts.  Positive normal s only; NaN and +inf pass through, log 0
- * is -inf.  Accuracy: max error 1.8 ulp on [1, 2^20] (2e5 log-uniform points; `pytest
+ * is -inf.  Accuracy: max error 1.85 ulp on [1, 2^20] (2e5 log-uniform points; `pytest
  * tests/test_neon.py -k log`, asserts <= 2 ulp on 2e5 points). */
 static inline float32x4_t xf_log_f32x4(float32x4_t s) {
     const float32x4_t one = vdupq_n_f32(1.0f);
