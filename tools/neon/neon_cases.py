@@ -3,7 +3,9 @@
 Builds ``tools/neon/harness.c`` for AArch64 (``tools/neon/build.sh``), writes
 every case below to one file, runs the harness under ``qemu-aarch64`` with
 teams of 1, 2 and 3 OpenMP threads, and checks each output against the
-float64 oracle (``xentfast.reference``) on this machine.  ``tests/test_neon.py``
+float64 oracle (``xentfast.reference``) on this machine: float32 and
+float64 rows of every plan, BCE and MSE, and the layers' own functions
+(float64 ones against long double).  ``tests/test_neon.py``
 asserts on the results; run as a script it prints the figures::
 
     python tools/neon/neon_cases.py          # cases, plans, max errors, ULPs
@@ -13,8 +15,10 @@ Case file (little-endian): per case an int64 kind, then
              targets (int64), class weights, row scales (float64), row
              weights (float64), probability targets (N x C), as present;
   elem (2):  int64[16] header, double[8] options, x, y, w, pos_weight, g;
-  map (3):   int64 which (0 exp, 1 log1p, 2 the layer's log, 3 its cheaper
-             exp), int64 n, float32[n];
+  map (3):   int64 which (MAPS: 0 exp, 1 log1p, 2 the layer's log, 3 its
+             cheaper exp, 4 and 5 the one-loop softcap's 2^x and 2^(x k),
+             k first; 6-8 the float64 layer's exp, expm1, log1p), int64 n,
+             then n float32 (which < 6) or float64 (which >= 6);
 and kind 0 at the end.  The output repeats, per case and thread count, the
 plan (rows only) and every output array (see harness.c).
 """
