@@ -44,7 +44,8 @@ enum {
     MAP_EXP2_SCALED = 5, /* float32 2^(x k), k the case's first element   */
     MAP_EXP_F64 = 6,     /* float64 maps from here on                     */
     MAP_EXPM1_F64 = 7,
-    MAP_LOG1P_F64 = 8
+    MAP_LOG1P_F64 = 8,
+    MAP_STREAM_COPY = 9 /* float32 y = x by the streaming bound pass (STNP) */
 };
 enum { WANT_LOSS = 1, WANT_LSE = 2, WANT_ZLOSS = 4, WANT_ENTROPY = 8, WANT_ARGMAX = 16 };
 
@@ -357,13 +358,19 @@ static void map_case(void) {
     int64_t h[2];
     read_n(h, sizeof h);
     const int64_t which = h[0], n = h[1];
-    const size_t es = which >= MAP_EXP_F64 ? 8 : 4;
+    const size_t es = which >= MAP_EXP_F64 && which <= MAP_LOG1P_F64 ? 8 : 4;
     void *xv = read_array((size_t)n * es), *yv = xmalloc((size_t)n * es);
     float *x = xv, *y = yv;
     if (which == MAP_EXP) {
         xf_table()->exp_f32(x, y, n);
     } else if (which == MAP_LOG1P) {
         xf_table()->log1p_f32(x, y, n);
+    } else if (which == MAP_STREAM_COPY) {
+        /* in two parts, so that the second starts unaligned (a head of
+         * ordinary stores before the streamed vectors) */
+        const int64_t cut = n < 5 ? n : 5;
+        xf_table()->bound_f32(XF_BOUND_STREAM, x, y, 0, cut);
+        xf_table()->bound_f32(XF_BOUND_STREAM, x, y, cut, n);
     } else {
 #if defined(__aarch64__) && defined(XF_HAVE_NEON_KERNELS)
         switch (which) {

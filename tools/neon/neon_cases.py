@@ -17,8 +17,9 @@ Case file (little-endian): per case an int64 kind, then
   elem (2):  int64[16] header, double[8] options, x, y, w, pos_weight, g;
   map (3):   int64 which (MAPS: 0 exp, 1 log1p, 2 the layer's log, 3 its
              cheaper exp, 4 and 5 the one-loop softcap's 2^x and 2^(x k),
-             k first; 6-8 the float64 layer's exp, expm1, log1p), int64 n,
-             then n float32 (which < 6) or float64 (which >= 6);
+             k first; 6-8 the float64 layer's exp, expm1, log1p; 9 a copy
+             by the streaming bound pass), int64 n, then n float64 (6-8)
+             or float32 (the others);
 and kind 0 at the end.  The output repeats, per case and thread count, the
 plan (rows only) and every output array (see harness.c).
 """
@@ -50,8 +51,8 @@ IGNORE = -100
 F32_TOL, F32_SOFTCAP_TOL, F64_TOL = 1e-6, 1e-5, 1e-12
 EXP_POINTS = 1_200_000
 MAPS = ("exp", "log1p", "log", "exp_mid", "exp2_mid", "exp2_scaled", "exp_f64", "expm1_f64",
-        "log1p_f64")
-F64_MAPS = 6  # maps from this one on take and give float64
+        "log1p_f64", "stream_copy")
+F64_MAPS = (6, 7, 8)  # the maps that take and give float64
 EXP64_SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 0.5, 1e-300, -1e-300,
                            5e-324, 709.78, 709.7827, 709.79, 709.8, 710.0, 1e4, 1.7e308,
                            -708.39, -708.4, -744.44, -745.13, -745.14, -746.0, -1e4, -1.7e308])
@@ -308,7 +309,10 @@ def map_cases(rng):
             dict(kind="map", which=2, x=log_x), dict(kind="map", which=3, x=mid_x),
             dict(kind="map", which=4, x=exp2_x), dict(kind="map", which=5, x=scaled_x),
             dict(kind="map", which=6, x=exp64_x), dict(kind="map", which=7, x=expm1_x),
-            dict(kind="map", which=8, x=log1p64_x)]
+            dict(kind="map", which=8, x=log1p64_x),
+            dict(kind="map", which=9, x=np.concatenate([
+                np.array([np.nan, -np.inf, np.inf, -0.0, 1e-45], f32),
+                rng.standard_normal(100_003).astype(f32)]))]
 
 
 def corpus(seed=20261206):
@@ -372,7 +376,7 @@ def write_elem_case(f, c):
 
 
 def _map_dtype(which):
-    return np.float64 if which >= F64_MAPS else np.float32
+    return np.float64 if which in F64_MAPS else np.float32
 
 
 def write_map_case(f, c):
@@ -588,8 +592,11 @@ def _map64_errors(c, y):
 def map_errors(c, y):
     """(max error, unit, what failed) of a map case; specials checked exactly."""
     which = c["which"]
-    if which >= F64_MAPS:
+    if which in F64_MAPS:
         return _map64_errors(c, y)
+    if which == 9:  # a copy by streaming stores: bit for bit
+        wrong = np.flatnonzero(y.view(np.uint32) != c["x"].view(np.uint32))
+        return float(wrong.size), "elements differing", list(wrong[:5])
     x = c["x"].astype(np.float64)
     if which == 5:  # 2^(x k): k first, then the arguments, relative error
         k, x = x[0], x[1:]
@@ -645,7 +652,7 @@ def check_all(cases, results):
             err, unit, bad = map_errors(c, runs[0]["y"])
             maps[MAPS[c["which"]]] = (err, unit, len(c["x"]))
             if bad:
-                fails.append(f"{tag}: special values wrong (x, got, want): {bad}")
+                fails.append(f"{tag}: wrong (special values: x, got, want; a copy: indices): {bad}")
             continue
         if c["kind"] == "elem":
             exp = elem_oracle(c)
