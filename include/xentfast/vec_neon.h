@@ -1,5 +1,6 @@
 /* AArch64 NEON (Advanced SIMD) vector layer: 8 float32 lanes, each vector a
- * pair of 128-bit registers (see "8 lanes" below for why).
+ * pair of 128-bit registers (see "8 lanes" below for why).  Its float64
+ * twin is vec_neon_f64.h (neon.c instantiates the kernels with both).
  *
  * Primitives only (kernel_template.h lists them).  NEON is part of the
  * AArch64 baseline: neon.c needs no extra compiler flag and dispatch.c no
@@ -11,10 +12,18 @@
  *                     block's flat vectors for C <= 4, else by 8 lane loads
  *                     per column (NEON has no gather instruction); the
  *                     gradient's per-row values by TBL over the pair
- *   one-loop softcap  none (cap 0): the two loops only, with the rational
- *                     tanh (no table exp written for NEON)
+ *   one-loop softcap  caps <= 64, as AVX-512: 2^x and 2^(x k) by a
+ *                     degree-5 polynomial (xf_exp2_mid_f32x4, no table);
+ *                     per 4 lanes about as many vector operations as the
+ *                     two loops (about 35 and a division either way) but
+ *                     one pass over the row instead of a z loop, a store
+ *                     and a reload of z; chosen by that count, unmeasured
+ *                     on AArch64 hardware
  *   cheap exp         a degree-5 polynomial (xf_exp_mid_f32x4)
- *   float64           not here: the shared scalar kernels (scalar.c)
+ *   streaming stores  STNP (xf_stream8), a hint; results bit for bit those
+ *                     of ordinary stores (tests/test_neon.py)
+ *   float64           vec_neon_f64.h: 4 lanes, no narrow rows, two-loop
+ *                     softcap with the tanh by a float64 expm1
  *
  * Expected speed (reasoning, not a measurement: correctness is verified
  * under emulation, where timings mean nothing).  The plain pass is one read
@@ -45,7 +54,9 @@
 #include <string.h>
 
 #define XF_CAP_NARROW_MAX   32
-#define XF_CAP_ONE_LOOP_CAP 0.0
+/* the one loop's exps of z itself, unshifted, times a chain factor of at
+ * least 2^-23, stay normal floats for caps up to 64 (softcap.h) */
+#define XF_CAP_ONE_LOOP_CAP 64.0
 
 /* 2^n for integral float n in [-126, 127], from the bits (a NaN n gives
  * 2^-127's bits, harmless against a NaN polynomial) */
@@ -65,7 +76,7 @@ static inline float32x4_t xf_pow2i_f32x4(int32x4_t n) {
  * -87.34)) are correctly scaled, not flushed.
  * Range: x clamped to [-110, 88.8] (NaN passes the clamp and the
  * polynomial): x < -103.98 and -inf give +0, x > 88.72 and +inf give +inf.
- * Accuracy: max error 0.86 ulp against float64 exp over 1.2e6 points on
+ * Accuracy: max error 0.85 ulp against float64 exp over 1.2e6 points on
  * [-104, 89] with the underflow edge ([-104, -86] densely) and special
  * values (`pytest tests/test_neon.py -k exp`, run under qemu-aarch64;
  * asserts <= 2 ulp). */
@@ -106,11 +117,45 @@ static inline float32x4_t xf_exp_mid_f32x4(float32x4_t x) {
     return vmulq_f32(p, xf_pow2i_f32x4(vcvtq_s32_f32(n)));
 }
 
+/* ---- the one-loop softcap's exps in base 2 (softcap.h) ----
+ * 2^x = 2^n 2^f, n = rint(x) (FRINTN), f = x - n in [-1/2, 1/2]; 2^f by
+ * xf_exp_mid_f32x4's polynomial with r = f ln2 substituted (coefficient k
+ * times ln2^k, rounded to float: the same 9.1e-8 relative before
+ * rounding), one scaling by 2^n.  No table: a 32-entry table (AVX-512's
+ * VPERMT2PS) would take two 64-byte TBL lookups, a select and the byte
+ * indices, more than the two FMAs it saves. */
+static inline float32x4_t xf_exp2_poly_f32x4(float32x4_t f, float32x4_t n) {
+    float32x4_t p = vfmaq_f32(vdupq_n_f32(9.671513e-3f), vdupq_n_f32(1.3264727e-3f), f);
+    p = vfmaq_f32(vdupq_n_f32(5.5507336e-2f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(2.4022242e-1f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(6.9314694e-1f), p, f);
+    p = vfmaq_f32(vdupq_n_f32(1.0f), p, f);
+    return vmulq_f32(p, xf_pow2i_f32x4(vcvtq_s32_f32(n)));
+}
+/* 2^x for x in [-126, 127] (the callers keep it there: |x| <= c log2 e);
+ * f = x - n is exact.  Accuracy: max relative error 1.7e-7 on
+ * [-92.5, 92.5] over 2e5 points (`pytest tests/test_neon.py -k exp2`,
+ * asserts <= 5e-7). */
+static inline float32x4_t xf_exp2_mid_f32x4(float32x4_t x) {
+    const float32x4_t n = vrndnq_f32(x);
+    return xf_exp2_poly_f32x4(vsubq_f32(x, n), n);
+}
+/* 2^(x k) for |x k| <= 40 (the one loop's e^{2u}): n = rint(x k rounded),
+ * f = x k - n by one FMA, so x k is rounded once, inside it.  Accuracy:
+ * max relative error 1.8e-7 against 2^(x k) with k as given, k = 2 log2 e
+ * / 30, over 2e5 points (`pytest tests/test_neon.py -k exp2`, asserts
+ * <= 5e-7). */
+static inline float32x4_t xf_exp2_scaled_f32x4(float32x4_t x, float k) {
+    const float32x4_t kv = vdupq_n_f32(k);
+    const float32x4_t n = vrndnq_f32(vmulq_f32(x, kv));
+    return xf_exp2_poly_f32x4(vfmaq_f32(vnegq_f32(n), x, kv), n);
+}
+
 /* log(s) for s > 0, 4 float32 lanes: the method of xf_log_ps256
  * (vec_avx2.h): s = 2^k f with f in [sqrt(1/2), sqrt(2)) from the bits,
  * log f = 2 atanh u, u = (f - 1)/(f + 1), by its odd series to u^9, k ln 2
  * in two parts.  Positive normal s only; NaN and +inf pass through, log 0
- * is -inf.  Accuracy: max error 1.8 ulp on [1, 2^20] (2e5 log-uniform points; `pytest
+ * is -inf.  Accuracy: max error 1.85 ulp on [1, 2^20] (2e5 log-uniform points; `pytest
  * tests/test_neon.py -k log`, asserts <= 2 ulp on 2e5 points). */
 static inline float32x4_t xf_log_f32x4(float32x4_t s) {
     const float32x4_t one = vdupq_n_f32(1.0f);
@@ -173,6 +218,13 @@ XF_PAIR2(xf_min8, vminq_f32)
 XF_PAIR1(xf_exp8, xf_exp_f32x4)
 XF_PAIR1(xf_exp_mid8, xf_exp_mid_f32x4)
 XF_PAIR1(xf_log8, xf_log_f32x4)
+XF_PAIR1(xf_exp2_mid8, xf_exp2_mid_f32x4)
+static inline xf_v8 xf_exp2_scaled8(xf_v8 x, float k) {
+    xf_v8 r;
+    r.val[0] = xf_exp2_scaled_f32x4(x.val[0], k);
+    r.val[1] = xf_exp2_scaled_f32x4(x.val[1], k);
+    return r;
+}
 
 static inline xf_v8 xf_set1_8(float a) {
     xf_v8 r;
@@ -188,6 +240,17 @@ static inline xf_v8 xf_loadu8(const float *p) {
 static inline void xf_storeu8(float *p, xf_v8 v) {
     vst1q_f32(p, v.val[0]);
     vst1q_f32(p + 4, v.val[1]);
+}
+/* Streaming stores: STNP (store pair, non-temporal) of the vector's two
+ * q registers, 32 bytes at p.  The hint lets a core write a line it will
+ * not read again without allocating it (where the core honours it; some
+ * detect such write streams by themselves).  GCC has no intrinsic for it:
+ * inline assembly, its memory operand the 32 bytes written.  A hint only:
+ * the values stored are those of xf_storeu8 (tests/test_neon.py runs the
+ * streaming cases under qemu-aarch64, bit for bit against twins with
+ * ordinary stores and against the oracle); its speed is unmeasured here. */
+static inline void xf_stream8(float *p, xf_v8 v) {
+    __asm__("stnp %q1, %q2, %0" : "=Q"(*(float(*)[8])p) : "w"(v.val[0]), "w"(v.val[1]));
 }
 /* a b + c, c - a b, a b - c */
 static inline xf_v8 xf_fma8(xf_v8 a, xf_v8 b, xf_v8 c) {
@@ -388,8 +451,7 @@ static inline xf_v8 xf_column8(const xf_columns8 *t, const xf_v8 *flat, int64_t 
 #define V_SET1(a)               xf_set1_8(a)
 #define V_LOADU(p)              xf_loadu8(p)
 #define V_STOREU(p, v)          xf_storeu8((p), (v))
-/* no non-temporal store: STNP is only a hint on most cores, unmeasured here */
-#define V_STREAM(p, v)          xf_storeu8((p), (v))
+#define V_STREAM(p, v)          xf_stream8((p), (v))
 #define V_LOAD_TAIL(p, n, fill) xf_load_tail8((p), (n), (fill))
 #define V_STORE_TAIL(p, v, n)   xf_store_tail8((p), (v), (n))
 #define V_ZERO_TAIL(v, n)       xf_zero_tail8((v), (n))
@@ -413,8 +475,11 @@ static inline xf_v8 xf_column8(const xf_columns8 *t, const xf_v8 *flat, int64_t 
 #define V_EXP                   xf_exp8
 #define V_EXP_MID               xf_exp_mid8
 #define V_LOG                   xf_log8
-/* ordinary stores only: nothing to fence */
-#define XF_SFENCE()             ((void)0)
+#define V_EXP2_MID              xf_exp2_mid8
+#define V_EXP2_SCALED           xf_exp2_scaled8
+/* STNP orders as an ordinary store (only LDNP loosens the ordering of
+ * loads); a store barrier after a streamed call costs nothing against it */
+#define XF_SFENCE()             __asm__ volatile("dmb ishst" ::: "memory")
 #define XF_TANH_RATIONAL        1
 /* integer lanes and the narrow rows' primitives */
 #define XF_VI                   xf_vi8

@@ -26,11 +26,27 @@
 #include <string.h>
 #include "xentfast/kernels.h"
 #if defined(__aarch64__) && defined(XF_HAVE_NEON_KERNELS)
-#include "xentfast/vec_neon.h" /* the layer's exp, cheaper exp and log, for the accuracy tests */
+/* the layers' functions, for the accuracy tests: float32 exp, cheaper exps
+ * and log; float64 exp, expm1 and log1p (each layer's names forgotten:
+ * only its functions are called here) */
+#include "xentfast/vec_neon.h"
+#include "xentfast/vec_undef.h"
+#include "xentfast/vec_neon_f64.h"
 #endif
 
 enum { CASE_ROWS = 1, CASE_ELEM = 2, CASE_MAP = 3, CASE_END = 0 };
-enum { MAP_EXP = 0, MAP_LOG1P = 1, MAP_LOG = 2, MAP_EXP_MID = 3 };
+enum {
+    MAP_EXP = 0,
+    MAP_LOG1P = 1,
+    MAP_LOG = 2,
+    MAP_EXP_MID = 3,
+    MAP_EXP2_MID = 4,    /* float32 2^x (the one-loop softcap)           */
+    MAP_EXP2_SCALED = 5, /* float32 2^(x k), k the case's first element   */
+    MAP_EXP_F64 = 6,     /* float64 maps from here on                     */
+    MAP_EXPM1_F64 = 7,
+    MAP_LOG1P_F64 = 8,
+    MAP_STREAM_COPY = 9 /* float32 y = x by the streaming bound pass (STNP) */
+};
 enum { WANT_LOSS = 1, WANT_LSE = 2, WANT_ZLOSS = 4, WANT_ENTROPY = 8, WANT_ARGMAX = 16 };
 
 static FILE *in, *out;
@@ -191,8 +207,10 @@ static void rows_case(const int *threads, int n_threads) {
                 memcpy(o, x, out_bytes);
             else
                 for (int64_t i = 0; i < N * out_stride; i++) {
-                    if (ds == 4) ((float *)o)[i] = -7.0f;
-                    else ((double *)o)[i] = -7.0;
+                    if (ds == 4)
+                        ((float *)o)[i] = -7.0f;
+                    else
+                        ((double *)o)[i] = -7.0;
                 }
         }
         xf_rows_args a;
@@ -307,34 +325,89 @@ static void elem_case(const int *threads, int n_threads) {
     free(el);
 }
 
+#if defined(__aarch64__) && defined(XF_HAVE_NEON_KERNELS)
+/* y = f(x) over n float32 elements by a 4-lane function, the tail through
+ * a padded vector (pad: a value where f is finite) */
+static void map_f32x4(float32x4_t (*f)(float32x4_t), const float *x, float *y, int64_t n,
+                      float pad) {
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, f(vld1q_f32(x + i)));
+    for (; i < n; i++) {
+        float b[4] = {x[i], pad, pad, pad};
+        vst1q_f32(b, f(vld1q_f32(b)));
+        y[i] = b[0];
+    }
+}
+static float xf_map_k; /* MAP_EXP2_SCALED's k */
+static float32x4_t exp2_scaled_k(float32x4_t x) { return xf_exp2_scaled_f32x4(x, xf_map_k); }
+/* the same over float64 by a 2-lane function */
+static void map_f64x2(float64x2_t (*f)(float64x2_t), const double *x, double *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + 2 <= n; i += 2) vst1q_f64(y + i, f(vld1q_f64(x + i)));
+    if (i < n) {
+        double b[2] = {x[i], 0.5};
+        vst1q_f64(b, f(vld1q_f64(b)));
+        y[i] = b[0];
+    }
+}
+#endif
+
+/* A map case: int64 which, int64 n, n elements (float64 from MAP_EXP_F64
+ * on, else float32); the output is the n results. */
 static void map_case(void) {
     int64_t h[2];
     read_n(h, sizeof h);
     const int64_t which = h[0], n = h[1];
-    float *x = read_array((size_t)n * 4), *y = xmalloc((size_t)n * 4);
+    const size_t es = which >= MAP_EXP_F64 && which <= MAP_LOG1P_F64 ? 8 : 4;
+    void *xv = read_array((size_t)n * es), *yv = xmalloc((size_t)n * es);
+    float *x = xv, *y = yv;
     if (which == MAP_EXP) {
         xf_table()->exp_f32(x, y, n);
     } else if (which == MAP_LOG1P) {
         xf_table()->log1p_f32(x, y, n);
+    } else if (which == MAP_STREAM_COPY) {
+        /* in two parts, so that the second starts unaligned (a head of
+         * ordinary stores before the streamed vectors) */
+        const int64_t cut = n < 5 ? n : 5;
+        xf_table()->bound_f32(XF_BOUND_STREAM, x, y, 0, cut);
+        xf_table()->bound_f32(XF_BOUND_STREAM, x, y, cut, n);
     } else {
 #if defined(__aarch64__) && defined(XF_HAVE_NEON_KERNELS)
-        int64_t i = 0;
-        for (; i + 4 <= n; i += 4)
-            vst1q_f32(y + i, which == MAP_LOG ? xf_log_f32x4(vld1q_f32(x + i))
-                                              : xf_exp_mid_f32x4(vld1q_f32(x + i)));
-        for (; i < n; i++) { /* the tail through a padded vector */
-            float b[4] = {x[i], 1.0f, 1.0f, 1.0f};
-            vst1q_f32(b, which == MAP_LOG ? xf_log_f32x4(vld1q_f32(b))
-                                          : xf_exp_mid_f32x4(vld1q_f32(b)));
-            y[i] = b[0];
+        switch (which) {
+        case MAP_LOG:
+            map_f32x4(xf_log_f32x4, x, y, n, 1.0f);
+            break;
+        case MAP_EXP_MID:
+            map_f32x4(xf_exp_mid_f32x4, x, y, n, 1.0f);
+            break;
+        case MAP_EXP2_MID:
+            map_f32x4(xf_exp2_mid_f32x4, x, y, n, 1.0f);
+            break;
+        case MAP_EXP2_SCALED:
+            /* x[0] is k; the rest the arguments (y[0] = k back) */
+            xf_map_k = x[0];
+            y[0] = x[0];
+            if (n > 1) map_f32x4(exp2_scaled_k, x + 1, y + 1, n - 1, 1.0f);
+            break;
+        case MAP_EXP_F64:
+            map_f64x2(xf_exp_f64x2, xv, yv, n);
+            break;
+        case MAP_EXPM1_F64:
+            map_f64x2(xf_expm1_f64x2, xv, yv, n);
+            break;
+        case MAP_LOG1P_F64:
+            map_f64x2(xf_log1p01_f64x2, xv, yv, n);
+            break;
+        default:
+            die("unknown map");
         }
 #else
-        die("the layer's log and cheaper exp are NEON-only");
+        die("the layers' own maps are NEON-only");
 #endif
     }
-    write_n(y, (size_t)n * 4);
-    free(x);
-    free(y);
+    write_n(yv, (size_t)n * es);
+    free(xv);
+    free(yv);
 }
 
 int main(int argc, char **argv) {
@@ -354,10 +427,14 @@ int main(int argc, char **argv) {
         int64_t kind;
         read_n(&kind, 8);
         if (kind == CASE_END) break;
-        if (kind == CASE_ROWS) rows_case(threads, n_threads);
-        else if (kind == CASE_ELEM) elem_case(threads, n_threads);
-        else if (kind == CASE_MAP) map_case();
-        else die("unknown case kind");
+        if (kind == CASE_ROWS)
+            rows_case(threads, n_threads);
+        else if (kind == CASE_ELEM)
+            elem_case(threads, n_threads);
+        else if (kind == CASE_MAP)
+            map_case();
+        else
+            die("unknown case kind");
     }
     fclose(in);
     if (fclose(out) != 0) die("cannot write the output");
