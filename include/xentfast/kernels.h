@@ -57,9 +57,9 @@ enum {
 
 /* A float32 gradient row is written during the next row's pass (rows.h)
  * when what waits meanwhile takes at most this many bytes: both rows'
- * scratch exps, in place the deferred row's logits too, and with
- * probability targets its targets, all then staying in a 2 MiB L2 beside
- * the streams.  One thread, from DRAM, 131072000 elements, into a separate
+ * exps (in scratch, or over the logits for a plain row in place), in place
+ * with scratch exps the deferred row's logits too, and with probability
+ * targets its targets, all then staying in a 2 MiB L2 beside the streams.  One thread, from DRAM, 131072000 elements, into a separate
  * buffer: 16% faster at C = 32000, 15% at 131072, even at 180000, 14%
  * slower at 262144 (tools/kernel_bench.sh avx512 N C 1 0 4 1, before and
  * after); in place 20% faster at 32000, 11% at 100000, 15% slower at

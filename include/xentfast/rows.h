@@ -195,7 +195,12 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
      * the scratch holds a second set for float32 rows (xf_scratch_bytes),
      * and float64 rows, on the scalar lane's libm exp, are bound by
      * arithmetic, not memory. */
-    const int64_t waiting_rows = 2 + ((const void *)a->out == a->x) + prob;
+    /* In place, a plain gradient row's exps go over its logits, which the
+     * gradient overwrites anyway: no scratch row (the row's own lines stay
+     * in cache), only its segment maxima in scratch. */
+    const int exps_over_x =
+        grad && !general && (const void *)a->out == a->x && a->out_stride == a->x_stride;
+    const int64_t waiting_rows = 2 + ((const void *)a->out == a->x && !exps_over_x) + prob;
     const int defer =
         sizeof(XF_T) == 4 && (o.chain || (grad && waiting_rows * C * 4 <= XF_DEFER_MAX_BYTES));
     XF_FN(scratch_set) sc, sc_alt;
@@ -220,6 +225,13 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
         /* y < 0 from here: probability targets, no targets, or (a shard's
          * passes) a target on another shard */
         double w_y = (a->target && o.w && y >= 0) ? (double)o.w[y] : 1.0;
+        /* transform1 is the z loop's code: z_y is the z the exps see (read
+         * before the exps may overwrite the row) */
+        const double z_y = (prob || y < 0) ? 0.0
+                           : general       ? XF_FN(transform1)(x[y], &o)
+                                           : (double)x[y];
+        XF_FN(scratch_set) rs = sc; /* this row's exps: in scratch, or over the row */
+        if (exps_over_x) rs.e = out;
         double M, S;
         XF_FN(sums_t) sums = {0, 0, 0, 0, 0};
         if (general) {
@@ -228,7 +240,7 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
              &M, &S, &sums, pending.out ? &pending : NULL, stream);
         } else {
             XF_FN(row_stats)
-            (x, C, want_out ? sc.e : NULL, want_out ? sc.seg_max : NULL, &M, &S,
+            (x, C, want_out ? rs.e : NULL, want_out ? rs.seg_max : NULL, &M, &S,
              pending.out ? &pending : NULL, stream);
         }
         if (pending.out) { /* the deferred row is written: its target's entry last */
@@ -239,10 +251,6 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
         /* H = sum p (lse - z) = log S - sum e^{z-M} (z-M) / S */
         if (a->row_entropy) a->row_entropy[r] = log_S - sums.ez / S;
         if (a->row_argmax) a->row_argmax[r] = XF_FN(row_argmax)(x, C);
-        /* transform1 is the z loop's code: z_y is the z the exps saw */
-        const double z_y = (prob || y < 0) ? 0.0
-                           : general       ? XF_FN(transform1)(x[y], &o)
-                                           : (double)x[y];
         xf_row_stats st = {M, log_S, z_y, sums.wz, sums.wtz, sums.wt};
         if (mode == XF_MODE_SHARD_STATS) {
             XF_FN(shard_store)(a, r, &st);
@@ -263,7 +271,7 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
         if (M == -INFINITY) M = NAN;
         if (grad) {
             const XF_FN(pending_t) row = XF_FN(gradient_row)(
-                a, &o, general, out, tp, &sc, y, w_y, z_y, M, log_S, xf_row_scale(a, r), &fin);
+                a, &o, general, out, tp, &rs, y, w_y, z_y, M, log_S, xf_row_scale(a, r), &fin);
             if (defer) { /* written during the next row's loops (or after the last row) */
                 const XF_FN(scratch_set) t = sc;
                 pending = row;
