@@ -4,10 +4,10 @@
  * otherwise), its end (row_finish.h), then its output row (row_write.h),
  * each logit read from memory once and each output entry written once.
  * XF_PLAN_NARROW first takes whole groups of XF_W rows (rows_narrow.h) and
- * leaves the rest of the range to the plain row.  Under a softcap, and for
- * plain float32 rows up to XF_DEFER_MAX_BYTES, each gradient row is written
- * while the next row's loops run (a drain: row_write.h), from a second set
- * of scratch buffers.
+ * leaves the rest of the range to the plain row.  Each float32 gradient
+ * row (always under a softcap, otherwise while what waits fits
+ * XF_DEFER_MAX_BYTES) is written while the next row's loops run (a drain:
+ * row_write.h), from a second set of scratch buffers.
  *
  * Template: included once per (dtype, ISA) by kernel_template.h.
  */
@@ -188,14 +188,15 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
      * the other scratch set, so that its stores leave while the next row's
      * logits stream in.  A softcapped float32 gradient: compute-bound while
      * the row's stats are taken, store-bound while it is written
-     * (softcap_segment).  A plain gradient: reads and stores in flight
+     * (softcap_segment).  Any other gradient: reads and stores in flight
      * together, as in the streaming bound; only while what waits stays in
-     * L2 (XF_DEFER_MAX_BYTES): both rows' scratch exps, and in place the
-     * deferred row's logits, which its gradient overwrites.  float32 only:
-     * the scratch holds a second set for float32 rows (xf_scratch_bytes),
-     * and float64 rows, on the scalar lane's libm exp, are bound by
-     * arithmetic, not memory. */
-    /* In place, a plain gradient row's exps go over its logits, which the
+     * L2 (XF_DEFER_MAX_BYTES): both rows' exps, in place with scratch exps
+     * the deferred row's logits (which its gradient overwrites), and its
+     * probability targets.  float32 only: the scratch holds a second set
+     * for float32 rows (xf_scratch_bytes); float64 rows run on the scalar
+     * lane's libm exp on x86, bound by arithmetic, not memory (NEON's
+     * float64 layer has not been timed on hardware).
+     * In place, a plain gradient row's exps go over its logits, which the
      * gradient overwrites anyway: no scratch row (the row's own lines stay
      * in cache), only its segment maxima in scratch. */
     const int exps_over_x =
