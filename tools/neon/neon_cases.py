@@ -3,7 +3,7 @@
 Builds ``tools/neon/harness.c`` for AArch64 (``tools/neon/build.sh``), writes
 every case below to one file, runs the harness under ``qemu-aarch64`` with
 teams of 1, 2 and 3 OpenMP threads, and checks each output against the
-float64 oracle (``xentfast.reference``) on this machine: float32 and
+float64 oracle (``xentfast.reference``) on the host: float32 and
 float64 rows of every plan, BCE and MSE, and the layers' own functions
 (float64 ones against long double).  ``tests/test_neon.py``
 asserts on the results; run as a script it prints the figures::

@@ -1,0 +1,45 @@
+"""The fused linear + cross-entropy's time against the chunk size.
+
+    python tools/linear_chunks.py N D V CHUNKS      e.g.  4096 1024 32000 1024,2048,4096
+
+Best of 2 interleaved rounds of the three GEMMs alone (full size, NumPy's BLAS) and of
+``linear_cross_entropy_and_grad`` with each ``chunk_size``; prints each as a multiple
+of the GEMMs' time.  Each chunk reads W twice and updates the V x D gradient once, so
+small chunks cost more when memory bandwidth is scarce.
+"""
+import sys
+import time
+
+import numpy as np
+
+import xentfast as xf
+
+
+def main(n, d, v, chunks):
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((n, d), dtype=np.float32) * 0.1
+    w = rng.standard_normal((v, d), dtype=np.float32) * 0.03
+    t = rng.integers(0, v, n)
+
+    def gemms():
+        z = h @ w.T
+        z @ w
+        z.T @ h
+
+    fns = {"gemms": gemms}
+    for c in chunks:
+        fns[f"chunk {c}"] = lambda c=c: xf.linear_cross_entropy_and_grad(h, w, t, chunk_size=c)
+    best = {k: float("inf") for k in fns}
+    for _ in range(2):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            best[k] = min(best[k], time.perf_counter() - t0)
+    print(f"{n}x{d}->{v}: " + "  ".join(
+        f"{k} {best[k] * 1e3:.0f} ms ({best[k] / best['gemms']:.3f})" for k in fns))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 5:
+        sys.exit(__doc__)
+    main(*map(int, sys.argv[1:4]), [int(c) for c in sys.argv[4].split(",")])
