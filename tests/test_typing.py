@@ -113,6 +113,6 @@ def test_stub_evaluation_fields():
     fields = [n.target.id for n in cls.body if isinstance(n, ast.AnnAssign)]
     properties = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
     assert fields == [f.name for f in dataclasses.fields(xentfast.Evaluation)]
-    runtime_properties = {n for n, v in vars(xentfast.Evaluation).items()
-                          if isinstance(v, property)}
+    runtime_properties = {n for klass in xentfast.Evaluation.__mro__
+                          for n, v in vars(klass).items() if isinstance(v, property)}
     assert properties == runtime_properties

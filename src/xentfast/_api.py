@@ -57,7 +57,7 @@ def _num_threads(num_threads):
     return int(num_threads)
 
 
-def _reduction(reduction):
+def _reduction(reduction: str) -> str:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
     return reduction
@@ -574,8 +574,24 @@ def cross_entropy_and_grad(logits, target, *, axis=-1, weight=None, sample_weigh
 cross_entropy.__doc__ = cross_entropy.__doc__.format(params=_CE_DOC_PARAMETERS)
 
 
+class _MeanLossMeasures:
+    """What a mean loss in nats (``self.mean_loss``) says, for the evaluation records."""
+
+    mean_loss: float
+
+    @property
+    def perplexity(self) -> float:
+        """exp(mean loss in nats) = 2^(mean loss in bits)."""
+        return _exp(self.mean_loss)
+
+    @property
+    def bits_per_token(self) -> float:
+        """mean loss in bits (nats / ln 2)."""
+        return self.mean_loss / math.log(2.0)
+
+
 @dataclass(frozen=True, repr=False)
-class Evaluation:
+class Evaluation(_MeanLossMeasures):
     """Everything :func:`evaluate` measures in one read of the logits.
 
     Per-row arrays have the loss's shape; ignored rows have loss 0 and NaN
@@ -610,16 +626,6 @@ class Evaluation:
                 f"mean_loss={self.mean_loss:.6g}, accuracy={self.accuracy:.6g}, "
                 f"perplexity={self.perplexity:.6g}, "
                 f"bits_per_token={self.bits_per_token:.6g})")
-
-    @property
-    def perplexity(self) -> float:
-        """exp(mean loss in nats) = 2^(mean loss in bits)."""
-        return _exp(self.mean_loss)
-
-    @property
-    def bits_per_token(self) -> float:
-        """mean loss in bits (nats / ln 2)."""
-        return self.mean_loss / math.log(2.0)
 
 
 def evaluate(logits, target, *, axis=-1, weight=None, sample_weight=None, ignore_index=-100,

@@ -38,8 +38,6 @@ from . import distributed as _xd
 
 __all__ = ["CrossEntropyLoss", "cross_entropy"]
 
-_FLOAT_DTYPES = (torch.float32, torch.float64)
-_REDUCTIONS = ("mean", "sum", "none")
 
 
 def _numpy(t: torch.Tensor, name: str) -> NDArray[Any]:
@@ -147,17 +145,14 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
         torch.testing.assert_close(mine.grad, whole.grad[:, 500 * rank:500 * rank + 500])
         dist.destroy_process_group()
     """
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
-    if input.dtype not in _FLOAT_DTYPES:
+    _ops.check_tensor(input, "input")
+    _ops.check_tensor(target, "target")
+    if input.dtype not in _ops.KERNEL_DTYPES:
         raise TypeError(f"input must be a float32 or float64 tensor, got {input.dtype}")
     if input.ndim == 0:
         raise ValueError("input must have at least one dimension (the classes), got a 0-d "
                          "tensor")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+    _ops.check_reduction(reduction)
     axis = 0 if input.ndim == 1 else 1
     options: dict[str, Any] = dict(
         vocab_comm=vocab_group, vocab_start=vocab_start, data_comm=data_group,
@@ -197,8 +192,7 @@ class CrossEntropyLoss(torch.nn.Module):
                  softcap: float | None = None, temperature: float = 1.0,
                  num_threads: int | None = None, return_z_loss: bool = False) -> None:
         super().__init__()
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+        _ops.check_reduction(reduction)
         self.register_buffer("weight", weight)
         self.vocab_group, self.vocab_start, self.data_group = vocab_group, vocab_start, data_group
         self.ignore_index, self.reduction = ignore_index, reduction

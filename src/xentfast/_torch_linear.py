@@ -34,8 +34,6 @@ from . import _torch_ops as _ops
 
 __all__ = ["LinearCrossEntropyLoss", "linear_cross_entropy"]
 
-_FLOAT_DTYPES = (torch.float32, torch.float64)
-_REDUCTIONS = ("mean", "sum", "none")
 
 
 def _numpy(t: torch.Tensor, name: str) -> NDArray[Any]:
@@ -144,12 +142,10 @@ def linear_cross_entropy(input: torch.Tensor, linear_weight: torch.Tensor, targe
     (torch.Size([2, 5, 8]), torch.Size([100, 8]))
     """
     for name, t in (("input", input), ("linear_weight", linear_weight), ("target", target)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    if input.dtype not in _FLOAT_DTYPES:
+        _ops.check_tensor(t, name)
+    if input.dtype not in _ops.KERNEL_DTYPES:
         raise TypeError(f"input must be a float32 or float64 tensor, got {input.dtype}")
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+    _ops.check_reduction(reduction)
     for name, extra in (("target", target), ("weight", weight),
                         ("sample_weight", sample_weight)):
         if isinstance(extra, torch.Tensor) and extra.requires_grad and torch.is_grad_enabled():
@@ -205,8 +201,7 @@ class LinearCrossEntropyLoss(torch.nn.Module):
                  softcap: float | None = None, temperature: float = 1.0,
                  chunk_size: int | None = None, num_threads: int | None = None) -> None:
         super().__init__()
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+        _ops.check_reduction(reduction)
         if weight is not None and tuple(weight.shape) != (num_classes,):
             raise ValueError(f"weight must have shape ({num_classes},), got {tuple(weight.shape)}")
         if not 0.0 <= label_smoothing <= 1.0:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 import xentfast
+from xentfast import _api
 
 try:  # bfloat16 NumPy views of torch's bfloat16 memory
     import ml_dtypes
@@ -20,8 +21,8 @@ except ImportError:  # pragma: no cover - depends on the environment
     _NP_BFLOAT16 = None
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
-FLOAT_DTYPES = (torch.float32, torch.float64) + LOW_PRECISION
-REDUCTIONS = ("mean", "sum", "none")
+KERNEL_DTYPES = (torch.float32, torch.float64)  # computed as they are
+FLOAT_DTYPES = KERNEL_DTYPES + LOW_PRECISION
 
 # Without ml_dtypes, bfloat16 logits are widened to float32 this many elements at a
 # time: it bounds the float32 copy (16 MiB) whatever the size of the logits.
@@ -39,6 +40,16 @@ class Options(NamedTuple):
     softcap: Optional[float]
     temperature: float
     num_threads: Optional[int]
+
+
+def check_reduction(reduction: str) -> None:
+    """The NumPy API's check of `reduction` (one message everywhere)."""
+    _api._reduction(reduction)
+
+
+def check_tensor(t: Any, name: str) -> None:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
 
 
 def check_cpu(t: Tensor, name: str, peer: str = "torch.nn.functional.cross_entropy") -> None:

@@ -63,7 +63,6 @@ waiting.
 from __future__ import annotations
 
 import hashlib
-import math
 import zlib
 from dataclasses import dataclass
 
@@ -824,7 +823,7 @@ def cross_entropy_and_grad(logits, target, *, vocab_comm=None, vocab_start=None,
 
 
 @dataclass(frozen=True, repr=False)
-class ShardedEvaluation:
+class ShardedEvaluation(_api._MeanLossMeasures):
     """What :func:`evaluate` measures: this rank's rows, and the whole batch's totals."""
 
     loss: np.ndarray
@@ -844,16 +843,6 @@ class ShardedEvaluation:
         return (f"ShardedEvaluation(rows={self.loss.shape}, n_counted={self.n_counted}, "
                 f"mean_loss={self.mean_loss:.6g}, accuracy={self.accuracy:.6g}, "
                 f"perplexity={self.perplexity:.6g})")
-
-    @property
-    def perplexity(self) -> float:
-        """exp(mean loss in nats)."""
-        return _api._exp(self.mean_loss)
-
-    @property
-    def bits_per_token(self) -> float:
-        """mean loss in bits (nats / ln 2)."""
-        return self.mean_loss / math.log(2.0)
 
 
 def _global_argmax(rows, vocab, start):

@@ -53,7 +53,7 @@ import torch
 import xentfast
 
 from . import _torch_ops as _ops
-from ._torch_ops import FLOAT_DTYPES, LOW_PRECISION, REDUCTIONS, Options, check_cpu
+from ._torch_ops import FLOAT_DTYPES, LOW_PRECISION, Options, check_cpu
 
 from ._torch_linear import LinearCrossEntropyLoss, linear_cross_entropy
 
@@ -382,10 +382,8 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
             label_smoothing=label_smoothing, sample_weight=sample_weight, z_loss=z_loss,
             softcap=softcap, temperature=temperature, num_threads=num_threads,
             return_z_loss=return_z_loss)
-    if not isinstance(input, torch.Tensor):
-        raise TypeError(f"input must be a torch.Tensor, got {type(input).__name__}")
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target must be a torch.Tensor, got {type(target).__name__}")
+    _ops.check_tensor(input, "input")
+    _ops.check_tensor(target, "target")
     check_cpu(input, "input")
     check_cpu(target, "target")
     if weight is not None:
@@ -399,8 +397,7 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
     if input.ndim == 0:
         raise ValueError("input must have at least one dimension (the classes), got a 0-d "
                          "tensor")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+    _ops.check_reduction(reduction)
     grad_enabled = torch.is_grad_enabled()
     if grad_enabled and (target.requires_grad or (weight is not None and weight.requires_grad)
                          or (sample_weight is not None and sample_weight.requires_grad)):
@@ -485,9 +482,7 @@ class CrossEntropyLoss(torch.nn.Module):
                  vocab_start: int | None = None, data_group: Any = None) -> None:
         super().__init__()
         self.vocab_group, self.vocab_start, self.data_group = vocab_group, vocab_start, data_group
-        if reduction not in REDUCTIONS:
-            raise ValueError(
-                f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+        _ops.check_reduction(reduction)
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.reduction = reduction
