@@ -31,12 +31,12 @@ pytestmark = pytest.mark.skipif(_MISSING is not None, reason=f"NEON under emulat
 @pytest.fixture(scope="module")
 def neon_run():
     """The whole corpus, once: (cases, outputs, summary, failures, workdir)."""
-    workdir = tempfile.mkdtemp(prefix="xentfast-neon-")
-    cases = nc.corpus()
-    name, results, _ = nc.run(cases, workdir=workdir)
-    assert name == "neon"
-    summary, fails = nc.check_all(cases, results)
-    return cases, results, summary, fails, workdir
+    with tempfile.TemporaryDirectory(prefix="xentfast-neon-") as workdir:
+        cases = nc.corpus()
+        name, results, _ = nc.run(cases, workdir=workdir)
+        assert name == "neon"
+        summary, fails = nc.check_all(cases, results)
+        yield cases, results, summary, fails, workdir
 
 
 def _fails(fails, *words):

@@ -16,7 +16,7 @@
 
 /* One thread's share of a bound pass; returns the sum of what it read
  * (XF_BOUND_READ), so that the reads cannot be optimised away. */
-static double XF_FN(bound)(int op, const XF_T *x, XF_T *y, int64_t begin, int64_t end) {
+static inline double XF_FN(bound)(int op, const XF_T *x, XF_T *y, int64_t begin, int64_t end) {
     const XF_T *p = x + begin;
     const int64_t n = end - begin;
     int64_t i = 0;

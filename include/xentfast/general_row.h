@@ -131,7 +131,8 @@ static XF_ALWAYS_INLINE void XF_FN(store_exps)(XF_T *e, XF_T *chain_factors, int
  * softcap's z loop), whose exps may be cheap; otherwise z = x / T here.
  * Under XF_CHAIN the exps are stored times the chain factors, and under
  * XF_SHIFT those go to chain_factors too (which may be x).  A drain (or
- * NULL) advances one vector per two. */
+ * NULL) advances a vector per vector; after the softcap's z loop
+ * (z_given), which drained its first half, one per two. */
 static XF_ALWAYS_INLINE XF_FN(sums_t)
     XF_FN(gen_loop)(const XF_T *x, const XF_T *w, const XF_T *tp, int64_t n, XF_T m,
                     const XF_FN(general_opts) * o, XF_T *e, XF_T *chain_factors, const int z_given,

@@ -1,12 +1,13 @@
 /* The row kernels, written once against a vector layer and instantiated
- * per (dtype, ISA) by kernels/{scalar,avx2,avx512}.c.
+ * per (dtype, ISA) by kernels/{scalar,avx2,avx512,neon}.c.
  *
  * Deliberately no include guard: an ISA file includes its vector layer,
  * defines XF_T (float or double) and XF_FN(name) (the instantiation's
  * function names), includes this file, and may redefine both and include
  * it again for another dtype.
  *
- * A vector layer (vec_scalar.h, vec_avx2.h, vec_avx512.h) defines:
+ * A vector layer (vec_scalar.h, vec_avx2.h, vec_avx512.h, vec_neon.h,
+ * vec_neon_f64.h) defines:
  *   XF_V, XF_W, XF_VBYTES   vector type, lanes, bytes (alignment of streaming stores)
  *   XF_CAP_NARROW_MAX, XF_CAP_ONE_LOOP_CAP   its capabilities (kernels.h: xf_caps)
  *   V_SET1(a) V_LOADU(p) V_STOREU(p,v) V_STREAM(p,v) (aligned, non-temporal)

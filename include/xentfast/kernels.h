@@ -56,15 +56,16 @@ enum {
 #define XF_SEGMENT 2048
 
 /* A float32 gradient row is written during the next row's pass (rows.h)
- * when what waits meanwhile takes at most this many bytes: both rows'
- * exps (in scratch, or over the logits for a plain row in place), in place
- * with scratch exps the deferred row's logits too, and with probability
- * targets its targets, all then staying in a 2 MiB L2 beside the streams.  One thread, from DRAM, 131072000 elements, into a separate
- * buffer: 16% faster at C = 32000, 15% at 131072, even at 180000, 14%
- * slower at 262144 (tools/kernel_bench.sh avx512 N C 1 0 4 1, before and
- * after); in place 20% faster at 32000, 11% at 100000, 15% slower at
- * 128256 (INPLACE=1 ... 1 0 4 0); probability targets at 1024 x 128256
- * (three rows waiting, 1.5 MiB) 10% slower (PROB=1 ... 1 0 3 1). */
+ * when what waits meanwhile takes at most this many bytes of a 2 MiB L2:
+ * both rows' scratch exps, in place the deferred row's logits too, with
+ * probability targets its targets; a plain row in place (exps over its
+ * logits) only that row.  One thread, from DRAM, 131072000 elements,
+ * deferred or not (tools/kernel_bench.sh avx512 N C 1 0 4 1, built with
+ * this limit and with 0; in place INPLACE=1 ... 1 0 4 0; probability
+ * targets PROB=1 ... 1 0 3 1): into a buffer 16% faster at C = 32000, 15%
+ * at 131072, even at 180000, 14% slower at 262144; in place 13-16% faster
+ * at 32000, 100000 and 128256, 9% at 180000, 3% at 262144; probability
+ * targets at 128256 (1.5 MiB waiting) 10% slower. */
 #define XF_DEFER_MAX_BYTES (1024 * 1024)
 
 /* Rows per block aim at this many elements (a block amortises its call);

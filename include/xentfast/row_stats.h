@@ -145,9 +145,8 @@ static inline double XF_FN(seg_stats_pending)(const XF_T *x, int64_t C, int64_t 
                                               const XF_FN(pending_t) * p, int stream) {
     const int64_t j0 = j * XF_SEGMENT;
     const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
-    if (p->seg_max[j] == -INFINITY) { /* a masked segment: f itself (no exps) */
-        const double f = XF_FN(seg_factor)(p->seg_max[j], p->M, p->log_S) * p->a;
-        XF_FN(write_segment)(p->out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, stream);
+    if (p->seg_max[j] == -INFINITY) { /* a masked segment: no exps */
+        XF_FN(write_constant)(p->out + j0, n, XF_FN(pending_factor)(p, j), stream);
         return XF_FN(seg_stats_drain)(x, C, j, e, m, NULL, 0);
     }
     XF_FN(drain_t) d;

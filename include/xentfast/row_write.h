@@ -62,6 +62,13 @@ static XF_ALWAYS_INLINE void XF_FN(write_segment)(XF_T *out, const XF_T *e, cons
                      n - i);
 }
 
+/* A plain segment that has no exps (fully masked, or an ignored row's): f
+ * itself, 0 or NaN (a row with no distribution), as write_segment's shift
+ * term, so that it rounds as the exps' path would. */
+static XF_ALWAYS_INLINE void XF_FN(write_constant)(XF_T *out, int64_t n, double f, int stream) {
+    XF_FN(write_segment)(out, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, stream);
+}
+
 /* The factor exp(m_j - lse) that turns segment j's scratch exps into
  * probabilities, as (m_j - M) - log S (both parts accurate in double);
  * 0 for a fully masked segment, NaN when the row has no distribution. */
@@ -87,7 +94,7 @@ static inline void XF_FN(write_row)(XF_T *out, const XF_T *e, const XF_T *seg_ma
             if (seg_max[j] != -INFINITY)
                 XF_FN(write_segment)(out + j0, e + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, stream);
             else
-                XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, stream);
+                XF_FN(write_constant)(out + j0, n, f, stream);
         } else {
             /* the general path stored every exp (0 in a masked segment) */
             XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, d_j, n, (XF_T)f, alpha, beta, stream);
@@ -107,8 +114,8 @@ static inline void XF_FN(write_log_softmax_row)(XF_T *out, const XF_T *x, int64_
 
 /* An output row ready to be written: what write_row needs, from the row's
  * own scratch (chain_factors: the softcap's, or NULL), and its target's
- * entry, stored last.  A softcapped gradient row waits in one while the
- * next row is computed (softcap.h).  out == NULL: none. */
+ * entry, stored last.  A deferred gradient row waits in one while the
+ * next row is computed (rows.h, XF_DEFER_MAX_BYTES).  out == NULL: none. */
 typedef struct {
     XF_T *out;
     const XF_T *e, *chain_factors, *seg_max, *w, *tp;
@@ -117,6 +124,11 @@ typedef struct {
     int64_t y; /* < 0: no target entry */
     XF_T out_y;
 } XF_FN(pending_t);
+
+/* Segment j's factor of the pending row p (write_row's f). */
+static inline double XF_FN(pending_factor)(const XF_FN(pending_t) * p, int64_t j) {
+    return XF_FN(seg_factor)(p->seg_max[j], p->M, p->log_S) * p->a;
+}
 
 /* Writes a gradient row whole, its target's entry last. */
 static inline void XF_FN(write_pending)(const XF_FN(pending_t) * p, int64_t C, int stream) {
@@ -168,7 +180,7 @@ static XF_ALWAYS_INLINE void XF_FN(drain_open)(XF_FN(drain_t) * d, const XF_FN(p
     d->chain_factors = p->chain_factors ? p->chain_factors + j0 : NULL;
     d->w = p->w ? p->w + j0 : NULL;
     d->tp = p->tp ? p->tp + j0 : NULL;
-    d->f = (XF_T)(XF_FN(seg_factor)(p->seg_max[j], p->M, p->log_S) * p->a);
+    d->f = (XF_T)XF_FN(pending_factor)(p, j);
     d->alpha = p->alpha;
     d->beta = p->beta;
     d->n = n;

@@ -7,7 +7,8 @@
  * leaves the rest of the range to the plain row.  Each float32 gradient
  * row (always under a softcap, otherwise while what waits fits
  * XF_DEFER_MAX_BYTES) is written while the next row's loops run (a drain:
- * row_write.h), from a second set of scratch buffers.
+ * row_write.h), from a second set of scratch buffers (in place, a plain
+ * row's exps sit over its own logits).
  *
  * Template: included once per (dtype, ISA) by kernel_template.h.
  */
@@ -40,8 +41,8 @@ static inline XF_FN(sums_t)
 
 /* The general row's statistics: M, S (as row_stats), EZ = sum exp(z - M) (z - M),
  * and the plain sums; seg_max[j] holds each segment's max of z.  A deferred
- * softcap gradient row `pending` (or NULL) is written meanwhile, but for
- * its target's entry. */
+ * gradient row `pending` (or NULL) is written meanwhile, but for its
+ * target's entry. */
 static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64_t C,
                                             const XF_FN(general_opts) * o, XF_T *e, XF_T *zs,
                                             XF_T *seg_max, double *M_out, double *S_out,
@@ -103,7 +104,7 @@ static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64
 }
 
 /* A thread's scratch: a row's exps e, its softcapped z (or chain factors)
- * zs, one max per segment; and a second such set for float32 (a softcapped
+ * zs, one max per segment; and a second such set for float32 (a deferred
  * gradient row written during the next row's loops keeps its own). */
 typedef struct {
     XF_T *e, *zs, *seg_max;
@@ -190,9 +191,10 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
      * the row's stats are taken, store-bound while it is written
      * (softcap_segment).  Any other gradient: reads and stores in flight
      * together, as in the streaming bound; only while what waits stays in
-     * L2 (XF_DEFER_MAX_BYTES): both rows' exps, in place with scratch exps
-     * the deferred row's logits (which its gradient overwrites), and its
-     * probability targets.  float32 only: the scratch holds a second set
+     * L2 (XF_DEFER_MAX_BYTES): both rows' scratch exps, in place the
+     * deferred row's logits (which its gradient overwrites), and its
+     * probability targets; a plain row in place, its exps over its logits,
+     * has only that one row waiting.  float32 only: the scratch holds a second set
      * for float32 rows (xf_scratch_bytes); float64 rows run on the scalar
      * lane's libm exp on x86, bound by arithmetic, not memory (NEON's
      * float64 layer has not been timed on hardware).
@@ -201,7 +203,7 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
      * in cache), only its segment maxima in scratch. */
     const int exps_over_x =
         grad && !general && (const void *)a->out == a->x && a->out_stride == a->x_stride;
-    const int64_t waiting_rows = 2 + ((const void *)a->out == a->x && !exps_over_x) + prob;
+    const int64_t waiting_rows = exps_over_x ? 1 : 2 + ((const void *)a->out == a->x) + prob;
     const int defer =
         sizeof(XF_T) == 4 && (o.chain || (grad && waiting_rows * C * 4 <= XF_DEFER_MAX_BYTES));
     XF_FN(scratch_set) sc, sc_alt;

@@ -87,7 +87,7 @@ static void XF_FN(split_write)(const xf_rows_args *a, int64_t r, int64_t j_begin
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
         const double f = ignored ? 0.0 : XF_FN(seg_factor)(seg_max[j], M, log_S) * g;
         if (ignored || seg_max[j] == -INFINITY) {
-            XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, n, 0, 0, (XF_T)-f, a->streaming);
+            XF_FN(write_constant)(out + j0, n, f, a->streaming);
             continue;
         }
         XF_FN(write_segment)(out + j0, out + j0, NULL, NULL, NULL, n, (XF_T)f, 0, 0, a->streaming);

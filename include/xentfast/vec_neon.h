@@ -187,9 +187,9 @@ static inline float32x4_t xf_log_f32x4(float32x4_t s) {
  * The layer's vector is two float32x4_t: every primitive is two independent
  * instructions.  Why not one register: (1) the segment sums (row_stats.h,
  * general_row.h) accumulate in float lanes, 2048 / XF_W terms per lane; with
- * 8 lanes that is 256, as on AVX2, where 4 lanes would double the rounding
- * error of a long row's sum (a measured 3.4e-6 against AVX2's 1.5e-6 on a
- * softmax entry of 0.72 in a row of 5000); (2) two independent chains per
+ * 8 lanes that is 256, as on AVX2, where 4 lanes would put twice as many
+ * terms in each float accumulator, and so about twice the rounding error
+ * in a long row's sum; (2) two independent chains per
  * operation keep two to four FMA pipes busy through the exp's Horner chain
  * and the single accumulator of the general row's sums. */
 typedef float32x4x2_t xf_v8;

@@ -14,7 +14,7 @@ CC=${CC:-aarch64-linux-gnu-gcc}
 mkdir -p "$(dirname "$OUT")"
 K=$ROOT/src/xentfast/kernels
 # the extension's flags (setup.py): no ISA flag, FMAs only where written
-exec "$CC" -O3 -ffp-contract=off -Wall -Wno-unused-function -fopenmp \
+exec "$CC" -O3 -ffp-contract=off -Wall -fopenmp \
     -DXF_HAVE_NEON_KERNELS=1 -I"$ROOT/include" \
     "$ROOT/tools/neon/harness.c" "$K/neon.c" "$K/scalar.c" "$K/plan.c" "$K/dispatch.c" \
     -static -lm -o "$OUT"

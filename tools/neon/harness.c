@@ -185,6 +185,7 @@ static void rows_case(const int *threads, int n_threads) {
     const int64_t ds = h[0], N = h[1], C = h[2], x_stride = h[3], out_stride = h[4];
     const int64_t want = h[13];
     const int in_place = (int)h[14];
+    if (in_place && out_stride != x_stride) die("in place needs equal strides");
     const size_t x_bytes = (size_t)(N * x_stride * ds), out_bytes = (size_t)(N * out_stride * ds);
     void *x = read_array(x_bytes);
     int64_t *target = h[7] ? read_array((size_t)N * 8) : NULL;

@@ -448,7 +448,10 @@ def run(cases=None, threads=THREADS, backend="neon", workdir=None, host=False):
     scalar kernels, natively, to tell the oracle's side of a failure from
     the backend's); (backend name, outputs, seconds)."""
     cases = corpus() if cases is None else cases
-    tmp = workdir or tempfile.mkdtemp(prefix="xentfast-neon-")
+    if workdir is None:  # the harness, its cases (about 100 MB) and outputs go with it
+        with tempfile.TemporaryDirectory(prefix="xentfast-neon-") as tmp:
+            return run(cases, threads, backend, tmp, host)
+    tmp = workdir
     exe = os.path.join(tmp, "harness")
     build_harness(exe, cc="cc" if host else CC)
     cases_path, out_path = os.path.join(tmp, "cases.bin"), os.path.join(tmp, "out.bin")
@@ -670,9 +673,9 @@ def check_all(cases, results):
                 slot = "elem" if c["x"].dtype == np.float32 else "elem_f64"
                 worst[slot] = max(worst[slot], float(np.nanmax(d)) if d.size else 0.0)
             continue
-        for t, run in zip(THREADS, runs):
-            plans.setdefault(run["plan"], 0)
-            plans[run["plan"]] += 1
+        for one in runs:
+            plans.setdefault(one["plan"], 0)
+            plans[one["plan"]] += 1
         run = runs[0]
         exp = rows_oracle(c)
         n, k = c["x"].shape
