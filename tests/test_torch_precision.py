@@ -120,6 +120,29 @@ def test_bfloat16_without_ml_dtypes_is_widened_in_blocks(monkeypatch, reduction,
     torch.testing.assert_close(xi.grad, with_ml[2], rtol=2**-7, atol=1e-6)
 
 
+def test_bfloat16_without_ml_dtypes_checks_every_block_first(monkeypatch):
+    """Widened block by block, the arguments are still checked once, up front: a bad
+    target in the last block names its own row, and in place leaves the logits as
+    they were."""
+    monkeypatch.setattr(ops, "_NP_BFLOAT16", None)
+    monkeypatch.setattr(ops, "WIDEN_CHUNK_ELEMENTS", 40)  # blocks of 4 rows
+    g = torch.Generator().manual_seed(5)
+    layer = torch.nn.Linear(6, 10).bfloat16()
+    hidden = torch.randn(12, 6, generator=g).bfloat16()
+    t = torch.randint(0, 10, (12,), generator=g)
+    t[11] = 10
+    logits = layer(hidden)
+    before = logits.detach().clone()
+    with pytest.raises(ValueError, match=r"target\[11\] = 10 is not a class index"):
+        xt.cross_entropy(logits, t, inplace_backward=True)
+    assert torch.equal(logits.detach(), before)
+    t[11] = 0
+    sw = torch.ones(12)
+    sw[10] = -1.0
+    with pytest.raises(ValueError, match=r"sample_weight must be finite and >= 0"):
+        xt.cross_entropy(layer(hidden), t, sample_weight=sw, inplace_backward=True)
+
+
 @pytest.mark.parametrize("autocast_dtype", HALF)
 @pytest.mark.parametrize("input_dtype", [torch.float32, torch.float16, torch.bfloat16,
                                          torch.float64])

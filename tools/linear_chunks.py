@@ -1,6 +1,10 @@
 """The fused linear + cross-entropy's time against the chunk size.
 
     python tools/linear_chunks.py N D V CHUNKS      e.g.  4096 1024 32000 1024,2048,4096
+    python tools/linear_chunks.py N D V BLOCKS --gemm-blocks   e.g. 2048 1024 32000 256,512,2048
+
+The second form times the forward GEMM alone, hidden @ W.T, in calls of BLOCKS rows
+(``_linear.BLOCK_ROWS``) into one N x V buffer.
 
 Best of 2 interleaved rounds of the three GEMMs alone (full size, NumPy's BLAS) and of
 ``linear_cross_entropy_and_grad`` with each ``chunk_size``; prints each as a multiple
@@ -39,7 +43,29 @@ def main(n, d, v, chunks):
         f"{k} {best[k] * 1e3:.0f} ms ({best[k] / best['gemms']:.3f})" for k in fns))
 
 
+def gemm_blocks(n, d, v, blocks):
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((n, d), dtype=np.float32)
+    wt = rng.standard_normal((v, d), dtype=np.float32).T
+    z = np.empty((n, v), dtype=np.float32)
+
+    def blocked(b):
+        for b0 in range(0, n, b):
+            np.matmul(h[b0:b0 + b], wt, out=z[b0:b0 + b])
+
+    best = {b: float("inf") for b in blocks}
+    for _ in range(3):
+        for b in blocks:
+            t0 = time.perf_counter()
+            blocked(b)
+            best[b] = min(best[b], time.perf_counter() - t0)
+    print(f"{n}x{d} @ {d}x{v}: " + "  ".join(
+        f"blocks of {b} rows {best[b] * 1e3:.0f} ms" for b in blocks))
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 5:
+    args = [a for a in sys.argv[1:] if a != "--gemm-blocks"]
+    if len(args) != 4:
         sys.exit(__doc__)
-    main(*map(int, sys.argv[1:4]), [int(c) for c in sys.argv[4].split(",")])
+    sizes = [int(c) for c in args[3].split(",")]
+    (gemm_blocks if "--gemm-blocks" in sys.argv else main)(*map(int, args[:3]), sizes)

@@ -195,6 +195,24 @@ def _sample_weight(sample_weight, lead_shape):
     return s
 
 
+def _index_targets(t, lead, n_classes, ignore_index, weight, sample_weight, threads):
+    """Integer class indices `t` of shape `lead`, checked in one pass: (the targets
+    as flat int64, rows counted, the "mean" denominator); a ValueError naming the
+    first target outside [0, n_classes) that is not ignore_index."""
+    if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"target holds {t.max()}, outside [0, {n_classes})")
+    t64 = _aligned(t, np.int64).reshape(-1)
+    w64 = None if weight is None else weight.astype(np.float64)
+    bad, counted, weight_sum = _core.check_targets(t64, n_classes, ignore_index, w64,
+                                                   sample_weight, threads)
+    if bad >= 0:
+        where = np.unravel_index(bad, lead) if lead else ()
+        raise ValueError(
+            f"target[{', '.join(map(str, where))}] = {t64[bad]} is not a class index in "
+            f"[0, {n_classes}) nor ignore_index ({ignore_index})")
+    return t64, counted, weight_sum
+
+
 def _divide(numerator, denominator):
     """numerator / denominator with IEEE rules, as PyTorch's reductions: a
     zero denominator gives ±inf (nan for 0/0), not an exception."""
@@ -289,18 +307,8 @@ class _Problem:
             raise ValueError(
                 f"target must have the logits' shape without the class axis, {tuple(lead)}, "
                 f"got {t.shape}")
-        if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
-            raise ValueError(f"target holds {t.max()}, outside [0, {n_classes})")
-        t64 = _aligned(t, np.int64).reshape(-1)
-        w64 = None if self.weight is None else self.weight.astype(np.float64)
-        bad, self.counted, self.weight_sum = _core.check_targets(
-            t64, n_classes, self.ignore_index, w64, self.sample_weight, self.threads)
-        if bad >= 0:
-            where = np.unravel_index(bad, lead) if lead else ()
-            raise ValueError(
-                f"target[{', '.join(map(str, where))}] = {t64[bad]} is not a class index in "
-                f"[0, {n_classes}) nor ignore_index ({self.ignore_index})")
-        self.target = t64
+        self.target, self.counted, self.weight_sum = _index_targets(
+            t, lead, n_classes, self.ignore_index, self.weight, self.sample_weight, self.threads)
 
     def grad_scales(self, grad_output):
         """(shared scale, per-row scales) of the gradient for this reduction."""

@@ -48,9 +48,12 @@ __all__ = ["BLOCK_ROWS", "CHUNK_BYTES", "linear_cross_entropy", "linear_cross_en
 #: rows is enough for that) while holding far less than the N×V logits.
 CHUNK_BYTES = 128 << 20
 
-#: Rows per forward GEMM call.  512 rows run the GEMM as fast as one call over
-#: all rows (2048 × 1024 × 32000 float32: 2.06 s in blocks of 512 against 2.03 s
-#: in one call, 2.40 s in blocks of 256); fewer repack W too often.
+#: Rows per forward GEMM call (a chunk is whole blocks, so it is also the
+#: smallest chunk).  2048 × 1024 @ 1024 × 32000 float32, 2 threads: 401 ms in
+#: blocks of 512 rows, 382 in blocks of 1024, 370 in one call, 451 in blocks of
+#: 256 (``python tools/linear_chunks.py 2048 1024 32000 256,512,1024,2048
+#: --gemm-blocks``): 8% on one of the three GEMMs, against twice the smallest
+#: chunk's memory for 1024.
 BLOCK_ROWS = 512
 
 # Vocabulary rows per slab when grad_linear_weight is accumulated by matmul + add
@@ -142,16 +145,21 @@ def _cblas_works(blas):
 _CBLAS = _load_cblas()
 
 
+def _slab_for(c):
+    """The buffer _accumulate_product's fallback adds through: rows of c, at most
+    _SLAB_BYTES (allocated, not touched, unless the fallback runs)."""
+    rows = max(1, min(c.shape[0], _SLAB_BYTES // max(1, c.shape[1] * c.itemsize)))
+    return np.empty((rows, c.shape[1]), dtype=c.dtype)
+
+
 def _accumulate_product(a, b, c, beta, slab):
-    """c = a @ b + beta * c (beta 0 or 1) without a temporary of c's size."""
+    """c = a @ b + beta * c (beta 0 or 1) without a temporary of c's size (slab:
+    _slab_for(c), for a BLAS without a CBLAS gemm)."""
     if _CBLAS is not None and _CBLAS.gemm(a, b, c, beta):
         return
     if beta == 0.0:
         np.matmul(a, b, out=c)
         return
-    if slab is None:
-        slab = np.empty((max(1, min(c.shape[0], _SLAB_BYTES // max(1, c.shape[1] * c.itemsize))),
-                         c.shape[1]), dtype=c.dtype)
     rows = slab.shape[0]
     for v0 in range(0, c.shape[0], rows):
         part = slab[:min(rows, c.shape[0] - v0)]
@@ -258,17 +266,9 @@ class _LinearProblem:
         if t.shape != self.lead_shape:
             raise ValueError(f"target must have hidden's shape without the features, "
                              f"{self.lead_shape}, got {t.shape}")
-        if t.dtype == np.uint64 and t.size and t.max() > np.iinfo(np.int64).max:
-            raise ValueError(f"target holds {t.max()}, outside [0, {n_classes})")
-        t64 = _api._aligned(t, np.int64).reshape(-1)
-        w64 = None if self.class_weight is None else self.class_weight.astype(np.float64)
-        bad, self.counted, self.weight_sum = _core.check_targets(
-            t64, n_classes, self.ignore_index, w64, self.sample_weight, self.threads)
-        if bad >= 0:
-            where = np.unravel_index(bad, self.lead_shape) if self.lead_shape else ()
-            raise ValueError(
-                f"target[{', '.join(map(str, where))}] = {t64[bad]} is not a class index in "
-                f"[0, {n_classes}) nor ignore_index ({self.ignore_index})")
+        t64, self.counted, self.weight_sum = _api._index_targets(
+            t, self.lead_shape, n_classes, self.ignore_index, self.class_weight,
+            self.sample_weight, self.threads)
         self.n_rows = n_rows = t64.shape[0]
         self.hidden = _blasable(h.reshape(n_rows, n_features))
         self.weight_matrix = w
@@ -325,8 +325,9 @@ class _LinearProblem:
             return total
         return _api._divide(total, self.weight_sum)
 
-    def run(self, grads=None, grad_output=None, accumulate=False):
-        """Every chunk: logits, loss (and gradients into `grads`)."""
+    def run(self, grads=None, scales=None, accumulate=False):
+        """Every chunk: logits, loss (and gradients into `grads`, scaled by
+        `scales`, row_scales()' result)."""
         m, chunk, d = self.counted, self.chunk, self.n_features
         w = _blasable(self.weight_matrix)
         row_loss = np.empty(m, dtype=np.float64)
@@ -334,13 +335,15 @@ class _LinearProblem:
         scale, row_scale = (1.0, _api._EMPTY_F64)
         mode = _core.MODE_LOSS
         if grads is not None:
-            scale, row_scale = self.row_scales(grad_output)
+            scale, row_scale = scales if scales is not None else self.row_scales(None)
             mode = _core.MODE_GRAD
             grad_hidden, grad_weight, grad_bias = grads
+            staged = False
             try:  # grad_hidden as (rows, D), a view when its layout allows
                 gh_rows = np.reshape(grad_hidden, (self.n_rows, d), copy=False)
             except ValueError:
                 gh_rows = np.empty((self.n_rows, d), dtype=self.dtype)
+                staged = True
             if self.rows is not None:
                 gh_rows[...] = 0  # ignored rows: exactly 0; counted rows are written below
             if not accumulate:
@@ -351,7 +354,7 @@ class _LinearProblem:
         if m:
             self._chunks(w, row_loss, row_weight, mode, scale, row_scale,
                          None if grads is None else (gh_rows, grad_weight, grad_bias), accumulate)
-        if grads is not None and not np.shares_memory(gh_rows, grad_hidden) and gh_rows.size:
+        if grads is not None and staged:
             grad_hidden[...] = gh_rows.reshape(grad_hidden.shape)
         return row_loss
 
@@ -362,6 +365,7 @@ class _LinearProblem:
         gh_chunk = slab = None
         if grads is not None:
             gh_rows, grad_weight, grad_bias = grads
+            slab = _slab_for(grad_weight)
             if self.rows is not None:
                 gh_chunk = np.empty((chunk, d), dtype=self.dtype)
         wt = w.T
@@ -562,6 +566,6 @@ def linear_cross_entropy_and_grad(hidden, linear_weight, target, *, linear_bias=
     if not isinstance(accumulate, (bool, np.bool_)):
         raise TypeError(f"accumulate must be a bool, got {type(accumulate).__name__}")
     grads = _grad_out(out, bool(accumulate), p, hidden, linear_weight)
-    p.row_scales(grad_output)  # checked before any work
-    row_loss = p.run(grads, grad_output, bool(accumulate))
+    scales = p.row_scales(grad_output)  # checked before any work
+    row_loss = p.run(grads, scales, bool(accumulate))
     return (p.reduce(row_loss),) + grads

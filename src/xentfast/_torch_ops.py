@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 import xentfast
-from xentfast import _api
+from xentfast import _api, _core
 
 try:  # bfloat16 NumPy views of torch's bfloat16 memory
     import ml_dtypes
@@ -173,18 +173,19 @@ def _widened_bfloat16(input: Tensor, target: Tensor, weight: Optional[Tensor],
     rows = xm.reshape(-1, n_classes)  # a view when the layout allows, else one copy
     n_rows = rows.shape[0]
     prob = target.is_floating_point()
-    tm = target.detach().movedim(axis, -1).reshape(-1, n_classes) if prob \
-        else target.detach().reshape(-1)
-    s = None if sample_weight is None else sample_weight.detach().reshape(-1).double()
-    w32 = None if weight is None else weight.detach().float()
+    tm = target.detach().movedim(axis, -1).reshape(-1, n_classes) if prob else None
+    # every argument checked once, before any block is computed: in place, a bad
+    # target in a late block must not find the early ones already overwritten
+    w32 = _api._class_weight(None if weight is None else weight.detach().float().numpy(),
+                             n_classes, np.float32)
+    s = _api._sample_weight(None if sample_weight is None else sample_weight.detach().numpy(),
+                            tuple(lead))
     # the mean's denominator, from the targets and weights alone
     if prob:
-        denom = float(n_rows) if s is None else float(s.sum())
+        denom = float(n_rows if s is None else _core.fixed_sum(s))
     else:
-        counted = tm != opts.ignore_index
-        wy = counted.double() if w32 is None else torch.where(
-            counted, w32.double()[tm.clamp(0, n_classes - 1)], 0.0)
-        denom = float((wy if s is None else wy * s).sum())
+        t64, _, denom = _api._index_targets(target.detach().numpy(), tuple(lead), n_classes,
+                                            opts.ignore_index, w32, s, 1)
     inv_denom = math.inf if denom == 0 else 1.0 / denom  # IEEE, as the reductions
     grad_rows = None
     if compute_grad:
@@ -195,14 +196,15 @@ def _widened_bfloat16(input: Tensor, target: Tensor, weight: Optional[Tensor],
                      else torch.empty(rows.shape, dtype=torch.bfloat16))
     row_loss = torch.empty(n_rows, dtype=torch.float64)
     row_z = torch.empty(n_rows, dtype=torch.float64)
-    kw = _kwargs(opts._replace(axis=-1, reduction="none"), w32, None, True)
+    kw = _kwargs(opts._replace(axis=-1, reduction="none"), None, None, True)
+    kw["weight"] = w32
     step = max(1, WIDEN_CHUNK_ELEMENTS // max(n_classes, 1))
     for start in range(0, n_rows, step):
         sl = slice(start, start + step)
         x32 = rows[sl].float()
-        t_c = (tm[sl].float() if prob else tm[sl]).numpy()
+        t_c = tm[sl].float().numpy() if prob else t64[sl]
         if s is not None:
-            kw["sample_weight"] = s[sl].numpy()
+            kw["sample_weight"] = s[sl]
         if compute_grad:
             # "none" with these row scales is the gradient of the requested reduction
             upstream = np.full(x32.shape[0], inv_denom if opts.reduction == "mean" else 1.0)
@@ -217,9 +219,9 @@ def _widened_bfloat16(input: Tensor, target: Tensor, weight: Optional[Tensor],
     def reduce(v: Tensor) -> Tensor:
         if opts.reduction == "none":
             return v.reshape(lead).to(torch.bfloat16)
-        total = float(v.sum())
+        total = _core.fixed_sum(v.numpy())  # the order of the NumPy path's sum
         if opts.reduction == "mean":
-            total = math.nan if denom == 0 and total == 0 else total * inv_denom
+            total = _api._divide(total, denom)
         return torch.tensor(total, dtype=torch.bfloat16)
 
     grad = None

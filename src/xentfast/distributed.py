@@ -873,8 +873,9 @@ def evaluate(logits, target, *, vocab_comm=None, vocab_start=None, data_comm=Non
     gathered batch; the per-row fields are this rank's rows.  The prediction
     is the first class of largest logit (softcap and temperature keep the
     order).  Beyond :func:`cross_entropy`'s traffic, `vocab_comm` adds two
-    MAX reductions of one float per row (two more for probability targets)
-    and `data_comm` one SUM of 4 floats.
+    MAX reductions of one float per row (two more for probability targets);
+    under `data_comm` the call makes one collective, the agreement vector,
+    whose shared slots carry the 4 totals.
 
     Returns
     -------

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ import numpy as np
 
 import xentfast
 from xentfast import _linear, reference
+from xentfast.bench import memory
 
 DEFAULT_SHAPES = ((4096, 1024, 32000), (2048, 512, 128256))
 ORACLE_SHAPE = (512, 64, 4096)
@@ -163,27 +163,15 @@ def rss_child(spec):
 
 
 def _current_mib():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
+    current = memory._status_mib("VmRSS")
+    return float("nan") if current is None else current
 
 
 def _peak_mib():
     """This process's peak resident memory.  VmHWM (Linux) starts afresh at
     exec; ru_maxrss would carry the forking parent's peak over."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = memory._status_mib("VmHWM")
+    return memory._ru_maxrss_mib() if peak is None else peak
 
 
 def peak_rss(key, n, d, v, threads):

@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import Optional
 
+from . import _loop_child
 from .report import _render, _three_digits, _with_unit
 from .targets import LOOP_SETTING_RATIO_LIMIT
 
@@ -51,7 +52,7 @@ _CHILD_FILE = pathlib.Path(__file__).with_name("_loop_child.py")
 # (the package's modules would shadow top-level ones).
 _CHILD_LAUNCH = ("import runpy, sys; sys.argv = sys.argv[1:]; "
                  "runpy.run_path(sys.argv[0], run_name='__main__')")
-_CHILD_TAG = "xentfast-bench-loop: "
+_CHILD_TAG = _loop_child.TAG
 
 
 @dataclass(frozen=True)
