@@ -1,12 +1,12 @@
 /* Times one row kernel alone, on one thread, without Python or OpenMP: the
- * tool behind the cycles-per-element and callgrind figures in the issue
- * notes.  Built by tools/kernel_bench.sh against one ISA file:
+ * tool behind the cycles-per-element and callgrind figures in
+ * docs/design.md.  Built by tools/kernel_bench.sh against one ISA file:
  *
  *   kernel_bench N C MODE [SOFTCAP [REPS [STREAM]]]
  *
  * MODE 0 = loss only, 1 = loss+grad.  Prints the best of REPS calls, in ms,
- * G elements/s and cycles per element at a nominal 2.6 GHz (this machine's
- * TSC rate; only ratios between runs matter).  Options from the environment:
+ * G elements/s and cycles per element at a nominal 2.6 GHz (the measuring
+ * host's TSC rate; only ratios between runs matter).  Options from the environment:
  * LS=eps (label smoothing), ZL=lambda (z-loss), PROB=1 (uniform probability
  * targets instead of indices), INPLACE=1 (the gradient over the logits; with
  * STREAM 0, as the extension does in place). */

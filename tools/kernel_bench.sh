@@ -8,7 +8,7 @@
 #
 # With CALLGRIND=1 it prints the instructions executed inside the row kernel
 # (valgrind 3.19 has no AVX-512: use avx2 there).  Examples of the figures
-# in the issue notes: `tools/kernel_bench.sh avx512 4 2000 1 30 20000` (rows
+# in docs/design.md: `tools/kernel_bench.sh avx512 4 2000 1 30 20000` (rows
 # in L1, softcap), `tools/kernel_bench.sh avx512 1024 32000 0 0 5 1` (DRAM).
 #
 #   TOOL=exp_mid_check tools/kernel_bench.sh [avx512|avx2]

@@ -30,7 +30,7 @@ The layers, from a call down (docs/design.md has the whole design)::
         -> xf_plan (plan.c)     which algorithm the call runs, decided once
           -> kernels (C)        per-row math, one template per concern,
                                 over a vector layer per ISA (scalar, AVX2,
-                                AVX-512), chosen at run time
+                                AVX-512, NEON), chosen at run time
 
     apart: xentfast.reference (the oracle), xentfast.torch (PyTorch
     adapter), xentfast.bench (the benchmark)

@@ -1,4 +1,4 @@
-"""Benchmark xentfast against the memory bound and against its peers.
+"""Benchmark xentfast against the machine's memory bounds and against its peers.
 
 Run as ``python -m xentfast.bench`` (or the ``xentfast-bench`` console script).
 By default it prints one table for a single problem, ``N = 8192`` rows of
@@ -8,9 +8,13 @@ best of its timed runs: at least ``--repeat`` (3; 2 for a method slower than
 1 s, 1 for slower than 5 s), then more until ``--budget`` seconds (1) of timed
 runs -- on a shared machine, many short runs find the undisturbed ones:
 
-- ``copy bound``: ``np.multiply(x, 2, out=y)``, one read and one write of every
-  element, the traffic a fused loss+gradient cannot go below (single-threaded,
-  as NumPy is; a row split over ``--threads`` threads is shown as well);
+- the bounds: xentfast's own C passes over the same array, threaded as the
+  kernels (``_core.bound``): a read, a read + streaming write, a read + write
+  in place -- the traffic of the loss alone, of loss+gradient into a buffer and
+  in place, with no arithmetic;
+- ``copy bound``: NumPy's ``np.multiply(x, 2, out=y)``, one read and one write
+  of every element on one thread (a row split over ``--threads`` threads is
+  shown as well): the yardstick of earlier versions;
 - ``np.max(x)``: one read of every element, the bound of a forward-only pass;
 - xentfast's fused loss+gradient into a reused buffer (on ``--threads`` threads
   and on one thread), into a fresh array and in place (``out=logits``, the
@@ -23,8 +27,9 @@ runs -- on a shared machine, many short runs find the undisturbed ones:
   ``unavailable: <reason>``.  Every peer is optional (PyTorch is optional; any
   CPU build works).
 
-Columns: time, throughput in G elements/s (``N*C / time``), time relative to
-the copy bound (``x copy``, 1.0 is the floor), the xentfast speed-up (that
+Columns: time, throughput in G elements/s (``N*C / time``), ``of bound`` (the
+matching bound's time over the row's: 1.0 is the floor), time over NumPy's
+copy (``x copy``), the xentfast speed-up (that
 row's time over xentfast's fused loss+grad into a reused buffer), and, as a
 correctness check, each row's distance from xentfast's mean loss and gradient.
 A last line compares xentfast with the float64 oracle

@@ -125,7 +125,8 @@ def _parser():
     parser = argparse.ArgumentParser(
         prog="python -m xentfast.bench",
         description="Time xentfast's fused softmax cross-entropy loss+gradient against "
-                    "the memory bound (a scale-copy) and its peers, in one process.")
+                    "the machine's memory bounds (xentfast's own read and write passes) and its "
+                    "peers, in one process.")
     parser.add_argument("--shape", nargs=2, type=_positive_int, metavar=("N", "C"),
                         default=list(DEFAULT_SHAPE),
                         help="rows and classes of the logits, for the default table and "

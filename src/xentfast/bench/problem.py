@@ -101,7 +101,7 @@ def _fill_standard_normal(out: np.ndarray, rng) -> None:
     Arrays of up to 4 Mi elements are drawn directly; larger ones are filled
     with 64 Ki-element chunks of a 4 Mi-element pool of deviates taken at
     random offsets: the same distribution for a benchmark, about 30 times
-    faster than drawing them all (which takes ~20 s for 2 GiB here, once per
+    faster than drawing them all (which takes ~20 s for 2 GiB on a 2-core Xeon, once per
     shape and once per ``--rss`` process).
     """
     flat = out.reshape(-1)
