@@ -17,6 +17,7 @@ enum {
     xf_neon_f32_narrow_max = XF_CAP_NARROW_MAX,
     xf_neon_f32_one_loop_cap = (int)XF_CAP_ONE_LOOP_CAP
 };
+_Static_assert(XF_CAP_ONE_LOOP_CAP == (int)XF_CAP_ONE_LOOP_CAP, "an enumerator holds the cap");
 
 #include "xentfast/vec_undef.h"
 #include "xentfast/vec_neon_f64.h"
