@@ -208,3 +208,39 @@ def test_create_graph_gradient_on_adversarial_inputs(kwargs):
                                         xi, create_graph=create_graph)
             grads.append(gx.detach())
         torch.testing.assert_close(grads[1], grads[0], rtol=1e-12, atol=1e-14, equal_nan=True)
+
+
+# small logits are kept for the backward pass by reference, large ones as saved tensors
+KEPT_SIZES = pytest.mark.parametrize("n,c", [(5, 4), (300, 256)])
+
+
+@KEPT_SIZES
+def test_logits_modified_after_the_forward_pass_raise_for_a_second_derivative(n, c):
+    """Either way of keeping the logits notices an in-place change, as autograd does,
+    instead of differentiating the modified values."""
+    assert (n * c <= xt._HELD_ELEMENTS) == (n == 5)
+    g, x, t = data(11, n=n, c=c)
+    w = torch.eye(c, dtype=DT, requires_grad=True)
+    logits = x @ w
+    loss = xt.cross_entropy(logits, t)
+    with torch.no_grad():
+        logits.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        torch.autograd.grad(loss, w, create_graph=True)
+
+
+@KEPT_SIZES
+def test_second_derivative_and_second_backward_of_either_size(n, c):
+    g, x, t = data(12, n=n, c=c)
+    xr = x.clone().requires_grad_()
+    x1 = x.clone().requires_grad_()
+    (gx,) = torch.autograd.grad(xt.cross_entropy(x1, t), x1, create_graph=True)
+    (gf,) = torch.autograd.grad(F.cross_entropy(xr, t), xr, create_graph=True)
+    v = torch.randn(n, c, generator=g, dtype=DT)
+    (hx,) = torch.autograd.grad((gx * v).sum(), x1)
+    (hf,) = torch.autograd.grad((gf * v).sum(), xr)
+    torch.testing.assert_close(hx, hf, rtol=1e-10, atol=1e-12)
+    loss = xt.cross_entropy(x1, t)
+    (first,) = torch.autograd.grad(loss, x1, retain_graph=True)
+    (second,) = torch.autograd.grad(loss, x1)  # recomputed from the kept logits
+    torch.testing.assert_close(second, first, rtol=0, atol=0)

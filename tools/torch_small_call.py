@@ -2,7 +2,7 @@
 
     python tools/torch_small_call.py
 
-64 rows of 10 classes, loss + backward, one torch thread, process time, best of 30
+64 rows of 10 classes, loss + backward, one torch thread, process time, best of 100
 rounds of 200 calls, the two functions interleaved: once on a leaf tensor and once
 on the output of an ``nn.Linear`` (where autograd carries the gradient on).  At this
 size the call is all overhead, so this measures the adapter's per-call cost.
@@ -29,7 +29,7 @@ def main():
             for _ in range(200):
                 step(fn)
         best = {name: float("inf") for name, _ in fns}
-        for _ in range(30):
+        for _ in range(100):
             for name, fn in fns:
                 t0 = time.process_time()
                 for _ in range(200):

@@ -71,6 +71,7 @@ _functorch_interpreter: Callable[[], Any] = torch._C._functorch.peek_interpreter
 _dispatch_modes: Callable[[], int] = torch._C._len_torch_dispatch_stack
 _is_compiling: Callable[[], bool] = torch.compiler.is_compiling
 _autocast_enabled: Callable[[str], bool] = torch.is_autocast_enabled
+_grad_enabled: Callable[[], bool] = torch.is_grad_enabled
 
 
 def _traced(t: torch.Tensor) -> bool:
@@ -78,6 +79,18 @@ def _traced(t: torch.Tensor) -> bool:
     make_fx, torch.func): its memory cannot, or must not, be read here."""
     return (_is_compiling() or type(t) not in _PLAIN_TENSOR_TYPES
             or _functorch_interpreter() is not None or _dispatch_modes() > 0)
+
+
+def _plain_tensors(input: torch.Tensor, target: torch.Tensor) -> bool:
+    """Do the tensors allow the shortest eager route: plain CPU tensors, float32 or
+    float64 logits with a class dim that need a gradient, a target that does not,
+    and no compiler, transform, dispatch mode or autocast active?"""
+    return (type(input) is torch.Tensor and type(target) is torch.Tensor
+            and input.requires_grad and not target.requires_grad and _grad_enabled()
+            and (input.dtype is torch.float32 or input.dtype is torch.float64)
+            and input.ndim >= 1 and input.is_cpu and target.is_cpu
+            and not _is_compiling() and _functorch_interpreter() is None
+            and _dispatch_modes() == 0 and not _autocast_enabled("cpu"))
 
 
 class _Call(NamedTuple):
@@ -91,6 +104,31 @@ class _Call(NamedTuple):
     plain: bool  # no weights or options: the shortest way through
 
 
+# the _Call of the shortest route, per (class dim 1, reduction, ignore_index, num_threads)
+_PLAIN_CALLS: dict[tuple[Any, ...], _Call] = {}
+
+
+# Logits up to this size (256 KiB of float32) are kept by reference for the backward
+# pass, larger ones as saved tensors (see _FusedCrossEntropy.forward).
+_HELD_ELEMENTS = 1 << 16
+
+
+def _saved_input(ctx: Any) -> torch.Tensor:
+    """The input _FusedCrossEntropy.forward kept, checked as autograd checks saved
+    tensors: modified in place since, it must not be used."""
+    held: Optional[torch.Tensor] = ctx.held
+    if held is None:
+        (input,) = ctx.saved_tensors
+        return input  # type: ignore[no-any-return]
+    if held._version != ctx.held_version:
+        raise RuntimeError(
+            f"one of the variables needed for gradient computation has been modified by "
+            f"an inplace operation: the input of xentfast.torch.cross_entropy, "
+            f"{tuple(held.shape)}, is at version {held._version}; expected version "
+            f"{ctx.held_version} instead")
+    return held
+
+
 class _FusedCrossEntropy(torch.autograd.Function):
     """Eager path: fused loss + gradient forward, a scaling backward."""
 
@@ -98,14 +136,8 @@ class _FusedCrossEntropy(torch.autograd.Function):
     def forward(ctx: Any, input: torch.Tensor, target: torch.Tensor, call: _Call) -> Any:
         # the other arguments travel in one object: Function.apply walks its arguments
         weight, sample_weight, opts, return_z_loss, inplace, plain = call
-        if plain and not inplace:
-            # the common call, in as few steps as possible (small calls are all overhead)
-            fused: Any = xentfast.cross_entropy_and_grad(
-                input.detach().numpy(), _ops.numpy_view(target, "target"), axis=opts.axis,
-                reduction=opts.reduction, ignore_index=opts.ignore_index,
-                num_threads=opts.num_threads)
-            loss = _ops.tensor_from(fused[0], input.dtype)
-            grad = torch.from_numpy(fused[1])
+        if plain and not inplace:  # the common call, in as few steps as possible
+            loss, grad = _ops.plain_loss_and_grad(input, target, opts)
             zpart = None
         else:
             loss, zpart, grad = _ops.loss_and_grad(input, target, weight, sample_weight, opts,
@@ -118,7 +150,14 @@ class _FusedCrossEntropy(torch.autograd.Function):
         if inplace:
             # input's memory now holds the gradient: any saved use of it must fail
             torch.autograd.graph.increment_version(input)
-        else:  # kept for second derivatives and a second backward pass
+        elif input.numel() <= _HELD_ELEMENTS:
+            # kept for second derivatives and a second backward pass: small logits by
+            # reference (a saved tensor costs ~1 us, a tenth of a small call), with
+            # the version autograd would check; large ones saved, freed by backward
+            ctx.held = input
+            ctx.held_version = input._version
+        else:
+            ctx.held = None
             ctx.save_for_backward(input)
         if return_z_loss:
             ctx.mark_non_differentiable(zpart)
@@ -127,21 +166,20 @@ class _FusedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad_loss: torch.Tensor, *unused: Any) -> Any:
-        none = (None, None)
         opts: Options = ctx.opts
-        if torch.is_grad_enabled():
+        grad: Optional[torch.Tensor] = ctx.grad
+        ctx.grad = None  # hand the buffer over: no reference to it stays in the graph
+        if _grad_enabled():
             # create_graph=True: the gradient must itself be differentiable
             if ctx.inplace:
                 raise RuntimeError(
                     "xentfast.torch.cross_entropy(..., inplace_backward=True) overwrote its "
                     "input with the gradient, so it has no second derivative: call it "
                     "without inplace_backward to differentiate twice (create_graph=True)")
-            (input,) = ctx.saved_tensors
+            input = _saved_input(ctx)
             target, weight, sample_weight = ctx.others
-            ctx.grad = None
-            return (_ops.grad_formula(input, target, weight, sample_weight, opts, grad_loss),) \
-                + none
-        grad: Optional[torch.Tensor] = ctx.grad
+            return _ops.grad_formula(input, target, weight, sample_weight, opts,
+                                     grad_loss), None, None
         if grad is None:
             if ctx.inplace:
                 raise RuntimeError(
@@ -151,20 +189,18 @@ class _FusedCrossEntropy(torch.autograd.Function):
                     "inplace_backward for that")
             # a second backward pass through a retained graph: the first one consumed
             # the buffer, so compute the gradient again
-            (input,) = ctx.saved_tensors
+            input = _saved_input(ctx)
             target, weight, sample_weight = ctx.others
             grad = _ops.loss_and_grad(input.detach(), target, weight, sample_weight, opts,
                                       False)[2]
-        ctx.grad = None  # hand the buffer over: no reference to it stays in the graph
-        if opts.reduction == "none":
-            if not bool(torch.all(grad_loss == 1)):
-                # one upstream value per row, broadcast along the class dim
-                grad.mul_(grad_loss.unsqueeze(opts.axis) if grad_loss.ndim else grad_loss)
-        else:
+        if opts.reduction != "none":
             scale = float(grad_loss)
             if scale != 1.0:
                 grad.mul_(scale)
-        return (grad,) + none
+        elif not bool(torch.all(grad_loss == 1)):
+            # one upstream value per row, broadcast along the class dim
+            grad.mul_(grad_loss.unsqueeze(opts.axis) if grad_loss.ndim else grad_loss)
+        return grad, None, None
 
 
 class _FunctorchCrossEntropy(torch.autograd.Function):
@@ -371,6 +407,23 @@ def cross_entropy(input: torch.Tensor, target: torch.Tensor,
     >>> bool(w.grad.abs().sum() > 0)
     True
     """
+    if (not inplace_backward and vocab_group is None and data_group is None
+            and vocab_start is None and _ops.plain_call(
+                reduction, 1, weight, sample_weight, label_smoothing, z_loss, softcap,
+                temperature, return_z_loss, num_threads, ignore_index)
+            and _plain_tensors(input, target)):
+        # the training loop's call (a gradient, no options): the checks below hold,
+        # and it needs fewer steps than them (at 64 x 10 the call is all overhead)
+        key = (input.ndim > 1, reduction, ignore_index, num_threads)
+        call = _PLAIN_CALLS.get(key)
+        if call is None:
+            if len(_PLAIN_CALLS) >= 64:  # a bound, for callers that vary ignore_index
+                _PLAIN_CALLS.clear()
+            call = _PLAIN_CALLS[key] = _Call(
+                None, None, Options(int(input.ndim > 1), reduction, ignore_index, 0.0, 0.0,
+                                    None, 1.0, num_threads), False, False, True)
+        apply = _apply_fused if _is_functorch_wrapped(input) else _apply_fused_direct
+        return apply(input, target, call)  # type: ignore[no-any-return]
     if vocab_group is not None or data_group is not None or vocab_start is not None:
         if inplace_backward:
             raise ValueError("inplace_backward is not available with vocab_group or data_group")
