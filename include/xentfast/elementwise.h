@@ -152,3 +152,10 @@ static inline void XF_FN(exp)(const XF_T *x, XF_T *y, int64_t n) {
     for (; i + XF_W <= n; i += XF_W) V_STOREU(y + i, V_EXP(V_LOADU(x + i)));
     if (i < n) V_STORE_TAIL(y + i, V_EXP(V_LOAD_TAIL(x + i, n - i, 0)), n - i);
 }
+
+/* The same with the row sums' exp of x <= 0 (for the accuracy tests) */
+static inline void XF_FN(exp_nonpos)(const XF_T *x, XF_T *y, int64_t n) {
+    int64_t i = 0;
+    for (; i + XF_W <= n; i += XF_W) V_STOREU(y + i, V_EXP_NONPOS(V_LOADU(x + i)));
+    if (i < n) V_STORE_TAIL(y + i, V_EXP_NONPOS(V_LOAD_TAIL(x + i, n - i, 0)), n - i);
+}

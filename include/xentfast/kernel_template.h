@@ -15,6 +15,7 @@
  *   V_ZERO_TAIL(v,n)                           lanes [n, XF_W) set to 0
  *   V_ADD V_SUB V_MUL V_DIV V_MAX V_MIN  V_FMA(a,b,c)=a*b+c  V_FNMA(a,b,c)=c-a*b
  *   V_EXP (within 0.9 ulp), V_EXP_MID (the softcap's cheaper exp),
+ *   optionally V_EXP_NONPOS (V_EXP for lanes <= 0 or NaN; default V_EXP),
  *   XF_TANH_RATIONAL or V_EXPM1_MID (the softcap's tanh)
  *   V_HMAX(v) -> XF_T   V_HSUM(v) -> double   V_FIRST(v) -> lane 0   XF_SFENCE()
  *   XF_T_MAX   V_ROUND_T(v) (lanes rounded to XF_T)   V_SELECT_GE0(x, a, b)
@@ -30,6 +31,10 @@
 #include <string.h>
 #include "xentfast/kernels.h"
 #include "xentfast/row_finish.h" /* the end of a row (not a template) */
+
+#ifndef V_EXP_NONPOS /* a layer without a cheaper exp of x <= 0 */
+#define V_EXP_NONPOS V_EXP
+#endif
 
 #include "xentfast/row_write.h"   /* output rows from the scratch exps, drains */
 #include "xentfast/row_stats.h"   /* online (max, sum-exp) of a row's segments */

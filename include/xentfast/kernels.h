@@ -239,6 +239,7 @@ typedef struct xf_kernel_table {
     const xf_split_fns *split_f32, *split_f64;
     xf_elem_fn elem_f32, elem_f64;
     xf_map_f32_fn exp_f32;
+    xf_map_f32_fn exp_nonpos_f32; /* the row sums' exp, for x <= 0 */
     xf_map_f32_fn log1p_f32; /* log1p on [0, 1] */
     xf_bound_f32_fn bound_f32;
 } xf_kernel_table;

@@ -42,7 +42,7 @@ static XF_ALWAYS_INLINE void XF_FN(prefetch_ahead)(const XF_T *p, int vectors) {
     for (int b = 0; b < bytes; b += 64) XF_PREFETCH(a + b);
 }
 
-/* Sum of exp(x - m) over n elements, in a fixed lane order; the exps are
+/* Sum of exp(x - m) over n elements (m their max: arguments <= 0 or NaN), in a fixed lane order; the exps are
  * stored to e when e is not NULL, and a drain (or NULL) advances a vector
  * per vector of them.  The drain runs here, not in seg_max's loop: that
  * loop reads from memory, this one from L1, so the deferred row's stores
@@ -55,8 +55,8 @@ static XF_ALWAYS_INLINE double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T 
     if (e) {
         for (; i + 2 * XF_W <= n; i += 2 * XF_W) {
             XF_FN(prefetch_ahead)(x + i, 2);
-            XF_V e0 = V_EXP(V_SUB(V_LOADU(x + i), mv));
-            XF_V e1 = V_EXP(V_SUB(V_LOADU(x + i + XF_W), mv));
+            XF_V e0 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv));
+            XF_V e1 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i + XF_W), mv));
             V_STOREU(e + i, e0);
             V_STOREU(e + i + XF_W, e1);
             s0 = V_ADD(s0, e0);
@@ -67,23 +67,23 @@ static XF_ALWAYS_INLINE double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T 
             }
         }
         for (; i + XF_W <= n; i += XF_W) {
-            XF_V e0 = V_EXP(V_SUB(V_LOADU(x + i), mv));
+            XF_V e0 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv));
             V_STOREU(e + i, e0);
             s2 = V_ADD(s2, e0);
         }
         if (i < n) {
-            XF_V e0 = V_EXP(V_SUB(V_LOAD_TAIL(x + i, n - i, -INFINITY), mv));
+            XF_V e0 = V_EXP_NONPOS(V_SUB(V_LOAD_TAIL(x + i, n - i, -INFINITY), mv));
             V_STORE_TAIL(e + i, e0, n - i);
             s3 = V_ADD(s3, e0);
         }
     } else {
         for (; i + 2 * XF_W <= n; i += 2 * XF_W) {
             XF_FN(prefetch_ahead)(x + i, 2);
-            s0 = V_ADD(s0, V_EXP(V_SUB(V_LOADU(x + i), mv)));
-            s1 = V_ADD(s1, V_EXP(V_SUB(V_LOADU(x + i + XF_W), mv)));
+            s0 = V_ADD(s0, V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv)));
+            s1 = V_ADD(s1, V_EXP_NONPOS(V_SUB(V_LOADU(x + i + XF_W), mv)));
         }
-        for (; i + XF_W <= n; i += XF_W) s2 = V_ADD(s2, V_EXP(V_SUB(V_LOADU(x + i), mv)));
-        if (i < n) s3 = V_ADD(s3, V_EXP(V_SUB(V_LOAD_TAIL(x + i, n - i, -INFINITY), mv)));
+        for (; i + XF_W <= n; i += XF_W) s2 = V_ADD(s2, V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv)));
+        if (i < n) s3 = V_ADD(s3, V_EXP_NONPOS(V_SUB(V_LOAD_TAIL(x + i, n - i, -INFINITY), mv)));
     }
     return V_HSUM(V_ADD(V_ADD(s0, s1), V_ADD(s2, s3)));
 }

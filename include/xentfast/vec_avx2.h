@@ -34,9 +34,7 @@
  * Accuracy: max error 0.88 ulp against float64 exp over 2^22 points on
  * [-104, 0] and all of [-88, 88] (tests/test_exp.py asserts <= 2 ulp).
  */
-static inline __m256 xf_exp_ps256(__m256 x) {
-    const __m256 lo = _mm256_set1_ps(-110.0f), hi = _mm256_set1_ps(88.8f);
-    x = _mm256_max_ps(lo, _mm256_min_ps(hi, x));
+static inline __m256 xf_exp_clamped_ps256(__m256 x) {
     /* n = rint(x log2 e): adding 1.5*2^23 rounds to an integer (one FMA) */
     const __m256 shifter = _mm256_set1_ps(12582912.0f);
     const __m256 n =
@@ -59,6 +57,15 @@ static inline __m256 xf_exp_ps256(__m256 x) {
     __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n1, bias), 23));
     __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(n2, bias), 23));
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+/* min/max return their second operand when either is NaN: keep x there. */
+static inline __m256 xf_exp_ps256(__m256 x) {
+    return xf_exp_clamped_ps256(
+        _mm256_max_ps(_mm256_set1_ps(-110.0f), _mm256_min_ps(_mm256_set1_ps(88.8f), x)));
+}
+/* The same for x <= 0 or NaN (x minus its row's max): one clamp fewer. */
+static inline __m256 xf_exp_nonpos_ps256(__m256 x) {
+    return xf_exp_clamped_ps256(_mm256_max_ps(_mm256_set1_ps(-110.0f), x));
 }
 
 /* log(s) for s > 0, 8 float32 lanes: the method of xf_log_ps512 (see
@@ -205,6 +212,7 @@ static inline void xf_store_f64_8(double *p, __m256 v) {
     _mm256_and_ps((v), _mm256_cmp_ps((c), _mm256_setzero_ps(), _CMP_NEQ_UQ))
 #define V_ANY_ZERO(v)       (_mm256_movemask_ps(_mm256_cmp_ps((v), _mm256_setzero_ps(), _CMP_EQ_OQ)) != 0)
 #define V_EXP               xf_exp_ps256
+#define V_EXP_NONPOS        xf_exp_nonpos_ps256
 #define V_EXP_MID           xf_exp_mid_ps256
 #define V_LOG               xf_log_ps256
 #define XF_SFENCE()         _mm_sfence()

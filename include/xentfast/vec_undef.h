@@ -30,6 +30,7 @@
 #undef V_FNMA
 #undef V_FMS
 #undef V_EXP
+#undef V_EXP_NONPOS
 #undef V_EXP_MID
 #undef V_EXPM1_MID
 #undef XF_TANH_RATIONAL

@@ -93,6 +93,7 @@ cdef extern from "xentfast/kernels.h" nogil:
         xf_elem_fn elem_f32
         xf_elem_fn elem_f64
         xf_map_f32_fn exp_f32
+        xf_map_f32_fn exp_nonpos_f32
         xf_map_f32_fn log1p_f32
         xf_bound_f32_fn bound_f32
     size_t xf_scratch_bytes(int64_t n_classes)

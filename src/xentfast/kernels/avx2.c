@@ -22,6 +22,7 @@ const xf_kernel_table xf_table_avx2 = {
     .elem_f32 = xf_elem_f32_avx2,
     .elem_f64 = xf_elem_f64,
     .exp_f32 = xf_exp_f32_avx2,
+    .exp_nonpos_f32 = xf_exp_nonpos_f32_avx2,
     .log1p_f32 = xf_log1p_f32_avx2,
     .bound_f32 = xf_bound_f32_avx2,
 };

@@ -23,6 +23,7 @@ const xf_kernel_table xf_table_avx512 = {
     .elem_f32 = xf_elem_f32_avx512,
     .elem_f64 = xf_elem_f64,
     .exp_f32 = xf_exp_f32_avx512,
+    .exp_nonpos_f32 = xf_exp_nonpos_f32_avx512,
     .log1p_f32 = xf_log1p_f32_avx512,
     .bound_f32 = xf_bound_f32_avx512,
 };

@@ -42,6 +42,7 @@ const xf_kernel_table xf_table_neon = {
     .elem_f32 = xf_elem_f32_neon,
     .elem_f64 = xf_elem_f64_neon,
     .exp_f32 = xf_exp_f32_neon,
+    .exp_nonpos_f32 = xf_exp_nonpos_f32_neon,
     .log1p_f32 = xf_log1p_f32_neon,
     .bound_f32 = xf_bound_f32_neon,
 };

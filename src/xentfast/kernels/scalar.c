@@ -42,6 +42,7 @@ const xf_kernel_table xf_table_scalar = {
     .elem_f32 = xf_elem_f32_scalar,
     .elem_f64 = xf_elem_f64,
     .exp_f32 = xf_exp_f32_scalar,
+    .exp_nonpos_f32 = xf_exp_nonpos_f32_scalar,
     .log1p_f32 = xf_log1p_f32_scalar,
     .bound_f32 = xf_bound_f32_scalar,
 };
