@@ -323,3 +323,49 @@ def test_docstring_examples():
 
     result = doctest.testmod(xt, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+def _adversarial_plain_cases():
+    g = torch.Generator().manual_seed(21)
+    x = torch.randn(6, 7, generator=g)
+    x[0, 2] = float("-inf")
+    x[1] = float("-inf")
+    x[2, 3] = float("nan")
+    x[3] = 3e38
+    return [
+        (torch.randn(0, 5, generator=g), torch.zeros(0, dtype=torch.long)),
+        (torch.randn(4, 1, generator=g), torch.zeros(4, dtype=torch.long)),
+        (x, torch.tensor([0, 1, 2, 3, -100, 6])),
+        (torch.randn(8, 12, generator=g)[:, ::2], torch.randint(0, 6, (8,), generator=g)),
+        (torch.randn(12, 8, generator=g).t(), torch.randint(0, 12, (8,), generator=g)),
+        (torch.randn(5, 3, 4, generator=g), torch.randint(0, 3, (5, 4), generator=g)),
+        (torch.randn(5, generator=g), torch.tensor(2)),
+        (torch.randn(6, 5, dtype=torch.float64, generator=g),
+         torch.randint(0, 5, (6,), dtype=torch.int32, generator=g)),
+    ]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("case", range(8))
+def test_the_shortest_route_equals_the_general_one(monkeypatch, reduction, case):
+    """A call without options takes a shorter route (fewer checks, the NumPy API's
+    shortcut); on adversarial inputs (N = 0, C = 1, -inf, NaN, huge logits, ignored
+    rows, strided and transposed views, (N, C, d) and (C,) layouts, int32 targets)
+    it gives the general route's loss and gradient bit for bit."""
+    x, t = _adversarial_plain_cases()[case]
+
+    def loss_and_grad():
+        a = x.clone().requires_grad_()
+        loss = xt.cross_entropy(a, t, reduction=reduction)
+        loss.sum().backward()
+        return loss.detach(), a.grad
+
+    short = loss_and_grad()
+    # the general route: every check, and the NumPy API's public entry point
+    monkeypatch.setattr(xt._ops, "plain_call", lambda *args: False)
+    monkeypatch.setattr(xt._ops, "plain_loss_and_grad", lambda input, target, opts:
+                        xt._ops.loss_and_grad(input, target, None, None, opts, False)[::2])
+    general = loss_and_grad()
+    for s, g in zip(short, general):
+        assert torch.equal(s.isnan(), g.isnan())
+        assert torch.equal(torch.nan_to_num(s, 0.5), torch.nan_to_num(g, 0.5))

@@ -86,8 +86,13 @@ static inline int64_t xf_block_rows(int64_t n_classes) {
 /* Software prefetch of the logits XF_PREFETCH_BYTES ahead of the exp loop:
  * memory keeps streaming while the exps of the current segment are
  * computed from L1.  16 KiB ahead into L2 (locality 2) measured best among
- * 4-32 KiB (`tools/kernel_bench.sh avx512 1024 32000 1 0 5 1`). */
+ * 4-32 KiB (`tools/kernel_bench.sh avx512 1024 32000 1 0 5 1`); for in place
+ * and the loss alone 8 KiB was worse and 16-64 KiB alike within the noise
+ * (`python tools/bound_fractions.py 8192 32000` on builds made with
+ * CFLAGS=-DXF_PREFETCH_BYTES=N, which is what the #ifndef is for). */
+#ifndef XF_PREFETCH_BYTES
 #define XF_PREFETCH_BYTES 16384
+#endif
 #if defined(__GNUC__) || defined(__clang__)
 #define XF_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 2)
 #elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_IX86))
