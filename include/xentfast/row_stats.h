@@ -42,11 +42,15 @@ static XF_ALWAYS_INLINE void XF_FN(prefetch_ahead)(const XF_T *p, int vectors) {
     for (int b = 0; b < bytes; b += 64) XF_PREFETCH(a + b);
 }
 
-/* Sum of exp(x - m) over n elements (m their max: arguments <= 0 or NaN), in a fixed lane order; the exps are
- * stored to e when e is not NULL, and a drain (or NULL) advances a vector
- * per vector of them.  The drain runs here, not in seg_max's loop: that
- * loop reads from memory, this one from L1, so the deferred row's stores
- * leave while the next segment's lines stream in (prefetch). */
+/* Sum of exp(x - m) over n elements (m their max: arguments <= 0 or NaN), in
+ * a fixed lane order; the exps are stored to e when e is not NULL, and a
+ * drain (or NULL) advances a vector per vector of them.  The drain runs
+ * here, not in seg_max's loop: that loop reads from memory, this one from
+ * L1, so the deferred row's stores leave while the next segment's lines
+ * stream in (prefetch).  The drain may read the very scratch the exps go to
+ * (rows.h: a plain row shares one scratch row with the row it defers), so
+ * each drained vector is read before the exps overwrite its place, and the
+ * drain is closed before the last vectors and the tail are stored. */
 static XF_ALWAYS_INLINE double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T m, XF_T *e,
                                                  XF_FN(drain_t) * drain, const int how) {
     const XF_V mv = V_SET1(m);
@@ -57,15 +61,19 @@ static XF_ALWAYS_INLINE double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T 
             XF_FN(prefetch_ahead)(x + i, 2);
             XF_V e0 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv));
             XF_V e1 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i + XF_W), mv));
+            if (drain) { /* the deferred row's stores, a vector per vector of exps */
+                XF_FN(drain_step)(drain, how);
+                XF_FN(drain_step)(drain, how);
+                /* its head written at open keeps it ahead; near the end a
+                 * step it cannot take is closed before these stores */
+                if (drain->k < i + 2 * XF_W) XF_FN(drain_close)(drain, how);
+            }
             V_STOREU(e + i, e0);
             V_STOREU(e + i + XF_W, e1);
             s0 = V_ADD(s0, e0);
             s1 = V_ADD(s1, e1);
-            if (drain) { /* the deferred row's stores, a vector per vector of exps */
-                XF_FN(drain_step)(drain, how);
-                XF_FN(drain_step)(drain, how);
-            }
         }
+        if (drain) XF_FN(drain_close)(drain, how);
         for (; i + XF_W <= n; i += XF_W) {
             XF_V e0 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv));
             V_STOREU(e + i, e0);

@@ -189,11 +189,12 @@ static XF_ALWAYS_INLINE void XF_FN(drain_open)(XF_FN(drain_t) * d, const XF_FN(p
     (d->out, d->e, d->w, d->tp, d->chain_factors, d->k, d->f, d->alpha, d->beta, 0);
 }
 
-/* The rest of the drain. */
+/* The rest of the drain (once: a second close writes nothing). */
 static XF_ALWAYS_INLINE void XF_FN(drain_close)(XF_FN(drain_t) * d, const int how) {
     const int64_t k = d->k;
     if (k < d->n) XF_FN(write_segment)
     (d->out + k, d->e + k, d->w ? d->w + k : NULL, d->tp ? d->tp + k : NULL,
      d->chain_factors ? d->chain_factors + k : NULL, d->n - k, d->f, d->alpha, d->beta,
      how & XF_DRAIN_STREAM);
+    d->k = d->n;
 }
