@@ -57,18 +57,21 @@ enum {
 
 /* A float32 gradient row is written during the next row's pass (rows.h)
  * when what waits meanwhile takes at most this many bytes of a 2 MiB L2:
- * a general row both rows' scratch exps, in place the deferred row's
- * logits too, with probability targets its targets; a plain row only one
- * row (its exps over its logits in place; into a buffer one scratch row
- * that the next row's exps take over as the drain empties it).  Measured
- * before plain rows shared their scratch, one thread, from DRAM, 131072000 elements,
+ * one scratch row of exps (the next row's exps take it over as the drain
+ * empties it; a softcapped row: both rows' scratch), in place the deferred
+ * row's logits too, with probability targets its targets; a plain row in
+ * place only that row (its exps over its logits).  Measured before rows
+ * shared their scratch, one thread, from DRAM, 131072000 elements,
  * deferred or not (tools/kernel_bench.sh avx512 N C 1 0 4 1, built with
  * this limit and with 0; in place INPLACE=1 ... 1 0 4 0; probability
  * targets PROB=1 ... 1 0 3 1): into a buffer 16% faster at C = 32000, 15%
  * at 131072, even at 180000, 14% slower at 262144 (two scratch rows then;
  * with one, 262144 gains most: docs/design.md); in place 13-16% faster
  * at 32000, 100000 and 128256, 9% at 180000, 3% at 262144; probability
- * targets at 128256 (1.5 MiB waiting) 10% slower. */
+ * targets at 128256 (1.5 MiB waiting) 10% slower.  With one scratch row
+ * (python tools/ab_bench.py OLD_SRC src N C 1 3): 2048 x 128256 plain 9%
+ * faster, probability targets (1 MiB waiting, deferred now) 4%; 1024 x
+ * 262144 plain 16%, smoothing 14%, class weights 15%, temperature 8%. */
 #define XF_DEFER_MAX_BYTES (1024 * 1024)
 
 /* Rows per block aim at this many elements (a block amortises its call);

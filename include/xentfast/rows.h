@@ -8,8 +8,8 @@
  * row (always under a softcap, otherwise while what waits fits
  * XF_DEFER_MAX_BYTES) is written while the next row's loops run (a drain:
  * row_write.h), from a second set of scratch buffers (a plain row's exps
- * sit over its own logits in place, and into a buffer share one scratch row
- * with the row that waits).
+ * sit over its own logits in place; any other row without a softcap shares
+ * one scratch row with the row that waits).
  *
  * Template: included once per (dtype, ISA) by kernel_template.h.
  */
@@ -192,10 +192,9 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
      * the row's stats are taken, store-bound while it is written
      * (softcap_segment).  Any other gradient: reads and stores in flight
      * together, as in the streaming bound; only while what waits stays in
-     * L2 (XF_DEFER_MAX_BYTES): a general row's scratch exps and the next
-     * row's, in place the deferred row's logits (which its gradient
-     * overwrites), and its probability targets; a plain row has only one row
-     * waiting (below).  float32 only: the scratch holds a second set
+     * L2 (XF_DEFER_MAX_BYTES): one scratch row of exps (two under a
+     * softcap; below), in place the deferred row's logits (which its
+     * gradient overwrites), and its probability targets.  float32 only: the scratch holds a second set
      * for float32 rows (xf_scratch_bytes); float64 rows run on the scalar
      * lane's libm exp on x86, bound by arithmetic, not memory (NEON's
      * float64 layer has not been timed on hardware).
@@ -204,12 +203,13 @@ static void XF_FN(rows)(const xf_rows_args *a, xf_plan_kind plan, int64_t begin,
      * in cache), only its segment maxima in scratch. */
     const int exps_over_x =
         grad && !general && (const void *)a->out == a->x && a->out_stride == a->x_stride;
-    /* A plain row into another buffer shares one scratch row with the row
-     * it defers: row_stats drains each vector of the waiting row before the
-     * new exps take its place (seg_sumexp), so only one row waits. */
-    const int shared_e = grad && !general && !exps_over_x;
+    /* A row without a softcap (plain into another buffer, or general)
+     * shares one scratch row with the row it defers: its loops drain each
+     * vector of the waiting row before the new exps take its place
+     * (seg_sumexp, gen_loop), so one scratch row waits, not two. */
+    const int shared_e = grad && !exps_over_x && o.cap == 0;
     const int64_t waiting_rows =
-        (exps_over_x || shared_e) ? 1 : 2 + ((const void *)a->out == a->x) + prob;
+        exps_over_x ? 1 : (shared_e ? 1 : 2) + ((const void *)a->out == a->x) + prob;
     const int defer =
         sizeof(XF_T) == 4 && (o.chain || (grad && waiting_rows * C * 4 <= XF_DEFER_MAX_BYTES));
     XF_FN(scratch_set) sc, sc_alt;
