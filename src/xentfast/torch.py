@@ -25,7 +25,11 @@ How it runs.
 * Second derivatives: when a graph of the backward pass is being built
   (``create_graph=True``, ``torch.autograd.functional.hessian``, ``gradgradcheck``),
   the backward pass computes the gradient again with differentiable torch operations
-  (the same formula), so that autograd can differentiate it once more.
+  (the same formula), so that autograd can differentiate it once more.  The logits
+  are kept for that (and for a second backward pass): as a saved tensor, which the
+  backward pass frees, or, up to 65536 elements, by reference with their version
+  checked as autograd checks saved tensors (cheaper for a small call; kept as long
+  as the graph).
 * ``torch.compile`` (also with ``fullgraph=True``) and ``torch.export`` see the custom
   operator ``torch.ops.xentfast.cross_entropy`` (loss, z-loss part and fused gradient
   in one call), with a fake (meta) implementation, an autograd formula (the compiled
