@@ -1,7 +1,5 @@
 """Comparison helpers shared by the test modules."""
 import os
-import shutil
-import sys
 
 import numpy as np
 import pytest
@@ -70,8 +68,9 @@ def mpiexec_path():
         import mpi4py  # noqa: F401
     except ImportError:
         distributed_missing("mpi4py is not installed (pip install mpi4py mpich)")
-    for candidate in (os.path.join(os.path.dirname(sys.executable), "mpiexec"),
-                      shutil.which("mpiexec")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    distributed_missing("mpiexec is not on PATH (pip install mpich)")
+    from xentfast.bench.distributed import _mpiexec  # one lookup for the bench and tests
+
+    found = _mpiexec()
+    if found is None:
+        distributed_missing("mpiexec is not on PATH (pip install mpich)")
+    return found

@@ -106,7 +106,8 @@ static inline void XF_FN(row_stats_general)(const XF_T *x, const XF_T *tp, int64
 
 /* A thread's scratch: a row's exps e, its softcapped z (or chain factors)
  * zs, one max per segment; and a second such set for float32 (a deferred
- * gradient row written during the next row's loops keeps its own). */
+ * gradient row written during the next row's loops keeps its own segment
+ * maxima, and under a softcap its own e and zs; other rows share e). */
 typedef struct {
     XF_T *e, *zs, *seg_max;
 } XF_FN(scratch_set);

@@ -201,9 +201,9 @@ typedef struct {
     __mmask16 mask[16][16 / 2];
 } xf_columns16;
 static inline void xf_columns_setup16(xf_columns16 *t, int64_t C) {
-    /* in vectors: built lane by lane through memory (store-forwarding
-     * stalls), it held a third of the kernel's samples in `perf record`
-     * over 3e5 calls of a 64x10 loss+grad (_core.ce_fast) */
+    /* in vectors: built lane by lane through memory, it stalled on
+     * store-to-load forwarding, the largest part of a 64x10 loss+grad
+     * (_core.ce_fast) under `perf record` */
     const __m512i l_c =
         _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                            _mm512_set1_epi32((int32_t)C));

@@ -758,8 +758,8 @@ def fixed_sum(const double[::1] v):
 
 cdef inline bint _of_type(cnp.ndarray a, int type_num):
     """Is `a`'s dtype the native-byte-order `type_num`?  What ``a.dtype ==
-    np.float32`` asks, without Python attribute look-ups and comparisons (a
-    third of ce_fast's own instructions on a small call)."""
+    np.float32`` asks, without the Python attribute look-ups and comparisons
+    that a small call would pay three times."""
     return cnp.PyArray_TYPE(a) == type_num and cnp.PyArray_ISNOTSWAPPED(a)
 
 

@@ -335,7 +335,7 @@ class _LinearProblem:
         scale, row_scale = (1.0, _api._EMPTY_F64)
         mode = _core.MODE_LOSS
         if grads is not None:
-            scale, row_scale = scales if scales is not None else self.row_scales(None)
+            scale, row_scale = scales
             mode = _core.MODE_GRAD
             grad_hidden, grad_weight, grad_bias = grads
             staged = False

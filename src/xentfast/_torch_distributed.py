@@ -21,8 +21,9 @@ again: every rank must run it.
 Communication: the forward pass makes xentfast.distributed's collectives (with
 ``vocab_start`` given, two under ``vocab_group``: the agreement vector, 8
 float64 per rank + 4, then a SUM of 2 float64 per row + 1 for the plain loss;
-under ``data_group`` the agreement vector carrying the loss, and for ``"mean"``
-one more SUM of a float64); the backward pass none.
+under ``data_group`` the agreement vector, carrying the ``"mean"`` denominator
+and then followed by a SUM of the loss, or carrying the ``"sum"`` loss itself:
+1 float64, 2 with ``return_z_loss``); the backward pass none.
 """
 from __future__ import annotations
 

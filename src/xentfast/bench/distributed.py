@@ -56,6 +56,8 @@ TIMEOUT_SECONDS = 1800
 
 
 def _mpiexec():
+    """mpiexec beside the interpreter (where the mpich wheel installs it), else
+    on PATH, else None."""
     for candidate in (os.path.join(os.path.dirname(sys.executable), "mpiexec"),
                       shutil.which("mpiexec")):
         if candidate and os.path.exists(candidate):
@@ -198,9 +200,11 @@ class _Traffic:
 
     def count(self, fn, logits_bytes):
         self.calls = []
-        fn()
+        try:
+            fn()
+        finally:
+            self.xd._Comm.allreduce, self.xd._Comm.allgather = self.saved
         calls = self.calls
-        self.xd._Comm.allreduce, self.xd._Comm.allgather = self.saved
         return {"collectives": len(calls), "bytes": sum(b for _, b, _ in calls),
                 "agreement_bytes": sum(b for _, b, agree in calls if agree),
                 "logits_bytes": logits_bytes}
