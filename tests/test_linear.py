@@ -74,8 +74,8 @@ def assert_loss(actual, expected, dtype):
 @pytest.mark.parametrize("options", list(OPTION_SETS))
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_matches_oracle(rng, dtype, reduction, options, with_bias):
-    # 1100 counted-or-not rows with chunks of 512: three chunks, the last partial
-    n, d, v = 1100, 24, 67
+    # 1600 rows, about 1200 counted, in chunks of one block (1024 rows): the last partial
+    n, d, v = 1600, 24, 67
     hidden, w, bias, target = make(rng, n, d, v, dtype)
     kw = resolve(OPTION_SETS[options], rng, v, (n,))
     kw["reduction"] = reduction
@@ -227,23 +227,36 @@ def test_loss_bitwise_for_any_chunk_size_and_thread_count(rng, dtype, reduction)
 
 
 def test_chunk_size_is_whole_blocks(rng):
-    hidden, w, bias, target = make(rng, 2000, 4, 10, ignore_frac=0)
+    n = 2 * _linear.BLOCK_ROWS + 500
+    hidden, w, bias, target = make(rng, n, 4, 10, ignore_frac=0)
     problem = _linear._LinearProblem(
         hidden, w, target, linear_bias=None, weight=None, sample_weight=None, ignore_index=-100,
         reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None, temperature=1.0,
-        chunk_size=700, num_threads=None)
+        chunk_size=_linear.BLOCK_ROWS + 1, num_threads=None)
     assert problem.chunk == 2 * _linear.BLOCK_ROWS
     # automatic: the budget over V*itemsize in whole blocks, at most the counted rows
     auto = _linear._LinearProblem(
         hidden, w, target, linear_bias=None, weight=None, sample_weight=None, ignore_index=-100,
         reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None, temperature=1.0,
         chunk_size=None, num_threads=None)
-    assert auto.chunk == 2000
+    assert auto.chunk == n
+
+
+def test_block_rows_depend_on_the_vocabulary_and_dtype_only():
+    full, half = _linear.BLOCK_ROWS, _linear.BLOCK_ROWS // 2
+    largest = _linear.MAX_BLOCK_BYTES // (full * 4)  # float32 classes that still get full blocks
+    assert _linear.block_rows(10, np.float32) == full
+    assert _linear.block_rows(largest, np.float32) == full
+    assert _linear.block_rows(largest + 1, np.float32) == half
+    assert _linear.block_rows(largest, np.float64) == half
+    # the automatic chunk is whole blocks: one block when a block passes the budget
+    assert _linear.auto_chunk_rows(largest + 1, np.float32) == half
+    assert _linear.auto_chunk_rows(10, np.float32) % full == 0
 
 
 def test_never_allocates_n_by_v(rng):
-    """Peak traced memory stays far below the N×V logits (4096 × 4096 float32: 64 MiB)."""
-    n, d, v = 4096, 8, 4096
+    """Peak traced memory stays far below the N×V logits (8192 × 4096 float32: 128 MiB)."""
+    n, d, v = 8192, 8, 4096
     hidden, w, bias, target = make(rng, n, d, v, ignore_frac=0.5)
     out = (np.empty_like(hidden), np.empty_like(w), None)
     tracemalloc.start()
@@ -259,7 +272,7 @@ def test_never_allocates_n_by_v(rng):
 def test_without_cblas_same_results(rng, monkeypatch):
     """The matmul + add fallback (no CBLAS entry in NumPy's BLAS) gives the same
     gradients, accumulation included."""
-    hidden, w, bias, target = make(rng, 1200, 24, 3000)
+    hidden, w, bias, target = make(rng, 1800, 24, 3000)
     kw = dict(linear_bias=bias, chunk_size=512)
     fast = xentfast.linear_cross_entropy_and_grad(hidden, w, target, **kw)
     acc = (None, fast[2].copy(), fast[3].copy())

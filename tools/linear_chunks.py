@@ -1,12 +1,14 @@
 """The fused linear + cross-entropy's time against the chunk size.
 
     python tools/linear_chunks.py N D V CHUNKS      e.g.  4096 1024 32000 1024,2048,4096
+    python tools/linear_chunks.py N D V THREADS --kernel-threads   e.g. 4096 1024 32000 2,1
     python tools/linear_chunks.py N D V BLOCKS --gemm-blocks   e.g. 2048 1024 32000 256,512,2048
 
-The second form times the forward GEMM alone, hidden @ W.T, in calls of BLOCKS rows
+The second form compares the kernel's ``num_threads`` at the automatic chunk
+size; the third times the forward GEMM alone, hidden @ W.T, in calls of BLOCKS rows
 (``_linear.BLOCK_ROWS``) into one N x V buffer.
 
-Best of 2 interleaved rounds of the three GEMMs alone (full size, NumPy's BLAS) and of
+Best of 3 interleaved rounds of the three GEMMs alone (full size, NumPy's BLAS) and of
 ``linear_cross_entropy_and_grad`` with each ``chunk_size``; prints each as a multiple
 of the GEMMs' time.  Each chunk reads W twice and updates the V x D gradient once, so
 small chunks cost more when memory bandwidth is scarce.
@@ -19,7 +21,7 @@ import numpy as np
 import xentfast as xf
 
 
-def main(n, d, v, chunks):
+def main(n, d, v, chunks, option="chunk_size"):
     rng = np.random.default_rng(0)
     h = rng.standard_normal((n, d), dtype=np.float32) * 0.1
     w = rng.standard_normal((v, d), dtype=np.float32) * 0.03
@@ -32,9 +34,9 @@ def main(n, d, v, chunks):
 
     fns = {"gemms": gemms}
     for c in chunks:
-        fns[f"chunk {c}"] = lambda c=c: xf.linear_cross_entropy_and_grad(h, w, t, chunk_size=c)
+        fns[f"{option} {c}"] = lambda c=c: xf.linear_cross_entropy_and_grad(h, w, t, **{option: c})
     best = {k: float("inf") for k in fns}
-    for _ in range(2):
+    for _ in range(3):
         for k, f in fns.items():
             t0 = time.perf_counter()
             f()
@@ -64,8 +66,12 @@ def gemm_blocks(n, d, v, blocks):
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if a != "--gemm-blocks"]
+    args = [a for a in sys.argv[1:] if a not in ("--gemm-blocks", "--kernel-threads")]
     if len(args) != 4:
         sys.exit(__doc__)
     sizes = [int(c) for c in args[3].split(",")]
-    (gemm_blocks if "--gemm-blocks" in sys.argv else main)(*map(int, args[:3]), sizes)
+    if "--gemm-blocks" in sys.argv:
+        gemm_blocks(*map(int, args[:3]), sizes)
+    else:
+        main(*map(int, args[:3]), sizes,
+             "num_threads" if "--kernel-threads" in sys.argv else "chunk_size")

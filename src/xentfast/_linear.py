@@ -10,7 +10,7 @@ Design points, each measured or required:
 
 * Rows whose target is ``ignore_index`` are dropped before any GEMM: a padded
   batch pays only for its real tokens; their ``grad_hidden`` rows are 0.
-* The forward GEMM is issued in blocks of :data:`BLOCK_ROWS` counted rows
+* The forward GEMM is issued in blocks of :func:`block_rows` counted rows
   that start at fixed positions, and chunks are whole blocks: every row's
   logits come out of the same BLAS call whatever the chunk size, so each
   row's loss is the same bits, and the per-row losses are summed in a fixed
@@ -27,7 +27,9 @@ Design points, each measured or required:
   gradient per chunk).
 * Threads: NumPy's BLAS and xentfast's OpenMP kernel run one after the other,
   never at once; ``num_threads`` sets the kernel's threads, the BLAS keeps its
-  own setting (both follow ``threadpoolctl.threadpool_limits``).
+  own setting (both follow ``threadpoolctl.threadpool_limits``).  By default
+  the kernel runs on one thread while the BLAS runs several, whose workers
+  still spin on the other cores when it starts (:func:`default_kernel_threads`).
 """
 from __future__ import annotations
 
@@ -40,21 +42,29 @@ import numpy as np
 
 from . import _api, _core
 
-__all__ = ["BLOCK_ROWS", "CHUNK_BYTES", "linear_cross_entropy", "linear_cross_entropy_and_grad"]
+__all__ = ["BLOCK_ROWS", "CHUNK_BYTES", "MAX_BLOCK_BYTES", "block_rows", "linear_cross_entropy",
+           "linear_cross_entropy_and_grad"]
 
 #: Memory budget of the reused logits chunk (rows × V × itemsize); the
 #: automatic chunk is the largest whole number of blocks within it (at least
-#: one block).  128 MiB keeps the three GEMMs at full speed (a block of 512
-#: rows is enough for that) while holding far less than the N×V logits.
+#: one block, so a large vocabulary's chunk is one block, over the budget).
 CHUNK_BYTES = 128 << 20
 
 #: Rows per forward GEMM call (a chunk is whole blocks, so it is also the
-#: smallest chunk).  2048 × 1024 @ 1024 × 32000 float32, 2 threads: 401 ms in
-#: blocks of 512 rows, 382 in blocks of 1024, 370 in one call, 451 in blocks of
-#: 256 (``python tools/linear_chunks.py 2048 1024 32000 256,512,1024,2048
-#: --gemm-blocks``): 8% on one of the three GEMMs, against twice the smallest
-#: chunk's memory for 1024.
-BLOCK_ROWS = 512
+#: smallest chunk).  Each call packs all of W again, so fewer, taller calls
+#: pay: 4096 × 1024 @ 1024 × 32000 float32, 2 threads, 699 ms in blocks of 512
+#: rows, 653 in blocks of 1024, 625 in one call; 2048 × 512 @ 512 × 128256:
+#: 836 / 733 / 664 ms in blocks of 256 / 512 / 1024 (``python
+#: tools/linear_chunks.py 4096 1024 32000 512,1024,2048,4096 --gemm-blocks``).
+BLOCK_ROWS = 1024
+
+#: The most logits one block may hold: a vocabulary whose BLOCK_ROWS rows
+#: would pass it gets blocks of half as many rows (float32: V > 65536), so a
+#: large vocabulary's smallest chunk stays 512 rows: 2048 × 512 → 128256 took
+#: 1.11 and 1.14 × the three GEMMs in blocks of 512 rows, 1.13 and 1.09 in
+#: blocks of 1024 (``python -m xentfast.bench.linear --shape 2048 512 128256``,
+#: alternate runs), not worth 501 MiB of logits instead of 250.
+MAX_BLOCK_BYTES = 256 << 20
 
 # Vocabulary rows per slab when grad_linear_weight is accumulated by matmul + add
 # (the fallback without a CBLAS gemm): the slab stays in L2.
@@ -107,19 +117,24 @@ class _Cblas:
         return True
 
 
-def _load_cblas():
-    """NumPy's bundled OpenBLAS, checked on a small product, or None."""
-    if os.environ.get("XENTFAST_LINEAR_GEMM", "").strip().lower() == "numpy":
-        return None
+def _openblas_libraries():
+    """The OpenBLAS libraries bundled with NumPy, loaded (usually one)."""
     root = os.path.dirname(np.__file__)
     paths = []
     for pattern in ("../numpy.libs/*openblas*", ".dylibs/*openblas*"):
         paths += sorted(glob.glob(os.path.join(root, pattern)))
     for path in paths:
         try:
-            lib = ctypes.CDLL(path)
+            yield ctypes.CDLL(path)
         except OSError:
             continue
+
+
+def _load_cblas():
+    """NumPy's bundled OpenBLAS, checked on a small product, or None."""
+    if os.environ.get("XENTFAST_LINEAR_GEMM", "").strip().lower() == "numpy":
+        return None
+    for lib in _openblas_libraries():
         for prefix in ("scipy_cblas_", "cblas_"):
             try:
                 blas = _Cblas(getattr(lib, prefix + "sgemm64_"), getattr(lib, prefix + "dgemm64_"))
@@ -127,6 +142,19 @@ def _load_cblas():
                 continue
             if _cblas_works(blas):
                 return blas
+    return None
+
+
+def _load_blas_threads():
+    """NumPy's OpenBLAS's ``get_num_threads`` (its current setting, which
+    threadpoolctl changes), or None when NumPy's BLAS is another library."""
+    for lib in _openblas_libraries():
+        for name in ("scipy_openblas_get_num_threads64_", "openblas_get_num_threads64_",
+                     "openblas_get_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.restype, fn.argtypes = ctypes.c_int, []
+                return fn
     return None
 
 
@@ -143,6 +171,24 @@ def _cblas_works(blas):
 
 
 _CBLAS = _load_cblas()
+_BLAS_THREADS = _load_blas_threads()
+
+
+def default_kernel_threads():
+    """The kernel's threads when ``num_threads`` is None: one while NumPy's
+    OpenBLAS runs several, else ``omp_get_max_threads()``.
+
+    OpenBLAS's workers spin for 2**28 clock ticks (about 0.1 s) after each
+    threaded GEMM before they sleep, and every chunk's kernel runs within that
+    time of its forward GEMM; a kernel on every core shares them with the
+    spinning workers, one kernel thread does not.  4096 × 1024 → 32000, 2
+    threads, four interleaved runs each: 1.031-1.045 × the three GEMMs with the
+    kernel on two threads, 1.021-1.042 on one; 4096 × 64 → 128256 (the kernel's
+    largest share): 1.071-1.083 against 1.028-1.058 (``python
+    tools/linear_chunks.py`` shapes, ``num_threads=`` 2 and 1).
+    """
+    blas = _BLAS_THREADS() if _BLAS_THREADS is not None else None
+    return 1 if blas is not None and blas > 1 else _core.max_threads()
 
 
 def _slab_for(c):
@@ -167,11 +213,20 @@ def _accumulate_product(a, b, c, beta, slab):
         c[v0:v0 + rows] += part
 
 
-def auto_chunk_rows(n_classes, dtype):
-    """Rows of logits per chunk by default: the whole blocks of BLOCK_ROWS that
-    fit in CHUNK_BYTES, at least one."""
+def block_rows(n_classes, dtype):
+    """Rows per forward GEMM call: BLOCK_ROWS, or half of it where that many
+    rows of logits would pass MAX_BLOCK_BYTES.  It depends on the vocabulary
+    and the dtype only, so every chunking of a problem has the same blocks."""
     per_row = max(1, int(n_classes)) * np.dtype(dtype).itemsize
-    return max(1, CHUNK_BYTES // per_row // BLOCK_ROWS) * BLOCK_ROWS
+    return BLOCK_ROWS if BLOCK_ROWS * per_row <= MAX_BLOCK_BYTES else BLOCK_ROWS // 2
+
+
+def auto_chunk_rows(n_classes, dtype):
+    """Rows of logits per chunk by default: the whole blocks that fit in
+    CHUNK_BYTES, at least one."""
+    per_row = max(1, int(n_classes)) * np.dtype(dtype).itemsize
+    block = block_rows(n_classes, dtype)
+    return max(1, CHUNK_BYTES // per_row // block) * block
 
 
 # --------------------------------------------------------------------------
@@ -229,7 +284,8 @@ class _LinearProblem:
                                  f"linear_weight), got {b.shape}")
             self.bias = b
         self.reduction = _api._reduction(reduction)
-        self.threads = _api._num_threads(num_threads)
+        self.threads = (default_kernel_threads() if num_threads is None
+                        else _api._num_threads(num_threads))
         self.ignore_index = _api._ignore_index(ignore_index)
         eps = _api._real(label_smoothing, "label_smoothing")
         if not 0.0 <= eps <= 1.0:
@@ -280,10 +336,11 @@ class _LinearProblem:
 
     def _chunk_rows(self, chunk_size):
         """Rows per chunk: whole blocks, at most the counted rows."""
+        self.block = block_rows(self.n_classes, self.dtype)
         if chunk_size is None:
             chunk_size = auto_chunk_rows(self.n_classes, self.dtype)
-        blocks = max(1, -(-int(chunk_size) // BLOCK_ROWS))
-        return min(blocks * BLOCK_ROWS, max(1, self.counted))
+        blocks = max(1, -(-int(chunk_size) // self.block))
+        return min(blocks * self.block, max(1, self.counted))
 
     def compacted(self, per_row):
         """A per-row float64 array restricted to the counted rows."""
@@ -377,8 +434,8 @@ class _LinearProblem:
             else:
                 h_c = np.take(self.hidden, self.rows[start:stop], axis=0, out=gathered[:rows])
             z = logits[:rows]
-            for b0 in range(0, rows, BLOCK_ROWS):  # fixed blocks: see the module docstring
-                b1 = min(rows, b0 + BLOCK_ROWS)
+            for b0 in range(0, rows, self.block):  # fixed blocks: see the module docstring
+                b1 = min(rows, b0 + self.block)
                 np.matmul(h_c[b0:b1], wt, out=z[b0:b1])
             if self.bias is not None:
                 z += self.bias
@@ -438,13 +495,16 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
         Exactly as in :func:`xentfast.cross_entropy` (class weights, row weights,
         the three reductions, smoothing, z-loss, softcap, temperature).
     chunk_size : int, optional
-        Rows of logits held at once; rounded up to a whole number of
-        :data:`BLOCK_ROWS`.  Default: as many blocks as fit in
+        Rows of logits held at once; rounded up to a whole number of blocks
+        (:func:`block_rows`: 1024 rows, 512 for float32 vocabularies over
+        131072 classes).  Default: as many blocks as fit in
         :data:`CHUNK_BYTES` (at least one).  The loss is the same bits for
         every chunk size.
     num_threads : int, optional
-        Threads of the cross-entropy kernel (default ``omp_get_max_threads()``);
-        the GEMMs use NumPy's BLAS with its own setting.
+        Threads of the cross-entropy kernel (default: one while NumPy's
+        OpenBLAS runs several threads, see :func:`default_kernel_threads`,
+        else ``omp_get_max_threads()``); the GEMMs use NumPy's BLAS with its
+        own setting.
 
     Returns
     -------
