@@ -181,11 +181,11 @@ def default_kernel_threads():
     OpenBLAS's workers spin for 2**28 clock ticks (about 0.1 s) after each
     threaded GEMM before they sleep, and every chunk's kernel runs within that
     time of its forward GEMM; a kernel on every core shares them with the
-    spinning workers, one kernel thread does not.  4096 × 1024 → 32000, 2
-    threads, four interleaved runs each: 1.031-1.045 × the three GEMMs with the
-    kernel on two threads, 1.021-1.042 on one; 4096 × 64 → 128256 (the kernel's
-    largest share): 1.071-1.083 against 1.028-1.058 (``python
-    tools/linear_chunks.py`` shapes, ``num_threads=`` 2 and 1).
+    spinning workers, one kernel thread does not.  Twice each, 2 threads, a
+    busy hour: 4096 × 1024 → 32000 took 1.085 and 1.091 × the three GEMMs
+    with the kernel on two threads, 1.048 and 1.060 on one; 4096 × 64 →
+    128256 (the kernel's largest share) 1.27 and 1.34 against 1.19 and 1.23
+    (``python tools/linear_chunks.py N D V 2,1 --kernel-threads``).
     """
     blas = _BLAS_THREADS() if _BLAS_THREADS is not None else None
     return 1 if blas is not None and blas > 1 else _core.max_threads()
