@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import xentfast
-from xentfast import _linear, reference
+from xentfast import _core, _linear, reference
 
 F32_LOSS_RTOL = 2e-6
 F32_GRAD_TOL = 2e-6  # relative to the largest entry of the gradient
@@ -521,3 +521,21 @@ def test_docstring_examples():
     import doctest
     result = doctest.testmod(_linear, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted >= 8 and result.failed == 0
+
+
+def test_kernel_threads_default_to_one_while_the_blas_runs_several(rng, monkeypatch):
+    hidden, w, bias, target = make(rng, 50, 4, 10)
+
+    def problem(num_threads):
+        return _linear._LinearProblem(
+            hidden, w, target, linear_bias=None, weight=None, sample_weight=None,
+            ignore_index=-100, reduction="mean", label_smoothing=0.0, z_loss=0.0, softcap=None,
+            temperature=1.0, chunk_size=None, num_threads=num_threads)
+
+    monkeypatch.setattr(_linear, "_BLAS_THREADS", lambda: 4)
+    assert problem(None).threads == 1
+    assert problem(3).threads == 3  # an explicit count is kept
+    monkeypatch.setattr(_linear, "_BLAS_THREADS", lambda: 1)
+    assert problem(None).threads == _core.max_threads()
+    monkeypatch.setattr(_linear, "_BLAS_THREADS", None)  # NumPy's BLAS is not OpenBLAS
+    assert problem(None).threads == _core.max_threads()

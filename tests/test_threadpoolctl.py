@@ -58,3 +58,18 @@ def test_limit_of_one_opens_no_parallel_region():
         xentfast.logsumexp(x, axis=1)
         regions, team = _core.parallel_regions()
         assert regions == before + 1 and team == default_threads()
+
+
+def test_linear_kernel_threads_follow_the_blas_limit():
+    """The fused head's kernel takes one thread while NumPy's OpenBLAS runs
+    several, and the usual default once threadpoolctl limits that BLAS to one."""
+    from xentfast import _core, _linear
+
+    if _linear._BLAS_THREADS is None:
+        pytest.skip("NumPy's BLAS is not a bundled OpenBLAS")
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        assert _linear._BLAS_THREADS() == 1
+        assert _linear.default_kernel_threads() == _core.max_threads()
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        assert _linear._BLAS_THREADS() == 2
+        assert _linear.default_kernel_threads() == 1
