@@ -74,7 +74,8 @@ def assert_loss(actual, expected, dtype):
 @pytest.mark.parametrize("options", list(OPTION_SETS))
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_matches_oracle(rng, dtype, reduction, options, with_bias):
-    # 1600 rows, about 1200 counted, in chunks of one block (1024 rows): the last partial
+    # 1600 rows, about 1200 counted, in chunks of one block (512 rows for so few): three
+    # chunks, the last partial
     n, d, v = 1600, 24, 67
     hidden, w, bias, target = make(rng, n, d, v, dtype)
     kw = resolve(OPTION_SETS[options], rng, v, (n,))
@@ -242,16 +243,20 @@ def test_chunk_size_is_whole_blocks(rng):
     assert auto.chunk == n
 
 
-def test_block_rows_depend_on_the_vocabulary_and_dtype_only():
+def test_block_rows_depend_on_the_problem_only():
     full, half = _linear.BLOCK_ROWS, _linear.BLOCK_ROWS // 2
     largest = _linear.MAX_BLOCK_BYTES // (full * 4)  # float32 classes that still get full blocks
-    assert _linear.block_rows(10, np.float32) == full
-    assert _linear.block_rows(largest, np.float32) == full
-    assert _linear.block_rows(largest + 1, np.float32) == half
-    assert _linear.block_rows(largest, np.float64) == half
+    rows = 10 * full
+    assert _linear.block_rows(10, np.float32, rows) == full
+    assert _linear.block_rows(largest, np.float32, rows) == full
+    assert _linear.block_rows(largest + 1, np.float32, rows) == half
+    assert _linear.block_rows(largest, np.float64, rows) == half
+    # a batch of fewer than two full blocks gets half blocks, so it can still be chunked
+    assert _linear.block_rows(10, np.float32, 2 * full) == full
+    assert _linear.block_rows(10, np.float32, 2 * full - 1) == half
     # the automatic chunk is whole blocks: one block when a block passes the budget
-    assert _linear.auto_chunk_rows(largest + 1, np.float32) == half
-    assert _linear.auto_chunk_rows(10, np.float32) % full == 0
+    assert _linear.auto_chunk_rows(largest + 1, np.float32, rows) == half
+    assert _linear.auto_chunk_rows(10, np.float32, rows) % full == 0
 
 
 def test_never_allocates_n_by_v(rng):

@@ -213,19 +213,23 @@ def _accumulate_product(a, b, c, beta, slab):
         c[v0:v0 + rows] += part
 
 
-def block_rows(n_classes, dtype):
+def block_rows(n_classes, dtype, counted_rows):
     """Rows per forward GEMM call: BLOCK_ROWS, or half of it where that many
-    rows of logits would pass MAX_BLOCK_BYTES.  It depends on the vocabulary
-    and the dtype only, so every chunking of a problem has the same blocks."""
+    rows of logits would pass MAX_BLOCK_BYTES or be more than half of the
+    counted rows (so that a batch of 1024 to 2047 counted rows can still be
+    split into chunks).  It depends on the problem only, never on the chunk
+    size, so every chunking of a problem has the same blocks."""
     per_row = max(1, int(n_classes)) * np.dtype(dtype).itemsize
-    return BLOCK_ROWS if BLOCK_ROWS * per_row <= MAX_BLOCK_BYTES else BLOCK_ROWS // 2
+    if BLOCK_ROWS * per_row > MAX_BLOCK_BYTES or 2 * BLOCK_ROWS > counted_rows:
+        return BLOCK_ROWS // 2
+    return BLOCK_ROWS
 
 
-def auto_chunk_rows(n_classes, dtype):
+def auto_chunk_rows(n_classes, dtype, counted_rows):
     """Rows of logits per chunk by default: the whole blocks that fit in
     CHUNK_BYTES, at least one."""
     per_row = max(1, int(n_classes)) * np.dtype(dtype).itemsize
-    block = block_rows(n_classes, dtype)
+    block = block_rows(n_classes, dtype, counted_rows)
     return max(1, CHUNK_BYTES // per_row // block) * block
 
 
@@ -336,9 +340,9 @@ class _LinearProblem:
 
     def _chunk_rows(self, chunk_size):
         """Rows per chunk: whole blocks, at most the counted rows."""
-        self.block = block_rows(self.n_classes, self.dtype)
+        self.block = block_rows(self.n_classes, self.dtype, self.counted)
         if chunk_size is None:
-            chunk_size = auto_chunk_rows(self.n_classes, self.dtype)
+            chunk_size = auto_chunk_rows(self.n_classes, self.dtype, self.counted)
         blocks = max(1, -(-int(chunk_size) // self.block))
         return min(blocks * self.block, max(1, self.counted))
 
@@ -496,9 +500,9 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
         the three reductions, smoothing, z-loss, softcap, temperature).
     chunk_size : int, optional
         Rows of logits held at once; rounded up to a whole number of blocks
-        (:func:`block_rows`: 1024 rows, 512 for float32 vocabularies over
-        131072 classes).  Default: as many blocks as fit in
-        :data:`CHUNK_BYTES` (at least one).  The loss is the same bits for
+        (:func:`block_rows`: 1024 rows; 512 for float32 vocabularies over
+        65536 classes and for fewer than 2048 counted rows).  Default: as
+        many blocks as fit in :data:`CHUNK_BYTES` (at least one).  The loss is the same bits for
         every chunk size.
     num_threads : int, optional
         Threads of the cross-entropy kernel (default: one while NumPy's

@@ -189,11 +189,7 @@ def _agree_vocab(headers, comm):
     if err:
         return None, err
     first = headers[0]
-    for key, what in (("lead_shape", "rows (the logits' shape without the class axis)"),
-                      ("target_hash", "targets"), ("options", "options"),
-                      ("sample_weight_hash", "sample_weight"),
-                      ("has_weight", "weight (given or not)"),
-                      ("dtype", "logits dtype")):
+    for key, what in _VOCAB_ALIKE:
         for rank, h in enumerate(headers):
             if h[key] != first[key]:
                 return None, ("ValueError", f"{comm.name}'s ranks must hold the same rows with the "
@@ -229,9 +225,7 @@ def _agree_data(headers, comm):
     if err:
         return err
     first = headers[0]
-    for key, what in (("vocab", "vocabulary shards (class range and vocabulary size)"),
-                      ("options", "options"), ("has_weight", "weight (given or not)"),
-                      ("weight_hash", "class weights"), ("prob", "kind of target")):
+    for key, what in _DATA_ALIKE:
         for rank, h in enumerate(headers):
             if h[key] != first[key]:
                 return ("ValueError", f"{comm.name}'s ranks must hold the same classes with the "
@@ -273,11 +267,17 @@ _ROLES = {"vocab_comm": 1.0, "data_comm": 2.0}
 # -708), so no row's sum loses precision.  Wider spreads (a row of huge
 # logits beside ordinary ones, NaN or +inf logits) take the exact MAX.
 _SPREAD = 600.0
-# what vocab_comm's ranks must hold alike, and data_comm's (_agree_vocab and
-# _agree_data compare the same keys to name the difference)
-_VOCAB_KEYS = ("lead_shape", "target_hash", "options", "sample_weight_hash", "has_weight",
-               "dtype")
-_DATA_KEYS = ("vocab", "options", "has_weight", "weight_hash", "prob")
+# what vocab_comm's ranks must hold alike, and data_comm's, each with the words
+# that name a difference (the fingerprints cover the same keys)
+_VOCAB_ALIKE = (("lead_shape", "rows (the logits' shape without the class axis)"),
+                ("target_hash", "targets"), ("options", "options"),
+                ("sample_weight_hash", "sample_weight"), ("has_weight", "weight (given or not)"),
+                ("dtype", "logits dtype"))
+_DATA_ALIKE = (("vocab", "vocabulary shards (class range and vocabulary size)"),
+               ("options", "options"), ("has_weight", "weight (given or not)"),
+               ("weight_hash", "class weights"), ("prob", "kind of target"))
+_VOCAB_KEYS = tuple(key for key, _ in _VOCAB_ALIKE)
+_DATA_KEYS = tuple(key for key, _ in _DATA_ALIKE)
 
 
 def _fingerprint(header, keys):

@@ -213,7 +213,7 @@ def run(shape, threads=2, budget=20.0, rss=True, methods=None):
     if not _torch_available():
         keys = [k for k in keys if k not in TORCH_KEYS]
     limits = _blas_limits(threads)
-    chunk = min(_linear.auto_chunk_rows(v, np.float32), n)
+    chunk = min(_linear.auto_chunk_rows(v, np.float32, n), n)
     print(f"linear + cross-entropy, N={n} D={d} V={v} float32, {threads} threads, "
           f"backend {xentfast.backend()}, gemm accumulation "
           f"{'CBLAS beta=1' if _linear._CBLAS is not None else 'matmul + add'}; "
