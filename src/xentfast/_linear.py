@@ -62,8 +62,9 @@ BLOCK_ROWS = 1024
 #: would pass it gets blocks of half as many rows (float32: V > 65536), so a
 #: large vocabulary's smallest chunk stays 512 rows: 2048 × 512 → 128256 took
 #: 1.11 and 1.14 × the three GEMMs in blocks of 512 rows, 1.13 and 1.09 in
-#: blocks of 1024 (``python -m xentfast.bench.linear --shape 2048 512 128256``,
-#: alternate runs), not worth 501 MiB of logits instead of 250.
+#: blocks of 1024 (``python -m xentfast.bench.linear --shape 2048 512 128256``
+#: with this at 256 and 512 MiB, alternate runs): not worth 501 MiB of logits
+#: instead of 250.
 MAX_BLOCK_BYTES = 256 << 20
 
 # Vocabulary rows per slab when grad_linear_weight is accumulated by matmul + add
@@ -178,7 +179,7 @@ def default_kernel_threads():
     """The kernel's threads when ``num_threads`` is None: one while NumPy's
     OpenBLAS runs several, else ``omp_get_max_threads()``.
 
-    OpenBLAS's workers spin for 2**28 clock ticks (about 0.1 s) after each
+    OpenBLAS's workers spin for 2**28 clock ticks (0.13 s at 2.1 GHz) after each
     threaded GEMM before they sleep, and every chunk's kernel runs within that
     time of its forward GEMM; a kernel on every core shares them with the
     spinning workers, one kernel thread does not.  Twice each, 2 threads, a
@@ -502,8 +503,8 @@ def linear_cross_entropy(hidden, linear_weight, target, *, linear_bias=None, wei
         Rows of logits held at once; rounded up to a whole number of blocks
         (:func:`block_rows`: 1024 rows; 512 for float32 vocabularies over
         65536 classes and for fewer than 2048 counted rows).  Default: as
-        many blocks as fit in :data:`CHUNK_BYTES` (at least one).  The loss is the same bits for
-        every chunk size.
+        many blocks as fit in :data:`CHUNK_BYTES` (at least one).  The loss
+        is the same bits for every chunk size.
     num_threads : int, optional
         Threads of the cross-entropy kernel (default: one while NumPy's
         OpenBLAS runs several threads, see :func:`default_kernel_threads`,
