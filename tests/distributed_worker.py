@@ -853,26 +853,7 @@ def scenario_timing(world, ck):
     y = np.random.default_rng(0).integers(0, c, n)
     out = np.empty_like(x)
     threads = int(os.environ.get("XF_TIMING_THREADS", 1))
-    # the traffic: every float a call hands to a reduction (the agreement
-    # vector's apart), and the pickled bytes of any gather (an error's only)
-    traffic = {"floats": 0, "agreement": 0, "collectives": 0, "gather_bytes": 0}
-    reduce, gather = xd._Comm.allreduce, xd._Comm.allgather
-
-    def counting_reduce(self, buf, op):
-        traffic["collectives"] += 1
-        if buf.size == header_size(self.size):
-            traffic["agreement"] += buf.size
-        else:
-            traffic["floats"] += buf.size
-        return reduce(self, buf, op)
-
-    def counting_gather(self, obj):
-        import pickle
-        traffic["collectives"] += 1
-        traffic["gather_bytes"] += len(pickle.dumps(obj))
-        return gather(self, obj)
-
-    xd._Comm.allreduce, xd._Comm.allgather = counting_reduce, counting_gather
+    counter = Counter()  # every collective the calls make
     start = cols.start if os.environ.get("XF_TIMING_START", "1") == "1" else None
     for label, fn in (("loss", lambda: xd.cross_entropy(x, y, vocab_comm=world.comm,
                                                          vocab_start=start,
@@ -881,12 +862,20 @@ def scenario_timing(world, ck):
                           x, y, vocab_comm=world.comm, vocab_start=start, out=out,
                           num_threads=threads))):
         fn()  # warm: pages of out
-        traffic.update(floats=0, agreement=0, collectives=0, gather_bytes=0)
+        counter.take()
         world.barrier()
         t0 = time.perf_counter()
         fn()
         world.barrier()
         dt = time.perf_counter() - t0
+        # the traffic: every float a call hands to a reduction (the agreement
+        # vector's apart), and the pickled bytes of any gather (an error's only)
+        calls = counter.take()
+        reduced = [size for _, op, size in calls if op != "gather"]
+        traffic = {"collectives": len(calls),
+                   "agreement": sum(k for k in reduced if k == header_size(P)),
+                   "floats": sum(k for k in reduced if k != header_size(P)),
+                   "gather_bytes": sum(size for _, op, size in calls if op == "gather")}
         if r == 0:
             print(f"{label}: {n}x{c} float32 over {P} ranks ({threads} thread(s) each, "
                   f"vocab_start {'given' if start is not None else 'not given'}): "
@@ -894,6 +883,7 @@ def scenario_timing(world, ck):
                   f"{traffic['agreement']} floats of agreement, {traffic['floats']} floats "
                   f"reduced ({traffic['floats'] / n:.2f} per row), a gather of "
                   f"{traffic['gather_bytes']} bytes")
+    counter.restore()
 
 
 def scenario_single_timing(world, ck):
