@@ -8,17 +8,17 @@ The second form compares the kernel's ``num_threads`` at the automatic chunk
 size; the third times the forward GEMM alone, hidden @ W.T, in calls of BLOCKS rows
 (``_linear.BLOCK_ROWS``) into one N x V buffer.
 
-Best of 3 interleaved rounds of the three GEMMs alone (full size, NumPy's BLAS) and of
+Best of 3 interleaved rounds after a warm-up call each of the three GEMMs alone (full size, NumPy's BLAS) and of
 ``linear_cross_entropy_and_grad`` with each ``chunk_size``; prints each as a multiple
 of the GEMMs' time.  Each chunk reads W twice and updates the V x D gradient once, so
 small chunks cost more when memory bandwidth is scarce.
 """
 import sys
-import time
 
 import numpy as np
 
 import xentfast as xf
+from xentfast.bench.linear import time_interleaved
 
 
 def main(n, d, v, chunks, option="chunk_size"):
@@ -37,12 +37,7 @@ def main(n, d, v, chunks, option="chunk_size"):
     fns = {"gemms": gemms}
     for c in chunks:
         fns[f"{option} {c}"] = lambda c=c: xf.linear_cross_entropy_and_grad(h, w, t, **{option: c})
-    best = {k: float("inf") for k in fns}
-    for _ in range(3):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - t0)
+    best, _ = time_interleaved(fns, 0, min_rounds=3)
     print(f"{n}x{d}->{v}: " + "  ".join(
         f"{k} {best[k] * 1e3:.0f} ms ({best[k] / best['gemms']:.3f})" for k in fns))
 
@@ -57,12 +52,7 @@ def gemm_blocks(n, d, v, blocks):
         for b0 in range(0, n, b):
             np.matmul(h[b0:b0 + b], wt, out=z[b0:b0 + b])
 
-    best = {b: float("inf") for b in blocks}
-    for _ in range(3):
-        for b in blocks:
-            t0 = time.perf_counter()
-            blocked(b)
-            best[b] = min(best[b], time.perf_counter() - t0)
+    best, _ = time_interleaved({b: lambda b=b: blocked(b) for b in blocks}, 0, min_rounds=3)
     print(f"{n}x{d} @ {d}x{v}: " + "  ".join(
         f"blocks of {b} rows {best[b] * 1e3:.0f} ms" for b in blocks))
 

@@ -7,14 +7,14 @@ to write the gradient against the global statistics.  This times, on one
 thread, the fused loss+grad pass alone against a read pass (``logsumexp``)
 followed by the fused pass, over the whole array and in blocks of ROWS rows,
 which is what a second read from cache could save: best of 4 interleaved
-rounds, each as a multiple of the fused pass.
+rounds (after a warm-up call each), each as a multiple of the fused pass.
 """
 import sys
-import time
 
 import numpy as np
 
 import xentfast as xf
+from xentfast.bench.linear import time_interleaved
 
 
 def main(n, c, blocks):
@@ -38,12 +38,7 @@ def main(n, c, blocks):
     for rows in blocks:
         fns[f"read then fused, blocks of {rows} rows ({rows * c * 4 / 2**20:.1f} MiB)"] = (
             read_then_fused(rows))
-    best = {k: float("inf") for k in fns}
-    for _ in range(4):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            best[k] = min(best[k], time.perf_counter() - t0)
+    best, _ = time_interleaved(fns, 0, min_rounds=4)
     for k in fns:
         print(f"{k}: {best[k] * 1e3:.1f} ms ({best[k] / best['fused']:.2f})")
 

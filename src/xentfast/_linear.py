@@ -337,11 +337,11 @@ class _LinearProblem:
         # the counted rows, in order: only they cost GEMM work
         self.rows = None if self.counted == n_rows else np.flatnonzero(t64 != self.ignore_index)
         self.target = t64 if self.rows is None else t64[self.rows]
+        self.block = block_rows(n_classes, self.dtype, self.counted)
         self.chunk = self._chunk_rows(chunk_size)
 
     def _chunk_rows(self, chunk_size):
         """Rows per chunk: whole blocks, at most the counted rows."""
-        self.block = block_rows(self.n_classes, self.dtype, self.counted)
         if chunk_size is None:
             chunk_size = auto_chunk_rows(self.n_classes, self.dtype, self.counted)
         blocks = max(1, -(-int(chunk_size) // self.block))

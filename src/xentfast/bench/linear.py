@@ -135,14 +135,15 @@ def _blas_limits(threads):
     return threadpool_limits(threads)
 
 
-def time_interleaved(calls, budget):
+def time_interleaved(calls, budget, min_rounds=2):
     """Best time of each callable, run round after round (one call each per
-    round) until `budget` seconds have passed (at least two rounds)."""
+    round, after one warm-up call each) until `budget` seconds have passed and
+    at least `min_rounds` rounds have run.  Returns (best times, rounds)."""
     best = {k: float("inf") for k in calls}
     for call in calls.values():  # warm-up: buffers, page faults, thread pools
         call()
     start, rounds = time.perf_counter(), 0
-    while rounds < 2 or time.perf_counter() - start < budget:
+    while rounds < min_rounds or time.perf_counter() - start < budget:
         for key, call in calls.items():
             t0 = time.perf_counter()
             call()
