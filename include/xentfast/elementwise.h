@@ -139,23 +139,24 @@ static void XF_FN(elem)(const xf_elem_args *a, int64_t begin, int64_t end) {
     }
 }
 
-/* y = log1p(x) for x in [0, 1] (for the accuracy tests) */
+/* The kernels' own functions over an array, for the accuracy tests: y = F(x)
+ * vector by vector, the tail loaded with zeros. */
+#ifndef XF_MAP_BODY
+#define XF_MAP_BODY(F)                                                                         \
+    int64_t i = 0;                                                                             \
+    for (; i + XF_W <= n; i += XF_W) V_STOREU(y + i, F(V_LOADU(x + i)));                       \
+    if (i < n) V_STORE_TAIL(y + i, F(V_LOAD_TAIL(x + i, n - i, 0)), n - i)
+#endif
+
+/* y = log1p(x) for x in [0, 1] */
 static inline void XF_FN(log1p)(const XF_T *x, XF_T *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + XF_W <= n; i += XF_W) V_STOREU(y + i, XF_FN(log1p01)(V_LOADU(x + i)));
-    if (i < n) V_STORE_TAIL(y + i, XF_FN(log1p01)(V_LOAD_TAIL(x + i, n - i, 0)), n - i);
+    XF_MAP_BODY(XF_FN(log1p01));
 }
 
-/* y = exp(x) elementwise, with the kernels' own exp (for the accuracy tests) */
-static inline void XF_FN(exp)(const XF_T *x, XF_T *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + XF_W <= n; i += XF_W) V_STOREU(y + i, V_EXP(V_LOADU(x + i)));
-    if (i < n) V_STORE_TAIL(y + i, V_EXP(V_LOAD_TAIL(x + i, n - i, 0)), n - i);
-}
+/* y = exp(x) */
+static inline void XF_FN(exp)(const XF_T *x, XF_T *y, int64_t n) { XF_MAP_BODY(V_EXP); }
 
-/* The same with the row sums' exp of x <= 0 (for the accuracy tests) */
+/* y = exp(x) for x <= 0 or NaN, with the row sums' exp */
 static inline void XF_FN(exp_nonpos)(const XF_T *x, XF_T *y, int64_t n) {
-    int64_t i = 0;
-    for (; i + XF_W <= n; i += XF_W) V_STOREU(y + i, V_EXP_NONPOS(V_LOADU(x + i)));
-    if (i < n) V_STORE_TAIL(y + i, V_EXP_NONPOS(V_LOAD_TAIL(x + i, n - i, 0)), n - i);
+    XF_MAP_BODY(V_EXP_NONPOS);
 }

@@ -148,15 +148,10 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
         XF_FN(gen_vec)
         (o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, mv, XF_W, &s, &ez, &wz,
          &wtz, &wt, &ev, exps, 0);
-        /* the drain: without a softcap a vector per vector, before the store,
-         * since it may read this very scratch (rows.h: a row without a
-         * softcap shares its scratch row with the row it defers) and is
-         * closed before a step it cannot take; after the softcap's z loop
+        /* the drain: without a softcap a vector per vector, before the store
+         * (it may read this very scratch); after the softcap's z loop
          * (z_given), which drained half of the segment, a vector per two */
-        if (drain && !z_given) {
-            XF_FN(drain_step)(drain, how);
-            if (drain->k < i + XF_W) XF_FN(drain_close)(drain, how);
-        }
+        if (drain && !z_given) XF_FN(drain_before_store)(drain, how, 1, i + XF_W);
         if (e) XF_FN(store_exps)(e, chain_factors, i, XF_W, ev, z, o, how);
         if (drain && z_given && ((i / XF_W) & 1)) XF_FN(drain_step)(drain, how);
     }

@@ -61,13 +61,8 @@ static XF_ALWAYS_INLINE double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T 
             XF_FN(prefetch_ahead)(x + i, 2);
             XF_V e0 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv));
             XF_V e1 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i + XF_W), mv));
-            if (drain) { /* the deferred row's stores, a vector per vector of exps */
-                XF_FN(drain_step)(drain, how);
-                XF_FN(drain_step)(drain, how);
-                /* its head written at open keeps it ahead; near the end a
-                 * step it cannot take is closed before these stores */
-                if (drain->k < i + 2 * XF_W) XF_FN(drain_close)(drain, how);
-            }
+            /* the deferred row's stores, a vector per vector of exps */
+            if (drain) XF_FN(drain_before_store)(drain, how, 2, i + 2 * XF_W);
             V_STOREU(e + i, e0);
             V_STOREU(e + i + XF_W, e1);
             s0 = V_ADD(s0, e0);

@@ -198,3 +198,15 @@ static XF_ALWAYS_INLINE void XF_FN(drain_close)(XF_FN(drain_t) * d, const int ho
      how & XF_DRAIN_STREAM);
     d->k = d->n;
 }
+
+/* `steps` (1 or 2) vectors of the drain before exps are stored up to `stored_end` of
+ * a scratch row the drain may still read (rows.h: a row without a softcap
+ * shares its scratch row with the row it defers): the drain's head keeps it
+ * ahead, and near the end, where a step cannot be taken, it is closed
+ * before the store overwrites what it has yet to read. */
+static XF_ALWAYS_INLINE void XF_FN(drain_before_store)(XF_FN(drain_t) * d, const int how,
+                                                       const int steps, int64_t stored_end) {
+    XF_FN(drain_step)(d, how);
+    if (steps == 2) XF_FN(drain_step)(d, how);
+    if (d->k < stored_end) XF_FN(drain_close)(d, how);
+}
