@@ -35,23 +35,8 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < n * C; i++) x[i] = (float)((rand() % 20000) - 10000) * 3e-4f;
     for (int64_t i = 0; i < n; i++) t[i] = rand() % C;
     memset(out, 0, (size_t)(n * C * 4));
-    xf_rows_args a;
-    memset(&a, 0, sizeof a);
-    a.n_rows = n;
-    a.n_classes = C;
-    a.x = x;
-    a.x_stride = C;
-    a.out = mode == XF_MODE_GRAD ? out : NULL;
-    a.out_stride = C;
-    a.target = t;
-    a.ignore_index = -100;
-    a.scale = 1.0 / (double)n;
-    a.row_loss = loss;
-    a.mode = mode;
-    a.streaming = stream;
-    a.inv_temperature = 1.0;
+    xf_rows_args a = plain_args(n, C, x, mode == XF_MODE_GRAD ? out : NULL, t, loss, mode, stream);
     a.softcap = cap;
-    a.weight_total = (double)C;
     /* in place, `out` keeps the logits, copied back before each call (untimed):
      * otherwise every call after the first would run on a gradient */
     const int in_place = getenv("INPLACE") && atoi(getenv("INPLACE")) && mode == XF_MODE_GRAD;

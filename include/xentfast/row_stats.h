@@ -30,16 +30,24 @@ static inline XF_T XF_FN(seg_max)(const XF_T *x, int64_t n) {
 }
 
 /* Prefetch the cache lines of `vectors` vectors at p, XF_PREFETCH_BYTES
- * ahead (for the scalar build, once per 64 bytes of x).  Prefetches never
- * fault, so running past the end of the array is harmless. */
+ * ahead into L2 and XF_PREFETCH_L1_BYTES ahead into L1 (for the scalar
+ * build, once per 64 bytes of x).  Prefetches never fault, so running past
+ * the end of the array is harmless. */
 static XF_ALWAYS_INLINE void XF_FN(prefetch_ahead)(const XF_T *p, int vectors) {
     const char *a = (const char *)p + XF_PREFETCH_BYTES;
+    const char *a1 = (const char *)p + XF_PREFETCH_L1_BYTES;
     const int bytes = vectors * XF_W * (int)sizeof(XF_T);
     if (bytes < 64) {
-        if (((uintptr_t)a & 63) < (uintptr_t)bytes) XF_PREFETCH(a);
+        if (((uintptr_t)a & 63) < (uintptr_t)bytes) {
+            XF_PREFETCH(a);
+            XF_PREFETCH_L1(a1);
+        }
         return;
     }
-    for (int b = 0; b < bytes; b += 64) XF_PREFETCH(a + b);
+    for (int b = 0; b < bytes; b += 64) {
+        XF_PREFETCH(a + b);
+        XF_PREFETCH_L1(a1 + b);
+    }
 }
 
 /* Sum of exp(x - m) over n elements (m their max: arguments <= 0 or NaN), in
