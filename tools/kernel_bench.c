@@ -25,17 +25,13 @@ int main(int argc, char **argv) {
     const double cap = argc > 4 ? atof(argv[4]) : 0.0;
     const int reps = argc > 5 ? atoi(argv[5]) : 10;
     const int stream = argc > 6 ? atoi(argv[6]) : 0;
-    float *x = aligned_alloc(64, (size_t)(n * C * 4 + 64));
-    float *out = aligned_alloc(64, (size_t)(n * C * 4 + 64));
-    int64_t *t = malloc((size_t)n * 8);
-    double *loss = malloc((size_t)n * 8);
-    void *scratch = aligned_alloc(64, xf_scratch_bytes(C) + 64);
-    if (!x || !out || !t || !loss || !scratch) return 1;
-    srand(1);
-    for (int64_t i = 0; i < n * C; i++) x[i] = (float)((rand() % 20000) - 10000) * 3e-4f;
-    for (int64_t i = 0; i < n; i++) t[i] = rand() % C;
-    memset(out, 0, (size_t)(n * C * 4));
-    xf_rows_args a = plain_args(n, C, x, mode == XF_MODE_GRAD ? out : NULL, t, loss, mode, stream);
+    plain_problem pr;
+    if (plain_problem_make(&pr, n, C)) return 1;
+    float *x = pr.x, *out = pr.out;
+    double *loss = pr.loss;
+    void *scratch = pr.scratch;
+    xf_rows_args a =
+        plain_args(n, C, x, mode == XF_MODE_GRAD ? out : NULL, pr.t, loss, mode, stream);
     a.softcap = cap;
     /* in place, `out` keeps the logits, copied back before each call (untimed):
      * otherwise every call after the first would run on a gradient */

@@ -1,7 +1,8 @@
 /* Shared by the tools built against one ISA's kernel file (XF_KERNEL_FILE,
  * see tools/kernel_bench.sh): the file itself, stubs for the float64 scalar
- * kernels its table refers to (never called by the tools), a clock and the
- * arguments of a plain call. */
+ * kernels its table refers to (never called by the tools), a clock, and a
+ * plain problem and its call's arguments. */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include XF_KERNEL_FILE
@@ -16,6 +17,31 @@ static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* A plain problem the tools share: n rows of C float32 logits in [-3, 3]
+ * (x), a buffer as large (out, zeroed), index targets t, row losses, one
+ * thread's scratch; the same data in every tool (srand(1)).  0 on success. */
+typedef struct {
+    float *x, *out;
+    int64_t *t;
+    double *loss;
+    void *scratch;
+} plain_problem;
+
+static inline int plain_problem_make(plain_problem *p, int64_t n, int64_t C) {
+    const size_t bytes = (size_t)(n * C) * sizeof(float) + 64;
+    p->x = aligned_alloc(64, bytes);
+    p->out = aligned_alloc(64, bytes);
+    p->t = malloc((size_t)n * sizeof(int64_t));
+    p->loss = malloc((size_t)n * sizeof(double));
+    p->scratch = aligned_alloc(64, xf_scratch_bytes(C) + 64);
+    if (!p->x || !p->out || !p->t || !p->loss || !p->scratch) return 1;
+    srand(1);
+    for (int64_t i = 0; i < n * C; i++) p->x[i] = (float)((rand() % 20000) - 10000) * 3e-4f;
+    for (int64_t i = 0; i < n; i++) p->t[i] = rand() % C;
+    memset(p->out, 0, (size_t)(n * C) * sizeof(float));
+    return 0;
 }
 
 /* The arguments of a plain float32 call over n rows of C logits at x (the

@@ -101,11 +101,12 @@ static inline int64_t xf_block_rows(int64_t n_classes) {
 #endif
 /* And, nearer, into L1 (locality 3): the lines of the segment after the
  * current one, so that its max pass reads from L1 rather than waiting on L2
- * while the drain's and the exps' stores contend for it.  One thread, from
- * DRAM, 8192 x 32000, each build in turn (TOOL=exp_stream
- * tools/kernel_bench.sh avx512): in place 0.75-0.78 -> 0.86-0.98 of its
- * bound, the loss alone 0.81-0.84 -> 0.82-0.86; 16 KiB ahead gave in place
- * nothing, 12 KiB less than 8. */
+ * while the drain's and the exps' stores contend for it.  In place, from
+ * DRAM, 8192 x 32000, 1 thread / 2, the builds without and with it in turn:
+ * 0.72-0.80 / 0.74-0.75 -> 0.85-0.91 / 0.83-0.85 of the in-place bound
+ * (`python tools/bound_fractions.py 8192 32000`, docs/design.md has the other
+ * shapes); builds with CFLAGS=-DXF_PREFETCH_L1_BYTES=N, two rounds each:
+ * 4096 and 6144 gave 0.80-0.86, 8192 and 10240 0.85-0.90. */
 #ifndef XF_PREFETCH_L1_BYTES
 #define XF_PREFETCH_L1_BYTES 8192
 #endif

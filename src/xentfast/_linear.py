@@ -53,9 +53,10 @@ CHUNK_BYTES = 128 << 20
 #: Rows per forward GEMM call (a chunk is whole blocks, so it is also the
 #: smallest chunk).  Each call packs all of W again, so fewer, taller calls
 #: pay: 4096 × 1024 @ 1024 × 32000 float32, 2 threads, 699 ms in blocks of 512
-#: rows, 653 in blocks of 1024, 625 in one call; 2048 × 512 @ 512 × 128256:
-#: 836 / 733 / 664 ms in blocks of 256 / 512 / 1024 (``python
-#: tools/linear_chunks.py 4096 1024 32000 512,1024,2048,4096 --gemm-blocks``).
+#: rows, 653 in blocks of 1024, 625 in one call (``python tools/linear_chunks.py
+#: 4096 1024 32000 512,1024,2048,4096 --gemm-blocks``); 2048 × 512 @ 512 ×
+#: 128256: 836 / 733 / 664 ms in blocks of 256 / 512 / 1024 (``... 2048 512
+#: 128256 256,512,1024 --gemm-blocks``).
 BLOCK_ROWS = 1024
 
 #: The most logits one block may hold: a vocabulary whose BLOCK_ROWS rows
