@@ -11,6 +11,7 @@ import pytest
 import xentfast
 from xentfast import bench
 from xentfast.bench import cli, loop
+from xentfast.bench.run import BOUND_OF
 from xentfast.bench.targets import LOOP_SETTING_RATIO_LIMIT, OPTION_RATIO_LIMIT
 
 # torch's own modules warn about their deprecated parts on import
@@ -41,6 +42,30 @@ def test_default_table_runs_and_checks(tmp_path, capsys):
     assert [m.key for m in bench.core_methods()] == list(rows)
     for key in ("xentfast-out", "xentfast-out-1t", "xentfast-fresh", "xentfast-inplace"):
         assert rows[key]["error"] is None and rows[key]["time"] > 0, key
+
+
+def test_fused_rows_are_timed_run_for_run_with_their_bound():
+    methods = [bench.method(k) for k in [*BOUND_OF, *sorted(set(BOUND_OF.values()))]]
+    # logits of 8 MiB (the kernels' streaming threshold): too large to stay
+    # cached, so each fused row's fraction is of the bound's runs between its own
+    report = bench.run_benchmark(2048, 1024, repeat=1, budget=0, methods=methods)
+    rows = {r["key"]: r for r in report["results"]}
+    for key, bound in BOUND_OF.items():
+        row = rows[key]
+        assert row["error"] is None, row["error"]
+        assert row["paired_key"] == bound and row["paired_time"] > 0, key
+        assert row["of_bound"] == pytest.approx(row["paired_time"] / row["time"]), key
+    summary = bench.summarize([report])[0]
+    for column, key in (("of_bound", "xentfast-out"), ("of_bound_1t", "xentfast-out-1t"),
+                        ("inplace_of_bound", "xentfast-inplace"),
+                        ("fwd_of_bound", "xentfast-loss")):
+        assert summary[column] == rows[key]["of_bound"], column
+    # cached logits: against the bound's own row, measured apart
+    report = bench.run_benchmark(64, 10, repeat=1, budget=0, methods=methods)
+    rows = {r["key"]: r for r in report["results"]}
+    for key, bound in BOUND_OF.items():
+        assert rows[key]["paired_key"] is None and rows[key]["paired_time"] is None, key
+        assert rows[key]["of_bound"] == pytest.approx(rows[bound]["time"] / rows[key]["time"])
 
 
 def test_options_table_says_target_not_issue(capsys):

@@ -1,11 +1,16 @@
 /* Shared by the tools built against one ISA's kernel file (XF_KERNEL_FILE,
- * see tools/kernel_bench.sh): the file itself, stubs for the float64 scalar
- * kernels its table refers to (never called by the tools), a clock, and a
- * plain problem and its call's arguments. */
+ * see tools/kernel_bench.sh): the file itself (or, without XF_KERNEL_FILE,
+ * only its interface: tools/kernel_ab.sh links two builds of it), stubs for
+ * the float64 scalar kernels its table refers to (never called by the
+ * tools), a clock, and a plain problem and its call's arguments. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef XF_KERNEL_FILE
 #include XF_KERNEL_FILE
+#else
+#include "xentfast/kernels.h"
+#endif
 
 void xf_rows_f64(const xf_rows_args *a, xf_plan_kind p, int64_t b, int64_t e, void *s) {
     (void)a; (void)p; (void)b; (void)e; (void)s;

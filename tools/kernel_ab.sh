@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Before/after of a change to the AVX-512 row kernels, in one process:
+# OLD_TREE's kernels (a checkout of the old commit, e.g. `git worktree add
+# /tmp/old HEAD`) against this tree's, called in turn (tools/kernel_ab.c).
+#
+#   tools/kernel_ab.sh OLD_TREE N C REPS MODE [THREADS]
+#   tools/kernel_ab.sh /tmp/old 8192 32000 8 inplace 2
+#
+# NEWFLAGS adds compiler flags to this tree's build only (e.g.
+# NEWFLAGS=-DXF_PREFETCH_BYTES=32768 with OLD_TREE this tree: a setting
+# against the default).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+OLD=$(cd "$1" && pwd)
+shift
+FLAGS="-O3 -ffp-contract=off -mavx512f -mavx512dq -mavx2 -mfma"
+DIR=$(mktemp -d "${TMPDIR:-/tmp}/kernel_ab.XXXXXX")
+trap 'rm -rf "$DIR"' EXIT
+# shellcheck disable=SC2086
+gcc $FLAGS -c -I"$OLD/include" "$OLD/src/xentfast/kernels/avx512.c" -o "$DIR/old.o"
+nm --defined-only -g "$DIR/old.o" | awk '{print $3, "old_" $3}' >"$DIR/names"
+objcopy --redefine-syms="$DIR/names" "$DIR/old.o"
+# shellcheck disable=SC2086
+gcc $FLAGS ${NEWFLAGS:-} -c -I"$ROOT/include" "$ROOT/src/xentfast/kernels/avx512.c" -o "$DIR/new.o"
+# shellcheck disable=SC2086
+gcc $FLAGS -fopenmp -I"$ROOT/include" "$ROOT/tools/kernel_ab.c" "$DIR/old.o" "$DIR/new.o" \
+    "$ROOT/src/xentfast/kernels/plan.c" -o "$DIR/kernel_ab" -lm
+"$DIR/kernel_ab" "$@"
