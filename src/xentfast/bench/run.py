@@ -177,8 +177,7 @@ def _add_ratios(rows, elements):
         # the fraction of the machine's bound this row reaches (1 = at the
         # bound): against the bound's runs interleaved with this row's
         bound = BOUND_OF.get(r["key"])
-        r["of_bound"] = _ratio(r["paired_time"] if paired and paired == bound
-                               else times.get(bound), t)
+        r["of_bound"] = _ratio(r["paired_time"] if paired == bound else times.get(bound), t)
         # "x plain" in the options table: against the plain runs interleaved
         # with this row's when it has them
         r["speedup"] = _ratio(t, r["paired_time"] if paired == "xentfast-out" else fused)
