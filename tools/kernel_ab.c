@@ -46,12 +46,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(mode, "ls")) {
         a.label_smoothing = 0.1;
     } else if (!strcmp(mode, "prob")) {
-        float *tp = aligned_alloc(64, bytes + 64);
-        if (!tp) return 1;
-        for (int64_t i = 0; i < n * C; i++) tp[i] = 1.0f / (float)C;
-        a.target_prob = tp;
-        a.target_prob_stride = C;
-        a.target = NULL;
+        if (plain_args_prob_targets(&a, n, C)) return 1;
     } else if (strcmp(mode, "buf")) {
         fprintf(stderr, "unknown MODE %s\n", mode);
         return 2;

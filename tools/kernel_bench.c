@@ -42,14 +42,7 @@ int main(int argc, char **argv) {
     }
     if (getenv("LS")) a.label_smoothing = atof(getenv("LS"));
     if (getenv("ZL")) a.z_loss = atof(getenv("ZL"));
-    if (getenv("PROB") && atoi(getenv("PROB"))) {
-        float *tp = aligned_alloc(64, (size_t)(n * C * 4 + 64));
-        if (!tp) return 1;
-        for (int64_t i = 0; i < n * C; i++) tp[i] = 1.0f / (float)C;
-        a.target_prob = tp;
-        a.target_prob_stride = C;
-        a.target = NULL;
-    }
+    if (getenv("PROB") && atoi(getenv("PROB")) && plain_args_prob_targets(&a, n, C)) return 1;
     /* the plan the extension would run on one thread */
     const xf_plan_kind plan = xf_plan(&a, &XF_TABLE.caps_f32, 1);
     double best = 1e30;

@@ -72,3 +72,15 @@ static inline xf_rows_args plain_args(int64_t n, int64_t C, const float *x, floa
     a.weight_total = (double)C;
     return a;
 }
+
+/* Uniform probability targets (1/C each) in place of a's index targets, for
+ * its n x C logits.  0 on success. */
+static inline int plain_args_prob_targets(xf_rows_args *a, int64_t n, int64_t C) {
+    float *tp = aligned_alloc(64, (size_t)(n * C) * sizeof(float) + 64);
+    if (!tp) return 1;
+    for (int64_t i = 0; i < n * C; i++) tp[i] = 1.0f / (float)C;
+    a->target_prob = tp;
+    a->target_prob_stride = C;
+    a->target = NULL;
+    return 0;
+}

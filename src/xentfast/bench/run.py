@@ -90,9 +90,11 @@ def run_benchmark(n: int, c: int, *, threads: Optional[int] = None, repeat: int 
         # cached (the kernels' own threshold for streaming stores): with
         # smaller ones, the bound's run between two of the fused row's would
         # change what the caches hold for it.
-        paired_key = ("xentfast-out" if m.limit is not None
-                      else BOUND_OF.get(m.key) if BOUND_OF.get(m.key) in keys and uncached
-                      else None)
+        paired_key = None
+        if m.limit is not None:
+            paired_key = "xentfast-out"
+        elif uncached and BOUND_OF.get(m.key) in keys:
+            paired_key = BOUND_OF[m.key]
         paired = method(paired_key) if paired_key else None
         row = measure(m, problem, repeat, want_loss, want_grad, budget, paired)
         row["paired_key"] = paired_key
@@ -173,7 +175,7 @@ def _add_ratios(rows, elements):
         t = r["time"]
         r["gelem_per_s"] = elements / t / 1e9 if t else None
         r["x_copy"] = _ratio(t, copy)
-        paired = r.get("paired_key")
+        paired = r["paired_key"]
         # the fraction of the machine's bound this row reaches (1 = at the
         # bound): against the bound's runs interleaved with this row's
         bound = BOUND_OF.get(r["key"])
