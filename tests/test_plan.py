@@ -1,12 +1,12 @@
 """The plan (kernels/plan.c): which algorithm runs, and that every option
 reaches every algorithm it can run on.
 
-A new loss option must be told to ``xf_plan``: the narrow and split kernels
-run only the plain loss, so an option the plan does not know about would be
-silently ignored there.  ``test_every_option_is_listed`` fails until the
-option is listed in OPTION_VALUES below, and then
+A new loss option must be told to ``xf_plan``: the narrow, split and shared
+kernels run only the plain loss, so an option the plan does not know about
+would be silently ignored there.  ``test_every_option_is_listed`` fails
+until the option is listed in OPTION_VALUES below, and then
 ``test_option_on_every_layout`` checks it against the oracle on the layouts
-that reach the narrow, split and plain kernels, on every backend.
+that reach the narrow, split, shared and plain kernels, on every backend.
 """
 import inspect
 
@@ -35,7 +35,9 @@ OPTION_VALUES = {
 NOT_OPTIONS = {"logits", "target", "axis", "num_threads", "out", "return_z_loss"}
 
 # (rows, classes, threads): what the plan picks for the plain loss on them
-LAYOUTS = {"narrow": (80, 10, 1), "split": (2, 200000, 2), "plain": (24, 3000, 1)}
+# (shared: the gradient written over the logits)
+LAYOUTS = {"narrow": (80, 10, 1), "split": (2, 200000, 2), "plain": (24, 3000, 1),
+           "shared": (40, 200000, 2)}
 
 
 def test_every_option_is_listed():
@@ -64,8 +66,10 @@ def test_option_on_every_layout(backend, option, layout):
     t = rng.integers(0, c, n)
     t[::5] = 3  # rows for ignore_index = 3
     kw = _kwargs(option, rng, n, c)
-    loss, grad = xentfast.cross_entropy_and_grad(x, t, num_threads=threads, **kw)
     want_loss, want_grad = oracle(x, t, **kw)
+    if layout == "shared":
+        kw["out"] = x  # in place: the oracle has read x already
+    loss, grad = xentfast.cross_entropy_and_grad(x, t, num_threads=threads, **kw)
     tol = 1e-5 if option == "softcap" else 1e-6
     assert_loss_close(loss, want_loss, rtol=tol)
     assert_grad_close(grad, want_grad, atol=tol)
@@ -78,6 +82,8 @@ def test_layouts_reach_their_plans(backend):
     assert narrow == ("plain" if backend == "scalar" else "narrow")
     assert _core.plan_of(np.zeros((2, 200000), np.float32), num_threads=2) == "split"
     assert _core.plan_of(np.zeros((24, 3000), np.float32)) == "plain"
+    assert _core.plan_of(np.zeros((40, 200000), np.float32), mode=_core.MODE_GRAD,
+                         num_threads=2, in_place=True) == "shared"
 
 
 @pytest.mark.parametrize("options, expected", [
@@ -118,3 +124,45 @@ def test_plan_of_shapes():
     assert _core.plan_of(np.zeros((64, 40000), np.float32), num_threads=2) == "plain"
     assert _core.plan_of(np.zeros((2, 200000), np.float32), mode=_core.MODE_LOG_SOFTMAX,
                          num_threads=2, targets=False) == "plain"
+    # shared rows: only the gradient in place, float32, from 196608 classes, on a team
+    wide = np.zeros((40, 196608), np.float32)
+    assert _core.plan_of(wide, mode=_core.MODE_GRAD, num_threads=2, in_place=True) == "shared"
+    assert _core.plan_of(wide, mode=_core.MODE_GRAD, num_threads=2) == "plain"
+    assert _core.plan_of(wide, mode=_core.MODE_GRAD, num_threads=1, in_place=True) == "plain"
+    assert _core.plan_of(wide, mode=_core.MODE_SOFTMAX, num_threads=2, in_place=True) == "plain"
+    assert _core.plan_of(wide[:, :-1], mode=_core.MODE_GRAD, num_threads=2,
+                         in_place=True) == "plain"
+    assert _core.plan_of(wide.astype(np.float64), mode=_core.MODE_GRAD, num_threads=2,
+                         in_place=True) == "plain"
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_shared_rows_equal_the_row_loop(backend, threads):
+    """In place over long rows, a team shares each row (rows_shared.h): its
+    losses and gradient are bit for bit the row loop's, with ignored rows,
+    fully masked segments, a NaN and a +inf logit, class and row weights,
+    z-loss and an upstream gradient, and whether the team splits the
+    segments evenly or not."""
+    rng = np.random.default_rng(11)
+    n, c = 37, 200000 + 77  # a short last segment
+    x = (rng.standard_normal((n, c)) * 3).astype(np.float32)
+    t = rng.integers(0, c, n)
+    t[[2, 9, 10]] = -100  # ignored, two in a row
+    x[4, 2048:6144] = -np.inf  # two fully masked segments
+    x[5, :] = -np.inf  # every class masked
+    t[5] = 7
+    x[6, 1000] = np.nan
+    x[7, 150000] = np.inf
+    t[8] = c - 1  # the target in the short last segment
+    kw = dict(weight=rng.uniform(0.5, 2.0, c).astype(np.float32),
+              sample_weight=rng.uniform(0.0, 2.0, n), z_loss=1e-3, grad_output=0.5,
+              reduction="none")
+    assert _core.plan_of(x, mode=_core.MODE_GRAD, num_threads=threads, in_place=True) == "shared"
+    want_loss, want_grad = xentfast.cross_entropy_and_grad(x, t, num_threads=1, **kw)
+    before = _core.parallel_regions()[0]
+    loss, grad = xentfast.cross_entropy_and_grad(x, t, num_threads=threads, out=x, **kw)
+    regions, team = _core.parallel_regions()
+    assert regions == before + 1 and team == threads
+    assert np.shares_memory(grad, x)
+    np.testing.assert_array_equal(loss, want_loss)
+    np.testing.assert_array_equal(grad, want_grad)

@@ -1,7 +1,8 @@
 /* Two builds of the AVX-512 row kernels in one process, called in turn:
  * the before/after of a kernel change with the machine's drift shared by
- * both.  Built by tools/kernel_ab.sh (the other build's symbols renamed
- * old_*):
+ * both.  Built by tools/kernel_ab.sh: each build runs a call by its own
+ * plan (kernel_ab_run.c, compiled against that build's headers; the other
+ * build's symbols renamed old_*):
  *
  *   kernel_ab N C REPS MODE [THREADS]
  *
@@ -9,14 +10,16 @@
  * stores, as the extension does for large arrays), inplace (the gradient
  * over the logits, restored before each call, untimed), ls (buf with label
  * smoothing 0.1), prob (buf with uniform probability targets).  THREADS
- * (default 1) split the rows in blocks, as the extension's plain plan does.
+ * (default 1) run as the extension runs them (kernel_ab_run.c).
  * Prints the best of REPS calls of each build (and G elements/s), new/old,
  * and whether both gave the same sum of row losses. */
-#include <omp.h>
 #include <stdio.h>
 #include "kernel_tool.h"
 
-extern const xf_kernel_table xf_table_avx512, old_xf_table_avx512;
+int kernel_ab_run(const xf_rows_args *a, int threads, void **scratch);
+int old_kernel_ab_run(const xf_rows_args *a, int threads, void **scratch);
+size_t kernel_ab_scratch_bytes(int64_t n_classes);
+size_t old_kernel_ab_scratch_bytes(int64_t n_classes);
 
 int main(int argc, char **argv) {
     if (argc < 5) {
@@ -30,8 +33,10 @@ int main(int argc, char **argv) {
     plain_problem pr;
     if (plain_problem_make(&pr, n, C) || threads < 1 || threads > 64) return 1;
     void *scratch[64];
+    size_t scratch_bytes = kernel_ab_scratch_bytes(C);
+    if (old_kernel_ab_scratch_bytes(C) > scratch_bytes) scratch_bytes = old_kernel_ab_scratch_bytes(C);
     for (int k = 0; k < threads; k++)
-        if (!(scratch[k] = aligned_alloc(64, xf_scratch_bytes(C) + 64))) return 1;
+        if (!(scratch[k] = malloc(scratch_bytes))) return 1;
     xf_rows_args a = plain_args(n, C, pr.x, pr.out, pr.t, pr.loss, XF_MODE_GRAD, 1);
     float *logits = NULL; /* in place: the logits to restore */
     if (!strcmp(mode, "loss")) {
@@ -51,18 +56,13 @@ int main(int argc, char **argv) {
         fprintf(stderr, "unknown MODE %s\n", mode);
         return 2;
     }
-    const xf_kernel_table *table[2] = {&old_xf_table_avx512, &xf_table_avx512};
+    int (*const run[2])(const xf_rows_args *, int, void **) = {old_kernel_ab_run, kernel_ab_run};
     double best[2] = {1e30, 1e30}, loss_sum[2] = {0, 0};
     for (int r = 0; r < reps; r++) {
         for (int b = 0; b < 2; b++) {
             if (logits) memcpy(pr.x, logits, bytes);
-            const xf_plan_kind plan = xf_plan(&a, &table[b]->caps_f32, 1);
             const double t0 = now();
-#pragma omp parallel num_threads(threads)
-            {
-                const int k = omp_get_thread_num();
-                table[b]->rows_f32(&a, plan, n * k / threads, n * (k + 1) / threads, scratch[k]);
-            }
+            if (run[b](&a, threads, scratch)) return 1;
             const double dt = now() - t0;
             if (dt < best[b]) best[b] = dt;
             loss_sum[b] = 0;

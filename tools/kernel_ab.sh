@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Before/after of a change to the AVX-512 row kernels, in one process:
 # OLD_TREE's kernels (a checkout of the old commit, e.g. `git worktree add
-# /tmp/old HEAD`) against this tree's, called in turn (tools/kernel_ab.c).
+# /tmp/old HEAD`) against this tree's, called in turn (tools/kernel_ab.c),
+# each by its own plan for the thread count (tools/kernel_ab_run.c).
 #
 #   tools/kernel_ab.sh OLD_TREE N C REPS MODE [THREADS]
 #   tools/kernel_ab.sh /tmp/old 8192 32000 8 inplace 2
@@ -16,13 +17,21 @@ shift
 FLAGS="-O3 -ffp-contract=off -mavx512f -mavx512dq -mavx2 -mfma"
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/kernel_ab.XXXXXX")
 trap 'rm -rf "$DIR"' EXIT
-# shellcheck disable=SC2086
-gcc $FLAGS -c -I"$OLD/include" "$OLD/src/xentfast/kernels/avx512.c" -o "$DIR/old.o"
+# one relocatable object per build: its kernels, its plan, and the runner
+# (kernel_ab_run.c) compiled against its own headers
+build() { # TREE NAME EXTRA_FLAGS
+    for f in "$1/src/xentfast/kernels/avx512.c" "$1/src/xentfast/kernels/plan.c" \
+        "$ROOT/tools/kernel_ab_run.c"; do
+        # shellcheck disable=SC2086
+        gcc $FLAGS $3 -fopenmp -c -I"$1/include" "$f" -o "$DIR/$2_$(basename "$f" .c).o"
+    done
+    ld -r "$DIR/$2"_*.o -o "$DIR/$2.o"
+}
+build "$OLD" old ""
 nm --defined-only -g "$DIR/old.o" | awk '{print $3, "old_" $3}' >"$DIR/names"
 objcopy --redefine-syms="$DIR/names" "$DIR/old.o"
+build "$ROOT" new "${NEWFLAGS:-}"
 # shellcheck disable=SC2086
-gcc $FLAGS ${NEWFLAGS:-} -c -I"$ROOT/include" "$ROOT/src/xentfast/kernels/avx512.c" -o "$DIR/new.o"
-# shellcheck disable=SC2086
-gcc $FLAGS -fopenmp -I"$ROOT/include" "$ROOT/tools/kernel_ab.c" "$DIR/old.o" "$DIR/new.o" \
-    "$ROOT/src/xentfast/kernels/plan.c" -o "$DIR/kernel_ab" -lm
+gcc $FLAGS -fopenmp -I"$ROOT/include" -I"$ROOT/tools" "$ROOT/tools/kernel_ab.c" "$DIR/old.o" \
+    "$DIR/new.o" -o "$DIR/kernel_ab" -lm
 "$DIR/kernel_ab" "$@"

@@ -142,8 +142,8 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
     XF_V s = zero, ez = zero, wz = zero, wtz = zero, wt = zero, ev;
     int64_t i = 0;
     for (; i + XF_W <= n; i += XF_W) {
-        if (!z_given) XF_FN(prefetch_ahead)(x + i, 1);
-        if (tp) XF_FN(prefetch_ahead)(tp + i, 1);
+        if (!z_given) XF_FN(prefetch_ahead)(x + i, 1, 0, 0);
+        if (tp) XF_FN(prefetch_ahead)(tp + i, 1, 0, 0);
         const XF_V z = z_given ? V_LOADU(x + i) : V_ROUND_T(V_MUL(V_LOADU(x + i), inv_t));
         XF_FN(gen_vec)
         (o, z, w ? V_LOADU(w + i) : one, tp, tp ? V_LOADU(tp + i) : zero, mv, XF_W, &s, &ez, &wz,

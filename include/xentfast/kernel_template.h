@@ -44,5 +44,6 @@
 #include "xentfast/rows_shard.h"  /* a vocabulary shard's two passes */
 #include "xentfast/rows.h"        /* the row loop: every plan but the split */
 #include "xentfast/rows_split.h"  /* a few long rows over the threads */
+#include "xentfast/rows_shared.h" /* long rows, each over a team in step */
 #include "xentfast/elementwise.h" /* BCE, MSE, and the maps for the accuracy tests */
 #include "xentfast/bounds.h"      /* the memory bounds the benchmark divides by */

@@ -9,6 +9,7 @@
 #ifndef XENTFAST_KERNELS_H
 #define XENTFAST_KERNELS_H
 
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,6 +56,9 @@ enum {
  * on how rows or segments are spread over threads. */
 #define XF_SEGMENT 2048
 
+/* XF_PLAN_SHARED from this many classes (rows_shared.h) */
+#define XF_SHARED_MIN_CLASSES 196608
+
 /* A float32 gradient row is written during the next row's pass (rows.h)
  * when what waits meanwhile takes at most this many bytes of a 2 MiB L2:
  * one scratch row of exps (the next row's exps take it over as the drain
@@ -85,8 +89,10 @@ static inline int64_t xf_block_rows(int64_t n_classes) {
 
 #if defined(_MSC_VER)
 #define XF_ALWAYS_INLINE __forceinline
+#define XF_MAYBE_UNUSED
 #else
 #define XF_ALWAYS_INLINE inline __attribute__((always_inline))
+#define XF_MAYBE_UNUSED __attribute__((unused))
 #endif
 
 /* Software prefetch of the logits XF_PREFETCH_BYTES ahead of the exp loop:
@@ -174,8 +180,10 @@ typedef enum xf_plan_kind {
                            * entropy: the general row (general_row.h)        */
     XF_PLAN_SOFTCAP = 4,         /* the general row under a softcap: a z loop and
                            * an exp loop per segment (softcap.h)              */
-    XF_PLAN_SOFTCAP_ONE_LOOP = 5 /* caps up to xf_caps.one_loop_cap: z and its
+    XF_PLAN_SOFTCAP_ONE_LOOP = 5, /* caps up to xf_caps.one_loop_cap: z and its
                                   * exps in one loop, no max (softcap.h)     */
+    XF_PLAN_SHARED = 6           /* the plain gradient of long rows, each row's
+                                  * segments over a team in step (rows_shared.h) */
 } xf_plan_kind;
 
 /* What an ISA's kernels can do, for one dtype: the capability block at the
@@ -183,6 +191,7 @@ typedef enum xf_plan_kind {
 typedef struct xf_caps {
     int64_t narrow_max;  /* XF_PLAN_NARROW for C up to this (0: never)      */
     double one_loop_cap; /* XF_PLAN_SOFTCAP_ONE_LOOP for caps up to this    */
+    int64_t shared_min;  /* XF_PLAN_SHARED from this many classes (0: never) */
 } xf_caps;
 
 /* The algorithm a call runs, from its arguments, the kernels' capabilities
@@ -248,6 +257,49 @@ typedef struct xf_split_fns {
     void (*fix)(const xf_rows_args *, int64_t row, const double *row_state);
 } xf_split_fns;
 
+/* XF_PLAN_SHARED (rows_shared.h): a team of threads in step row by row,
+ * each over its own segments of every row.  Every member of the team
+ * calls, with the team's actual size (one missing, the others wait at the
+ * barrier forever); the caller points seg_max[b] at n_seg values of the
+ * row's dtype and seg_sum[b] at n_seg doubles, b = 0, 1, and zeroes the
+ * rest. */
+typedef struct xf_team {
+    int arrived, phase; /* the barrier's (atomics) */
+    void *seg_max[2];
+    double *seg_sum[2];
+    double z_y[2]; /* the target's logit, from the thread that owns it */
+} xf_team;
+
+/* Every member of the team waits here until all have arrived.  Spins (the
+ * wait is a row's imbalance, microseconds), yielding the core once it has
+ * spun long: a member may be off its core when threads outnumber cores. */
+static inline void xf_team_wait(xf_team *team, int n_threads) {
+#if defined(__GNUC__) || defined(__clang__)
+    const int phase = __atomic_load_n(&team->phase, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&team->arrived, 1, __ATOMIC_ACQ_REL) == n_threads) {
+        __atomic_store_n(&team->arrived, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&team->phase, phase + 1, __ATOMIC_RELEASE);
+        return;
+    }
+    for (unsigned spins = 0; __atomic_load_n(&team->phase, __ATOMIC_ACQUIRE) == phase; spins++) {
+        if (spins >= 4096) {
+            sched_yield();
+        } else {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#elif defined(__aarch64__)
+            __asm__ __volatile__("yield");
+#endif
+        }
+    }
+#else
+#error "xf_team_wait needs GCC or Clang atomics"
+#endif
+}
+
+typedef void (*xf_rows_shared_fn)(const xf_rows_args *args, xf_team *team, int thread,
+                                  int n_threads, void *scratch);
+
 /* The memory bounds of the fused pass (bounds.h): a read, a read with a
  * streaming write, an in-place read and write. */
 enum xf_bound_op { XF_BOUND_READ = 0, XF_BOUND_STREAM = 1, XF_BOUND_IN_PLACE = 2 };
@@ -261,6 +313,7 @@ typedef struct xf_kernel_table {
     const char *name;
     xf_caps caps_f32, caps_f64;
     xf_rows_fn rows_f32, rows_f64;
+    xf_rows_shared_fn rows_shared_f32; /* float32 only (caps_f32.shared_min) */
     const xf_split_fns *split_f32, *split_f64;
     xf_elem_fn elem_f32, elem_f64;
     xf_map_f32_fn exp_f32;

@@ -7,9 +7,13 @@
 #ifdef _OPENMP
 #include <omp.h>
 static inline int xf_omp_max_threads(void) { return omp_get_max_threads(); }
+static inline int xf_omp_team_size(void) { return omp_get_num_threads(); }
+static inline int xf_omp_thread(void) { return omp_get_thread_num(); }
 static const int xf_omp_enabled = 1;
 #else
 static inline int xf_omp_max_threads(void) { return 1; }
+static inline int xf_omp_team_size(void) { return 1; }
+static inline int xf_omp_thread(void) { return 0; }
 static const int xf_omp_enabled = 0;
 #endif
 

@@ -31,11 +31,14 @@ static inline XF_T XF_FN(seg_max)(const XF_T *x, int64_t n) {
 
 /* Prefetch the cache lines of `vectors` vectors at p, XF_PREFETCH_BYTES
  * ahead into L2 and XF_PREFETCH_L1_BYTES ahead into L1 (for the scalar
- * build, once per 64 bytes of x).  Prefetches never fault, so running past
- * the end of the array is harmless. */
-static XF_ALWAYS_INLINE void XF_FN(prefetch_ahead)(const XF_T *p, int vectors) {
-    const char *a = (const char *)p + XF_PREFETCH_BYTES;
-    const char *a1 = (const char *)p + XF_PREFETCH_L1_BYTES;
+ * build, once per 64 bytes of x), each moved on by skip_l2 and skip_l1
+ * bytes (0 but in shared rows, whose threads look ahead into their own
+ * part of the next row: rows_shared.h).  Prefetches never fault, so
+ * running past the end of the array is harmless. */
+static XF_ALWAYS_INLINE void XF_FN(prefetch_ahead)(const XF_T *p, int vectors, ptrdiff_t skip_l2,
+                                                   ptrdiff_t skip_l1) {
+    const char *a = (const char *)p + XF_PREFETCH_BYTES + skip_l2;
+    const char *a1 = (const char *)p + XF_PREFETCH_L1_BYTES + skip_l1;
     const int bytes = vectors * XF_W * (int)sizeof(XF_T);
     if (bytes < 64) {
         if (((uintptr_t)a & 63) < (uintptr_t)bytes) {
@@ -60,13 +63,14 @@ static XF_ALWAYS_INLINE void XF_FN(prefetch_ahead)(const XF_T *p, int vectors) {
  * each drained vector is read before the exps overwrite its place, and the
  * drain is closed before the last vectors and the tail are stored. */
 static XF_ALWAYS_INLINE double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T m, XF_T *e,
-                                                 XF_FN(drain_t) * drain, const int how) {
+                                                 XF_FN(drain_t) * drain, const int how,
+                                                 ptrdiff_t skip_l2, ptrdiff_t skip_l1) {
     const XF_V mv = V_SET1(m);
     XF_V s0 = V_SET1(0), s1 = s0, s2 = s0, s3 = s0;
     int64_t i = 0;
     if (e) {
         for (; i + 2 * XF_W <= n; i += 2 * XF_W) {
-            XF_FN(prefetch_ahead)(x + i, 2);
+            XF_FN(prefetch_ahead)(x + i, 2, skip_l2, skip_l1);
             XF_V e0 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv));
             XF_V e1 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i + XF_W), mv));
             /* the deferred row's stores, a vector per vector of exps */
@@ -89,7 +93,7 @@ static XF_ALWAYS_INLINE double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T 
         }
     } else {
         for (; i + 2 * XF_W <= n; i += 2 * XF_W) {
-            XF_FN(prefetch_ahead)(x + i, 2);
+            XF_FN(prefetch_ahead)(x + i, 2, skip_l2, skip_l1);
             s0 = V_ADD(s0, V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv)));
             s1 = V_ADD(s1, V_EXP_NONPOS(V_SUB(V_LOADU(x + i + XF_W), mv)));
         }
@@ -134,36 +138,39 @@ static inline XF_T XF_FN(nan_aware_max)(const XF_T *x, int64_t n, XF_T m) {
 }
 
 /* (m, s) of segment j of a row (s = 0 for a fully masked segment), a drain
- * (or NULL) advanced meanwhile. */
+ * (or NULL) advanced meanwhile; skip_l2, skip_l1: prefetch_ahead's. */
 static XF_ALWAYS_INLINE double XF_FN(seg_stats_drain)(const XF_T *x, int64_t C, int64_t j, XF_T *e,
                                                       XF_T *m, XF_FN(drain_t) * drain,
-                                                      const int how) {
+                                                      const int how, ptrdiff_t skip_l2,
+                                                      ptrdiff_t skip_l1) {
     const int64_t j0 = j * XF_SEGMENT;
     const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
     *m = XF_FN(nan_aware_max)(x + j0, n, XF_FN(seg_max)(x + j0, n));
     if (*m == -INFINITY) return 0.0;
     if (isnan(*m)) return NAN;
-    return XF_FN(seg_sumexp)(x + j0, n, *m, e ? e + j0 : NULL, drain, how);
+    return XF_FN(seg_sumexp)(x + j0, n, *m, e ? e + j0 : NULL, drain, how, skip_l2, skip_l1);
 }
 
 static inline double XF_FN(seg_stats)(const XF_T *x, int64_t C, int64_t j, XF_T *e, XF_T *m) {
-    return XF_FN(seg_stats_drain)(x, C, j, e, m, NULL, 0);
+    return XF_FN(seg_stats_drain)(x, C, j, e, m, NULL, 0, 0, 0);
 }
 
 /* seg_stats, with segment j of the deferred plain gradient row p (no
  * shift terms: e f) written meanwhile, the arithmetic of write_row. */
 static inline double XF_FN(seg_stats_pending)(const XF_T *x, int64_t C, int64_t j, XF_T *e, XF_T *m,
-                                              const XF_FN(pending_t) * p, int stream) {
+                                              const XF_FN(pending_t) * p, int stream,
+                                              ptrdiff_t skip_l2, ptrdiff_t skip_l1) {
     const int64_t j0 = j * XF_SEGMENT;
     const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
     if (p->seg_max[j] == -INFINITY) { /* a masked segment: no exps */
         XF_FN(write_constant)(p->out + j0, n, XF_FN(pending_factor)(p, j), stream);
-        return XF_FN(seg_stats_drain)(x, C, j, e, m, NULL, 0);
+        return XF_FN(seg_stats_drain)(x, C, j, e, m, NULL, 0, skip_l2, skip_l1);
     }
     XF_FN(drain_t) d;
     XF_FN(drain_open)(&d, p, j0, j, n, stream);
-    const double s = stream ? XF_FN(seg_stats_drain)(x, C, j, e, m, &d, XF_DRAIN_STREAM)
-                            : XF_FN(seg_stats_drain)(x, C, j, e, m, &d, 0);
+    const double s =
+        stream ? XF_FN(seg_stats_drain)(x, C, j, e, m, &d, XF_DRAIN_STREAM, skip_l2, skip_l1)
+               : XF_FN(seg_stats_drain)(x, C, j, e, m, &d, 0, skip_l2, skip_l1);
     XF_FN(drain_close)(&d, stream ? XF_DRAIN_STREAM : 0);
     return s;
 }
@@ -178,7 +185,7 @@ static inline void XF_FN(row_stats)(const XF_T *x, int64_t C, XF_T *e, XF_T *seg
     double M = -INFINITY, S = 0.0;
     for (int64_t j = 0; j * XF_SEGMENT < C; j++) {
         XF_T m;
-        const double s = pending ? XF_FN(seg_stats_pending)(x, C, j, e, &m, pending, stream)
+        const double s = pending ? XF_FN(seg_stats_pending)(x, C, j, e, &m, pending, stream, 0, 0)
                                  : XF_FN(seg_stats)(x, C, j, e, &m);
         if (seg_max) seg_max[j] = m;
         XF_FN(combine)(&M, &S, m, s);

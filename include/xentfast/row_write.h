@@ -79,11 +79,13 @@ static inline double XF_FN(seg_factor)(XF_T m_j, double M, double log_S) {
 
 /* out = exp(z - lse) * a - w*(alpha*tp + beta) (the shift times the
  * softcap's chain factors d when d is not NULL; the exps carry theirs),
- * segment by segment from the scratch exps. */
-static inline void XF_FN(write_row)(XF_T *out, const XF_T *e, const XF_T *seg_max, const XF_T *w,
-                                    const XF_T *tp, const XF_T *d, int64_t C, double M,
-                                    double log_S, double a, XF_T alpha, XF_T beta, int stream) {
-    for (int64_t j0 = 0, j = 0; j0 < C; j0 += XF_SEGMENT, j++) {
+ * segment by segment from the scratch exps: segments [j_begin, j_end). */
+static inline void XF_FN(write_row_range)(XF_T *out, const XF_T *e, const XF_T *seg_max,
+                                          const XF_T *w, const XF_T *tp, const XF_T *d, int64_t C,
+                                          double M, double log_S, double a, XF_T alpha, XF_T beta,
+                                          int stream, int64_t j_begin, int64_t j_end) {
+    for (int64_t j = j_begin, j0 = j_begin * XF_SEGMENT; j < j_end && j0 < C;
+         j0 += XF_SEGMENT, j++) {
         const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
         const double f = XF_FN(seg_factor)(seg_max[j], M, log_S) * a;
         const XF_T *tp_j = tp ? tp + j0 : NULL, *w_j = w ? w + j0 : NULL;
@@ -100,6 +102,15 @@ static inline void XF_FN(write_row)(XF_T *out, const XF_T *e, const XF_T *seg_ma
             XF_FN(write_segment)(out + j0, e + j0, w_j, tp_j, d_j, n, (XF_T)f, alpha, beta, stream);
         }
     }
+}
+
+/* write_row_range over the whole row. */
+static inline void XF_FN(write_row)(XF_T *out, const XF_T *e, const XF_T *seg_max, const XF_T *w,
+                                    const XF_T *tp, const XF_T *d, int64_t C, double M,
+                                    double log_S, double a, XF_T alpha, XF_T beta, int stream) {
+    XF_FN(write_row_range)
+    (out, e, seg_max, w, tp, d, C, M, log_S, a, alpha, beta, stream, 0,
+     (C + XF_SEGMENT - 1) / XF_SEGMENT);
 }
 
 /* out = x - lse, computed as (x - M) - log S so that a large M costs no
@@ -130,12 +141,19 @@ static inline double XF_FN(pending_factor)(const XF_FN(pending_t) * p, int64_t j
     return XF_FN(seg_factor)(p->seg_max[j], p->M, p->log_S) * p->a;
 }
 
+/* Writes segments [j_begin, j_end) of a gradient row, then its target's
+ * entry (when p->y >= 0). */
+static inline void XF_FN(write_pending_range)(const XF_FN(pending_t) * p, int64_t C, int stream,
+                                              int64_t j_begin, int64_t j_end) {
+    XF_FN(write_row_range)
+    (p->out, p->e, p->seg_max, p->w, p->tp, p->chain_factors, C, p->M, p->log_S, p->a, p->alpha,
+     p->beta, stream, j_begin, j_end);
+    if (p->y >= 0) p->out[p->y] = p->out_y;
+}
+
 /* Writes a gradient row whole, its target's entry last. */
 static inline void XF_FN(write_pending)(const XF_FN(pending_t) * p, int64_t C, int stream) {
-    XF_FN(write_row)
-    (p->out, p->e, p->seg_max, p->w, p->tp, p->chain_factors, C, p->M, p->log_S, p->a, p->alpha,
-     p->beta, stream);
-    if (p->y >= 0) p->out[p->y] = p->out_y;
+    XF_FN(write_pending_range)(p, C, stream, 0, (C + XF_SEGMENT - 1) / XF_SEGMENT);
 }
 
 #ifndef XENTFAST_DRAIN_FLAGS

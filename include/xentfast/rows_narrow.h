@@ -127,7 +127,7 @@ static int64_t XF_FN(rows_narrow)(const xf_rows_args *a, int64_t begin, int64_t 
     int64_t r0 = begin;
     for (; r0 + XF_W <= end; r0 += XF_W) {
         const XF_T *xb = (const XF_T *)a->x + r0 * C;
-        XF_FN(prefetch_ahead)(xb, (int)C); /* the block's C vectors of logits */
+        XF_FN(prefetch_ahead)(xb, (int)C, 0, 0); /* the block's C vectors of logits */
         XF_V xv[XF_CAP_NARROW_MAX];
         /* a fully masked row: exps against -max (all 0), so log S = -inf and
          * lse = -inf; its loss and gradient come out NaN as in rows() */

@@ -175,7 +175,7 @@ static XF_ALWAYS_INLINE XF_T XF_FN(tanh_loop)(const XF_T *x, XF_T *z, int64_t n,
     XF_V mv = V_SET1(-INFINITY), sv = V_SET1(0);
     int64_t i = 0;
     for (; i + XF_W <= n; i += XF_W) {
-        XF_FN(prefetch_ahead)(x + i, 1);
+        XF_FN(prefetch_ahead)(x + i, 1, 0, 0);
         const XF_V zv = XF_FN(vtransform)(V_LOADU(x + i), o);
         V_STOREU(z + i, zv);
         mv = V_MAX(mv, zv);
@@ -232,8 +232,8 @@ static XF_ALWAYS_INLINE XF_FN(sums_t)
     int64_t i = 0;
     XF_V z_next = n >= XF_W ? XF_FN(vtransform_one)(V_LOADU(x), o) : zero;
     for (; i + XF_W <= n; i += XF_W) {
-        XF_FN(prefetch_ahead)(x + i, 1);
-        if (tp) XF_FN(prefetch_ahead)(tp + i, 1);
+        XF_FN(prefetch_ahead)(x + i, 1, 0, 0);
+        if (tp) XF_FN(prefetch_ahead)(tp + i, 1, 0, 0);
         const XF_V z = z_next;
         if (i + 2 * XF_W <= n) z_next = XF_FN(vtransform_one)(V_LOADU(x + i + XF_W), o);
         sz = V_ADD(sz, z);

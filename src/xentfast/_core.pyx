@@ -21,7 +21,7 @@ Every row's result is computed by one thread with a fixed order of
 operations, so results are bitwise identical for any thread count.
 """
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport calloc, malloc, free
 from libc.string cimport memset
 from cython.parallel cimport prange, parallel
 
@@ -32,6 +32,8 @@ cnp.import_array()
 
 cdef extern from "xentfast/omp_shim.h" nogil:
     int xf_omp_max_threads()
+    int xf_omp_team_size()
+    int xf_omp_thread()
     const int xf_omp_enabled
     int xf_forked_child
     int xf_next_fork_clean
@@ -461,6 +463,8 @@ cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
                                      num_threads)
     if plan == XF_PLAN_SPLIT:
         return _run_split(a, is_f32, num_threads)
+    if plan == XF_PLAN_SHARED:
+        return _run_shared(a, table, num_threads)
     if num_threads > n_blocks:
         num_threads = <int>n_blocks
     if num_threads <= 1:
@@ -498,10 +502,11 @@ cdef int _run(const xf_rows_args *a, bint is_f32, int num_threads) except -1:
 def plan_of(x, int mode=XF_MODE_LOSS, int num_threads=1, bint targets=True, *,
             double label_smoothing=0.0, double z_loss=0.0, double softcap=0.0,
             double inv_temperature=1.0, bint class_weight=False, bint row_weight=False,
-            bint target_prob=False, bint row_scale=False):
+            bint target_prob=False, bint row_scale=False, bint in_place=False):
     """The algorithm xf_plan() picks for a call on the 2-D rows `x` with these
     options (for the tests and docs/design.md): "plain", "narrow", "split",
-    "general", "softcap" or "softcap_one_loop"."""
+    "general", "softcap", "softcap_one_loop" or "shared" (in_place: the
+    output is x itself)."""
     cdef cnp.ndarray xa = x
     cdef xf_rows_args a
     cdef double dummy = 0.0
@@ -513,6 +518,7 @@ def plan_of(x, int mode=XF_MODE_LOSS, int num_threads=1, bint targets=True, *,
     a.x = cnp.PyArray_DATA(xa)
     a.x_stride = cnp.PyArray_STRIDE(xa, 0) // itemsize
     a.out_stride = a.x_stride
+    a.out = <void *>a.x if in_place else NULL
     a.mode = mode
     a.label_smoothing = label_smoothing
     a.z_loss = z_loss
@@ -527,7 +533,47 @@ def plan_of(x, int mode=XF_MODE_LOSS, int num_threads=1, bint targets=True, *,
         a.row_entropy = &dummy
     num_threads = _team_size(a.n_rows * a.n_classes, WORK_ROWS, num_threads)
     plan = xf_plan(&a, &table.caps_f32 if itemsize == 4 else &table.caps_f64, num_threads)
-    return ("plain", "narrow", "split", "general", "softcap", "softcap_one_loop")[<int>plan]
+    return ("plain", "narrow", "split", "general", "softcap", "softcap_one_loop",
+            "shared")[<int>plan]
+
+
+cdef int _run_shared(const xf_rows_args *a, const xf_kernel_table *table,
+                     int num_threads) except -1:
+    """Long rows in place: every row's segments over a team in step
+    (rows_shared.h).  Each member's scratch is allocated before the region,
+    since a member that could not start would leave the others waiting at
+    the first barrier; the team's size is the one OpenMP gives the region."""
+    cdef int64_t n_seg = (a.n_classes + XF_SEGMENT - 1) // XF_SEGMENT
+    cdef size_t scratch_bytes = xf_scratch_bytes(a.n_classes)
+    cdef void **scratch = <void **>calloc(num_threads, sizeof(void *))
+    cdef float *seg_max = <float *>malloc(2 * n_seg * sizeof(float))
+    cdef double *seg_sum = <double *>malloc(2 * n_seg * sizeof(double))
+    cdef xf_team team
+    cdef int t, ok = scratch != NULL and seg_max != NULL and seg_sum != NULL
+    if ok:
+        for t in range(num_threads):
+            scratch[t] = malloc(scratch_bytes)
+            ok = ok and scratch[t] != NULL
+    if ok:
+        memset(&team, 0, sizeof(team))
+        team.seg_max[0] = seg_max
+        team.seg_max[1] = seg_max + n_seg
+        team.seg_sum[0] = seg_sum
+        team.seg_sum[1] = seg_sum + n_seg
+        with nogil, parallel(num_threads=num_threads):
+            if xf_omp_thread() == 0:
+                xf_note_region()
+            table.rows_shared_f32(a, &team, xf_omp_thread(), xf_omp_team_size(),
+                                  scratch[xf_omp_thread()])
+    if scratch != NULL:
+        for t in range(num_threads):
+            free(scratch[t])
+    free(scratch)
+    free(seg_max)
+    free(seg_sum)
+    if not ok:
+        raise MemoryError("xentfast: no memory for per-thread scratch")
+    return 0
 
 
 cdef int _run_split(const xf_rows_args *a, bint is_f32, int num_threads) except -1:

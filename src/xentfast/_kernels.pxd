@@ -40,9 +40,11 @@ cdef extern from "xentfast/kernels.h" nogil:
         XF_PLAN_GENERAL
         XF_PLAN_SOFTCAP
         XF_PLAN_SOFTCAP_ONE_LOOP
+        XF_PLAN_SHARED
     ctypedef struct xf_caps:
         int64_t narrow_max
         double one_loop_cap
+        int64_t shared_min
     xf_plan_kind xf_plan(const xf_rows_args *args, const xf_caps *caps, int n_threads)
     ctypedef struct xf_elem_args:
         int64_t n_rows
@@ -80,6 +82,13 @@ cdef extern from "xentfast/kernels.h" nogil:
         void (*write)(const xf_rows_args *, int64_t, int64_t, int64_t, const void *,
                       const double *) noexcept nogil
         void (*fix)(const xf_rows_args *, int64_t, const double *) noexcept nogil
+    ctypedef struct xf_team:
+        int arrived
+        int phase
+        void *seg_max[2]
+        double *seg_sum[2]
+        double z_y[2]
+    ctypedef void (*xf_rows_shared_fn)(const xf_rows_args *, xf_team *, int, int, void *)
     int XF_SEGMENT, XF_BLOCK_ELEMENTS, XF_SPLIT_ROW_DOUBLES, XF_SPLIT_ZY
     int64_t xf_block_rows(int64_t n_classes)
     ctypedef struct xf_kernel_table:
@@ -88,6 +97,7 @@ cdef extern from "xentfast/kernels.h" nogil:
         xf_caps caps_f64
         xf_rows_fn rows_f32
         xf_rows_fn rows_f64
+        xf_rows_shared_fn rows_shared_f32
         const xf_split_fns *split_f32
         const xf_split_fns *split_f64
         xf_elem_fn elem_f32

@@ -13,9 +13,10 @@ static const xf_split_fns xf_split_f32_avx2 = {xf_split_stats_f32_avx2, xf_split
 
 const xf_kernel_table xf_table_avx2 = {
     .name = "avx2",
-    .caps_f32 = {XF_CAP_NARROW_MAX, XF_CAP_ONE_LOOP_CAP},
-    .caps_f64 = {0, 0.0},
+    .caps_f32 = {XF_CAP_NARROW_MAX, XF_CAP_ONE_LOOP_CAP, XF_SHARED_MIN_CLASSES},
+    .caps_f64 = {0, 0.0, 0},
     .rows_f32 = xf_rows_f32_avx2,
+    .rows_shared_f32 = xf_rows_shared_f32_avx2,
     .rows_f64 = xf_rows_f64,
     .split_f32 = &xf_split_f32_avx2,
     .split_f64 = &xf_split_f64,

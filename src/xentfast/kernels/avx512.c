@@ -14,10 +14,11 @@ static const xf_split_fns xf_split_f32_avx512 = {
 
 const xf_kernel_table xf_table_avx512 = {
     .name = "avx512",
-    .caps_f32 = {XF_CAP_NARROW_MAX, XF_CAP_ONE_LOOP_CAP},
-    .caps_f64 = {0, 0.0},
+    .caps_f32 = {XF_CAP_NARROW_MAX, XF_CAP_ONE_LOOP_CAP, XF_SHARED_MIN_CLASSES},
+    .caps_f64 = {0, 0.0, 0},
     .rows_f32 = xf_rows_f32_avx512,
     .rows_f64 = xf_rows_f64,
+    .rows_shared_f32 = xf_rows_shared_f32_avx512,
     .split_f32 = &xf_split_f32_avx512,
     .split_f64 = &xf_split_f64,
     .elem_f32 = xf_elem_f32_avx512,

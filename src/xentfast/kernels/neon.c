@@ -33,9 +33,10 @@ static const xf_split_fns xf_split_f64_neon = {xf_split_stats_f64_neon, xf_split
 
 const xf_kernel_table xf_table_neon = {
     .name = "neon",
-    .caps_f32 = {xf_neon_f32_narrow_max, (double)xf_neon_f32_one_loop_cap},
-    .caps_f64 = {XF_CAP_NARROW_MAX, XF_CAP_ONE_LOOP_CAP},
+    .caps_f32 = {xf_neon_f32_narrow_max, (double)xf_neon_f32_one_loop_cap, XF_SHARED_MIN_CLASSES},
+    .caps_f64 = {XF_CAP_NARROW_MAX, XF_CAP_ONE_LOOP_CAP, 0},
     .rows_f32 = xf_rows_f32_neon,
+    .rows_shared_f32 = xf_rows_shared_f32_neon,
     .rows_f64 = xf_rows_f64_neon,
     .split_f32 = &xf_split_f32_neon,
     .split_f64 = &xf_split_f64_neon,

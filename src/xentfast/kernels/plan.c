@@ -55,5 +55,11 @@ xf_plan_kind xf_plan(const xf_rows_args *a, const xf_caps *caps, int n_threads) 
     if (n_threads > 1 && blocks < n_threads && C >= 4 * XF_SEGMENT &&
         a->mode != XF_MODE_LOG_SOFTMAX)
         return XF_PLAN_SPLIT;
+    /* the gradient in place over long rows: each row's segments over the
+     * team in step, so that a thread's share of the row waiting for its
+     * write and of the row it reads stay in its L2 (rows_shared.h) */
+    if (n_threads > 1 && caps->shared_min > 0 && C >= caps->shared_min &&
+        a->mode == XF_MODE_GRAD && a->out == a->x && a->out_stride == a->x_stride)
+        return XF_PLAN_SHARED;
     return XF_PLAN_PLAIN;
 }

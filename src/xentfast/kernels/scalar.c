@@ -33,9 +33,10 @@ static const xf_split_fns xf_split_f32_scalar = {
 
 const xf_kernel_table xf_table_scalar = {
     .name = "scalar",
-    .caps_f32 = {XF_CAP_NARROW_MAX, XF_CAP_ONE_LOOP_CAP},
-    .caps_f64 = {0, 0.0},
+    .caps_f32 = {XF_CAP_NARROW_MAX, XF_CAP_ONE_LOOP_CAP, XF_SHARED_MIN_CLASSES},
+    .caps_f64 = {0, 0.0, 0},
     .rows_f32 = xf_rows_f32_scalar,
+    .rows_shared_f32 = xf_rows_shared_f32_scalar,
     .rows_f64 = xf_rows_f64,
     .split_f32 = &xf_split_f32_scalar,
     .split_f64 = &xf_split_f64,
