@@ -76,7 +76,7 @@ def test_neon_corpus_reaches_every_plan(neon_run):
     """float32: every plan, the one-loop softcap too (caps <= 64); float64:
     every plan its layer has (no narrow rows, no one loop: caps_f64 = 0)."""
     f32 = _plans(neon_run, np.float32)
-    for plan in ("plain", "narrow", "split", "general", "softcap", "softcap_one_loop"):
+    for plan in ("plain", "narrow", "split", "general", "softcap", "softcap_one_loop", "shared"):
         assert f32.get(plan, 0) > 0, (plan, f32)
     f64 = _plans(neon_run, np.float64)
     for plan in ("plain", "split", "general", "softcap"):

@@ -11,9 +11,10 @@
  * outputs against the float64 oracle (the format is described there, in
  * write_rows_case / write_elem_case / write_map_case).
  *
- * The drivers below repeat _core.pyx's _run, _run_split and _run_elem: rows
- * in blocks of xf_block_rows(C) rows, one contiguous run of blocks per
- * thread; the split plan's phases over (row, chunk) units; element-wise
+ * The drivers below repeat _core.pyx's _run, _run_split, _run_shared and
+ * _run_elem: rows in blocks of xf_block_rows(C) rows, one contiguous run of
+ * blocks per thread; the split plan's phases over (row, chunk) units; the
+ * shared rows' team; element-wise
  * blocks of XF_BLOCK_ELEMENTS / cols rows.  Unlike the glue they do not
  * fall back to one thread for small calls, so every case exercises the
  * team it is given.
@@ -124,6 +125,24 @@ static void run_split(const xf_rows_args *a, int is_f32, int num_threads) {
     free(state);
 }
 
+/* _core.pyx's _run_shared */
+static void run_shared(const xf_rows_args *a, int num_threads) {
+    const int64_t n_seg = (a->n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
+    const size_t scratch_bytes = xf_scratch_bytes(a->n_classes);
+    float *seg_max = xmalloc(2 * (size_t)n_seg * sizeof(float));
+    double *seg_sum = xmalloc(2 * (size_t)n_seg * sizeof(double));
+    void **scratch = xmalloc((size_t)num_threads * sizeof(void *));
+    for (int t = 0; t < num_threads; t++) scratch[t] = xmalloc(scratch_bytes);
+    xf_team team = {0, 0, {seg_max, seg_max + n_seg}, {seg_sum, seg_sum + n_seg}, {0, 0}};
+#pragma omp parallel num_threads(num_threads)
+    xf_table()->rows_shared_f32(a, &team, omp_get_thread_num(), omp_get_num_threads(),
+                                scratch[omp_get_thread_num()]);
+    for (int t = 0; t < num_threads; t++) free(scratch[t]);
+    free(scratch);
+    free(seg_max);
+    free(seg_sum);
+}
+
 /* _core.pyx's _run (without its one-thread rule for small calls) */
 static int run_rows(const xf_rows_args *a, int is_f32, int num_threads) {
     const xf_kernel_table *table = xf_table();
@@ -133,6 +152,10 @@ static int run_rows(const xf_rows_args *a, int is_f32, int num_threads) {
     const xf_plan_kind plan = xf_plan(a, is_f32 ? &table->caps_f32 : &table->caps_f64, num_threads);
     if (plan == XF_PLAN_SPLIT) {
         run_split(a, is_f32, num_threads);
+        return (int)plan;
+    }
+    if (plan == XF_PLAN_SHARED) {
+        run_shared(a, num_threads);
         return (int)plan;
     }
     if (num_threads > n_blocks) num_threads = (int)n_blocks;

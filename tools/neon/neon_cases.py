@@ -42,7 +42,7 @@ except ImportError:
 CC = os.environ.get("XENTFAST_AARCH64_CC", "aarch64-linux-gnu-gcc")
 QEMU = os.environ.get("XENTFAST_QEMU_AARCH64", "qemu-aarch64")
 THREADS = (1, 2, 3)
-PLANS = ("plain", "narrow", "split", "general", "softcap", "softcap_one_loop")
+PLANS = ("plain", "narrow", "split", "general", "softcap", "softcap_one_loop", "shared")
 MODES = {"loss": 0, "grad": 1, "softmax": 2, "log_softmax": 3, "lse": 4, "eval": 5}
 WANT_LOSS, WANT_LSE, WANT_ZLOSS, WANT_ENTROPY, WANT_ARGMAX = 1, 2, 4, 8, 16
 IGNORE = -100
@@ -193,6 +193,11 @@ def rows_cases(rng):
         add(n, c, "softmax", targets=False)
         add(n, c, "lse", targets=False)
         add(n, c, "grad", in_place=True)
+    # the shared rows (in place, teams of 2 and 3, 196608 classes or more; one
+    # thread: the plain rows, same bits), a short last segment, ignored rows
+    add(40, 196608 + 77, "grad", in_place=True, special=("neginf",))
+    add(40, 196608, "grad", in_place=True, class_weight=True, row_weight=True, row_scale=True,
+        z_loss=1e-3)
     # float64: the NEON float64 layer (vec_neon_f64.h) on every plan it
     # reaches (plain, split, general, the two-loop softcap; no narrow rows)
     f64 = np.float64
