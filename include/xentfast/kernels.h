@@ -56,7 +56,9 @@ enum {
  * on how rows or segments are spread over threads. */
 #define XF_SEGMENT 2048
 
-/* XF_PLAN_SHARED from this many classes (rows_shared.h) */
+/* XF_PLAN_SHARED from this many classes (rows_shared.h): in place on two
+ * threads, shared rows' time over the row loop's 0.94-0.97 at 196608
+ * classes, 1.01 at 163840 (docs/design.md, "Against the memory bounds"). */
 #define XF_SHARED_MIN_CLASSES 196608
 
 /* A float32 gradient row is written during the next row's pass (rows.h)

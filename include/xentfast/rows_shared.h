@@ -1,16 +1,17 @@
-/* Shared rows: the plain gradient of long rows, each row's segments spread
- * over a team of threads that keep in step row by row.
+/* Shared rows: the plain gradient written over the logits of long rows,
+ * each row's segments spread over a team of threads that keep in step row
+ * by row (XF_PLAN_SHARED: a team, in place, XF_SHARED_MIN_CLASSES or more).
  *
  * The row loop (rows.h) writes a float32 gradient row while the next row's
- * loops run, so that one row waits in L2 while the next streams in.  A
- * thread's row and the row it reads then take up to twice a row of L2 by
- * least-recent use (the drained lines are touched again), and from about
- * 768 KiB rows on (196608 classes) the waiting lines are evicted before
- * their drain: in place, 2 threads, 6.98 G elements/s at 131072 classes,
- * 6.30 at 196608, 6.0 at 262144 (`tools/kernel_ab.sh`, docs/design.md).
- * Here thread t of T takes segments [t n_seg / T, (t+1) n_seg / T) of
- * every row, so that its part of the row and of the waiting row are 1/T of
- * them.  Per row: each thread's segments' (max, sum-exp) into the team's
+ * loops run, so that one row waits in L2 while the next streams in.  By
+ * least-recent use that takes up to two rows of L2 (the drained lines are
+ * touched again), and from about 768 KiB rows on the waiting lines leave
+ * L2 before their drain.  Here member t of T takes segments
+ * [t n_seg / T, (t+1) n_seg / T) of every row, so that its part of the row
+ * and of the waiting row are 1/T of them: 1024 x 262144 in place on two
+ * threads in 0.92-0.93 of the row loop's time (`tools/kernel_ab.sh
+ * OLD_TREE 1024 262144 6 inplace 2` against the tree before; docs/design.md
+ * has the other shapes).  Per row: each thread's segments' (max, sum-exp) into the team's
  * arrays, a barrier, then every thread folds all segments in order (the
  * arithmetic of row_stats, so every bit equals the row loop's result) and
  * ends the row; thread 0 stores its loss, the thread that owns the
