@@ -4,7 +4,7 @@ A change meant to keep results bit for bit (a restructuring of the C kernels,
 say) is checked by hashing the exact bytes of every output (loss, gradient,
 per-row arrays) over a fixed corpus of cases that reaches every kernel path
 and option: plain, general, softcapped (one-loop and two-loop), narrow
-(permute and gather), split and masked rows, float16/bfloat16 inputs,
+(permute and gather), split, shared and masked rows, float16/bfloat16 inputs,
 probability targets, the element-wise losses and the building blocks.  Each
 case runs on every backend this CPU supports and with 1 and 2 threads.
 
@@ -224,6 +224,8 @@ def _register():
         ce(f"{name}_loss", n, c, dt, grad=False, ignored=0.0)
         ce(f"{name}_grad", n, c, dt, ignored=0.0)
     ce("split_2x40000_f32_inplace", 2, 40000, ignored=0.0, out="logits")
+    # shared rows: in place, C >= 196608, a team (the one-thread run: the row loop)
+    ce("shared_40x196613_f32_inplace", 40, 196613, out="logits")
     case("split_3x20000_weight_zloss_f32_grad", "cross_entropy_and_grad",
          lambda r: (logits(r, 3, 20000), np.array([5, 19999, 7])), z_loss=1e-3,
          weight=np.random.default_rng(6).random(20000), reduction="none", grad_output=[1, -2, 3])
