@@ -300,7 +300,7 @@ static inline void xf_team_wait(xf_team *team, int n_threads) {
 }
 
 typedef void (*xf_rows_shared_fn)(const xf_rows_args *args, xf_team *team, int thread,
-                                  int n_threads, void *scratch);
+                                  int n_threads);
 
 /* The memory bounds of the fused pass (bounds.h): a read, a read with a
  * streaming write, an in-place read and write. */

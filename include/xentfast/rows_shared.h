@@ -10,72 +10,71 @@
  * [t n_seg / T, (t+1) n_seg / T) of every row, so that its part of the row
  * and of the waiting row are 1/T of them: 1024 x 262144 in place on two
  * threads in 0.92-0.93 of the row loop's time (`tools/kernel_ab.sh
- * OLD_TREE 1024 262144 6 inplace 2` against the tree before; docs/design.md
- * has the other shapes).  Per row: each thread's segments' (max, sum-exp) into the team's
- * arrays, a barrier, then every thread folds all segments in order (the
- * arithmetic of row_stats, so every bit equals the row loop's result) and
- * ends the row; thread 0 stores its loss, the thread that owns the
- * target's segment reads the target's logit first and writes its gradient
- * entry last.  The arrays alternate between the counted rows, so a row's
- * maxima stay while its gradient is drained during the next one.
+ * OLD_TREE 1024 262144 6 inplace 2` against the tree before;
+ * docs/design.md has the other shapes).
+ *
+ * Per row: each member's segments' (max, sum-exp) into the team's arrays,
+ * a barrier, then every member folds all segments in order (the arithmetic
+ * of row_stats, so every bit equals the row loop's result) and ends the
+ * row; member 0 stores its loss, the member that owns the target's segment
+ * reads the target's logit first and writes its gradient entry last.  The
+ * exps go over the logits, as the row loop's in place; the segment maxima
+ * and sums are the team's, in two sets that alternate between the counted
+ * rows, so a row's maxima stay while its gradient is drained during the
+ * next one.  No scratch of its own.
  *
  * Template: included once per (dtype, ISA) by kernel_template.h.
  */
 
-/* Member `thread` of a team of n_threads: its segments of every row
- * of the call (XF_PLAN_SHARED: the plain gradient, float32).  scratch: the
- * thread's own, xf_scratch_bytes(n_classes).  Instantiated for float64
- * too, where nothing calls it (the deferred write is float32's). */
+/* Member `thread` of a team of n_threads: its segments of every row of the
+ * call (XF_PLAN_SHARED: the plain gradient over the logits, float32).
+ * Instantiated for float64 too, where nothing calls it (the deferred write
+ * is float32's). */
 XF_MAYBE_UNUSED static void XF_FN(rows_shared)(const xf_rows_args *a, xf_team *team, int thread,
-                                               int n_threads, void *scratch) {
+                                               int n_threads) {
     const int64_t C = a->n_classes, n_seg = (C + XF_SEGMENT - 1) / XF_SEGMENT;
     const int64_t j_begin = thread * n_seg / n_threads;
     const int64_t j_end = (thread + 1) * n_seg / n_threads;
     const int stream = a->streaming;
-    /* where this thread's part of a row ends, and the bytes from there to
+    /* where this member's part of a row ends, and the bytes from there to
      * its part of the next row */
     const int64_t part_end = j_end * XF_SEGMENT < C ? j_end * XF_SEGMENT : C;
     const ptrdiff_t next_part =
         (ptrdiff_t)(a->x_stride - (part_end - j_begin * XF_SEGMENT)) * (ptrdiff_t)sizeof(XF_T);
-    const int in_place = (const void *)a->out == a->x && a->out_stride == a->x_stride;
     XF_FN(general_opts) o;
     XF_FN(row_opts)(&o, a, XF_PLAN_PLAIN);
-    /* into another buffer, the waiting row's exps and the new ones share
-     * one scratch row (as in rows.h); in place they go over the logits */
-    XF_FN(scratch_set) sc, unused;
-    XF_FN(scratch_sets)(scratch, C, &sc, &unused);
     XF_FN(pending_t) pending;
     pending.out = NULL;
     int64_t counted = 0; /* rows with statistics so far: the arrays' parity */
     for (int64_t r = 0; r < a->n_rows; r++) {
         const XF_T *x = (const XF_T *)a->x + r * a->x_stride;
-        XF_T *out = (XF_T *)a->out + r * a->out_stride;
+        XF_T *out = (XF_T *)a->out + r * a->out_stride; /* x itself */
         const int64_t y = a->target ? a->target[r] : -1;
         if (a->target && y == a->ignore_index) { /* zero loss, zero gradient */
             if (thread == 0) xf_row_ignored(a, r);
-            const int64_t j0 = j_begin * XF_SEGMENT, j1 = j_end * XF_SEGMENT < C ? j_end * XF_SEGMENT : C;
-            if (j1 > j0) XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, j1 - j0, 0, 0, 0, stream);
+            const int64_t j0 = j_begin * XF_SEGMENT;
+            if (part_end > j0)
+                XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, part_end - j0, 0, 0, 0, stream);
             continue;
         }
         const int b = (int)(counted++ & 1);
         XF_T *seg_max = (XF_T *)team->seg_max[b];
         double *seg_sum = team->seg_sum[b];
         const int own_y = y >= 0 && y / XF_SEGMENT >= j_begin && y / XF_SEGMENT < j_end;
-        /* read before this thread's exps may overwrite it */
+        /* read before this member's exps overwrite it */
         if (own_y) team->z_y[b] = (double)x[y];
-        XF_T *e = in_place ? out : sc.e;
         for (int64_t j = j_begin; j < j_end; j++) {
-            /* a look-ahead past this thread's part would pull in lines that
-             * another thread writes: it goes to this thread's part of the
+            /* a look-ahead past this member's part would pull in lines that
+             * another member writes: it goes to this member's part of the
              * next row instead */
             const int64_t ahead = (j + 1) * XF_SEGMENT;
             const ptrdiff_t skip_l2 =
                 ahead + XF_PREFETCH_BYTES / (int64_t)sizeof(XF_T) > part_end ? next_part : 0;
             const ptrdiff_t skip_l1 =
                 ahead + XF_PREFETCH_L1_BYTES / (int64_t)sizeof(XF_T) > part_end ? next_part : 0;
-            seg_sum[j] = pending.out ? XF_FN(seg_stats_pending)(x, C, j, e, seg_max + j, &pending,
-                                                                stream, skip_l2, skip_l1)
-                                     : XF_FN(seg_stats_drain)(x, C, j, e, seg_max + j, NULL, 0,
+            seg_sum[j] = pending.out ? XF_FN(seg_stats_pending)(x, C, j, out, seg_max + j,
+                                                                &pending, stream, skip_l2, skip_l1)
+                                     : XF_FN(seg_stats_drain)(x, C, j, out, seg_max + j, NULL, 0,
                                                               skip_l2, skip_l1);
         }
         if (pending.out) {
@@ -95,7 +94,7 @@ XF_MAYBE_UNUSED static void XF_FN(rows_shared)(const xf_rows_args *a, xf_team *t
             xf_row_store(a, r, &fin);
         }
         if (M == -INFINITY) M = NAN; /* every class masked: no distribution */
-        const XF_FN(scratch_set) rs = {e, NULL, seg_max};
+        const XF_FN(scratch_set) rs = {out, NULL, seg_max};
         pending = XF_FN(gradient_row)(a, &o, 0, out, NULL, &rs, own_y ? y : -1, w_y, z_y, M, log_S,
                                       xf_row_scale(a, r), &fin);
     }

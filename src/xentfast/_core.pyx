@@ -21,7 +21,7 @@ Every row's result is computed by one thread with a fixed order of
 operations, so results are bitwise identical for any thread count.
 """
 from libc.stdint cimport int64_t, uint64_t
-from libc.stdlib cimport calloc, malloc, free
+from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from cython.parallel cimport prange, parallel
 
@@ -539,40 +539,29 @@ def plan_of(x, int mode=XF_MODE_LOSS, int num_threads=1, bint targets=True, *,
 
 cdef int _run_shared(const xf_rows_args *a, const xf_kernel_table *table,
                      int num_threads) except -1:
-    """Long rows in place: every row's segments over a team in step
-    (rows_shared.h).  Each member's scratch is allocated before the region,
-    since a member that could not start would leave the others waiting at
-    the first barrier; the team's size is the one OpenMP gives the region."""
+    """The gradient in place over long rows: every row's segments over a
+    team in step (rows_shared.h), whose size is the one OpenMP gives the
+    region; each member's exps go over the logits, so the team's segment
+    maxima and sums are all it allocates."""
     cdef int64_t n_seg = (a.n_classes + XF_SEGMENT - 1) // XF_SEGMENT
-    cdef size_t scratch_bytes = xf_scratch_bytes(a.n_classes)
-    cdef void **scratch = <void **>calloc(num_threads, sizeof(void *))
     cdef float *seg_max = <float *>malloc(2 * n_seg * sizeof(float))
     cdef double *seg_sum = <double *>malloc(2 * n_seg * sizeof(double))
     cdef xf_team team
-    cdef int t, ok = scratch != NULL and seg_max != NULL and seg_sum != NULL
-    if ok:
-        for t in range(num_threads):
-            scratch[t] = malloc(scratch_bytes)
-            ok = ok and scratch[t] != NULL
-    if ok:
-        memset(&team, 0, sizeof(team))
-        team.seg_max[0] = seg_max
-        team.seg_max[1] = seg_max + n_seg
-        team.seg_sum[0] = seg_sum
-        team.seg_sum[1] = seg_sum + n_seg
-        with nogil, parallel(num_threads=num_threads):
-            if xf_omp_thread() == 0:
-                xf_note_region()
-            table.rows_shared_f32(a, &team, xf_omp_thread(), xf_omp_team_size(),
-                                  scratch[xf_omp_thread()])
-    if scratch != NULL:
-        for t in range(num_threads):
-            free(scratch[t])
-    free(scratch)
+    if seg_max == NULL or seg_sum == NULL:
+        free(seg_max)
+        free(seg_sum)
+        raise MemoryError()
+    memset(&team, 0, sizeof(team))
+    team.seg_max[0] = seg_max
+    team.seg_max[1] = seg_max + n_seg
+    team.seg_sum[0] = seg_sum
+    team.seg_sum[1] = seg_sum + n_seg
+    with nogil, parallel(num_threads=num_threads):
+        if xf_omp_thread() == 0:
+            xf_note_region()
+        table.rows_shared_f32(a, &team, xf_omp_thread(), xf_omp_team_size())
     free(seg_max)
     free(seg_sum)
-    if not ok:
-        raise MemoryError("xentfast: no memory for per-thread scratch")
     return 0
 
 

@@ -88,7 +88,7 @@ cdef extern from "xentfast/kernels.h" nogil:
         void *seg_max[2]
         double *seg_sum[2]
         double z_y[2]
-    ctypedef void (*xf_rows_shared_fn)(const xf_rows_args *, xf_team *, int, int, void *)
+    ctypedef void (*xf_rows_shared_fn)(const xf_rows_args *, xf_team *, int, int)
     int XF_SEGMENT, XF_BLOCK_ELEMENTS, XF_SPLIT_ROW_DOUBLES, XF_SPLIT_ZY
     int64_t xf_block_rows(int64_t n_classes)
     ctypedef struct xf_kernel_table:

@@ -128,17 +128,11 @@ static void run_split(const xf_rows_args *a, int is_f32, int num_threads) {
 /* _core.pyx's _run_shared */
 static void run_shared(const xf_rows_args *a, int num_threads) {
     const int64_t n_seg = (a->n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
-    const size_t scratch_bytes = xf_scratch_bytes(a->n_classes);
     float *seg_max = xmalloc(2 * (size_t)n_seg * sizeof(float));
     double *seg_sum = xmalloc(2 * (size_t)n_seg * sizeof(double));
-    void **scratch = xmalloc((size_t)num_threads * sizeof(void *));
-    for (int t = 0; t < num_threads; t++) scratch[t] = xmalloc(scratch_bytes);
     xf_team team = {0, 0, {seg_max, seg_max + n_seg}, {seg_sum, seg_sum + n_seg}, {0, 0}};
 #pragma omp parallel num_threads(num_threads)
-    xf_table()->rows_shared_f32(a, &team, omp_get_thread_num(), omp_get_num_threads(),
-                                scratch[omp_get_thread_num()]);
-    for (int t = 0; t < num_threads; t++) free(scratch[t]);
-    free(scratch);
+    xf_table()->rows_shared_f32(a, &team, omp_get_thread_num(), omp_get_num_threads());
     free(seg_max);
     free(seg_sum);
 }
