@@ -59,7 +59,7 @@ enum {
 #define XF_SEGMENT 2048
 
 /* XF_PLAN_SHARED from this many classes (rows_shared.h): in place on two
- * threads, shared rows' time over the row loop's 0.94-0.97 at 196608
+ * threads, shared rows' time over the row loop's 0.94-0.96 at 196608
  * classes, 1.01 at 163840 (docs/design.md, "Against the memory bounds").
  * Its barrier needs GCC or Clang atomics: never without them. */
 #if defined(__GNUC__) || defined(__clang__)

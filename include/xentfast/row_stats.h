@@ -210,7 +210,7 @@ static XF_ALWAYS_INLINE double XF_FN(seg_sumexp_next_max)(const XF_T *x, int64_t
 
 /* The loss alone's (M, S) of a row, as row_stats computes them without
  * exps to keep: each segment's max taken during the previous segment's
- * exps (seg_sumexp_next_max), bit for bit the same, 1-3% faster from DRAM
+ * exps (seg_sumexp_next_max), bit for bit the same, 1-5% faster from DRAM
  * on one thread and on two (docs/design.md, "Against the memory bounds"). */
 static inline void XF_FN(row_stats_sums)(const XF_T *x, int64_t C, double *M_out, double *S_out) {
     double M = -INFINITY, S = 0.0;

@@ -9,8 +9,8 @@
  * L2 before their drain.  Here member t of T takes segments
  * [t n_seg / T, (t+1) n_seg / T) of every row, so that its part of the row
  * and of the waiting row are 1/T of them: 1024 x 262144 in place on two
- * threads in 0.92-0.93 of the row loop's time (`tools/kernel_ab.sh
- * OLD_TREE 1024 262144 6 inplace 2` against the tree before;
+ * threads in 0.91-0.94 of the row loop's time (`tools/kernel_ab.sh
+ * OLD_TREE 1024 262144 8 inplace 2` against the tree before;
  * docs/design.md has the other shapes).
  *
  * Per row: each member's segments' (max, sum-exp) into the team's arrays,
