@@ -30,7 +30,8 @@ int kernel_ab_run(const xf_rows_args *a, int threads, void **scratch) {
             free(seg_sum);
             return 1;
         }
-        xf_team team = {0, 0, {seg_max, seg_max + n_seg}, {seg_sum, seg_sum + n_seg}, {0, 0}};
+        xf_team team;
+        xf_team_init(&team, seg_max, seg_sum, n_seg, sizeof(float));
 #pragma omp parallel num_threads(threads)
         t->rows_shared_f32(a, &team, omp_get_thread_num(), omp_get_num_threads());
         free(seg_max);

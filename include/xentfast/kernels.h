@@ -269,15 +269,25 @@ typedef struct xf_split_fns {
 /* XF_PLAN_SHARED (rows_shared.h): a team of threads in step row by row,
  * each over its own segments of every row.  Every member of the team
  * calls, with the team's actual size (one missing, the others wait at the
- * barrier forever); the caller points seg_max[b] at n_seg values of the
- * row's dtype and seg_sum[b] at n_seg doubles, b = 0, 1, and zeroes the
- * rest. */
+ * barrier forever), on a team set up by xf_team_init. */
 typedef struct xf_team {
     int arrived, phase; /* the barrier's (atomics) */
     void *seg_max[2];
     double *seg_sum[2];
     double z_y[2]; /* the target's logit, from the thread that owns it */
 } xf_team;
+
+/* A team's state for rows of n_seg segments: seg_max holds 2 n_seg values
+ * of itemsize bytes (the rows' dtype), seg_sum 2 n_seg doubles. */
+static inline void xf_team_init(xf_team *team, void *seg_max, double *seg_sum, int64_t n_seg,
+                                size_t itemsize) {
+    team->arrived = team->phase = 0;
+    team->seg_max[0] = seg_max;
+    team->seg_max[1] = (char *)seg_max + (size_t)n_seg * itemsize;
+    team->seg_sum[0] = seg_sum;
+    team->seg_sum[1] = seg_sum + n_seg;
+    team->z_y[0] = team->z_y[1] = 0.0;
+}
 
 /* Every member of the team waits here until all have arrived.  Spins (the
  * wait is a row's imbalance, microseconds), yielding the core once it has

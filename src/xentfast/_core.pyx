@@ -551,11 +551,7 @@ cdef int _run_shared(const xf_rows_args *a, const xf_kernel_table *table,
         free(seg_max)
         free(seg_sum)
         raise MemoryError()
-    memset(&team, 0, sizeof(team))
-    team.seg_max[0] = seg_max
-    team.seg_max[1] = seg_max + n_seg
-    team.seg_sum[0] = seg_sum
-    team.seg_sum[1] = seg_sum + n_seg
+    xf_team_init(&team, seg_max, seg_sum, n_seg, sizeof(float))
     with nogil, parallel(num_threads=num_threads):
         if xf_omp_thread() == 0:
             xf_note_region()

@@ -130,7 +130,8 @@ static void run_shared(const xf_rows_args *a, int num_threads) {
     const int64_t n_seg = (a->n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
     float *seg_max = xmalloc(2 * (size_t)n_seg * sizeof(float));
     double *seg_sum = xmalloc(2 * (size_t)n_seg * sizeof(double));
-    xf_team team = {0, 0, {seg_max, seg_max + n_seg}, {seg_sum, seg_sum + n_seg}, {0, 0}};
+    xf_team team;
+    xf_team_init(&team, seg_max, seg_sum, n_seg, sizeof(float));
 #pragma omp parallel num_threads(num_threads)
     xf_table()->rows_shared_f32(a, &team, omp_get_thread_num(), omp_get_num_threads());
     free(seg_max);
