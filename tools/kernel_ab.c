@@ -34,7 +34,8 @@ int main(int argc, char **argv) {
     if (plain_problem_make(&pr, n, C) || threads < 1 || threads > 64) return 1;
     void *scratch[64];
     size_t scratch_bytes = kernel_ab_scratch_bytes(C);
-    if (old_kernel_ab_scratch_bytes(C) > scratch_bytes) scratch_bytes = old_kernel_ab_scratch_bytes(C);
+    if (old_kernel_ab_scratch_bytes(C) > scratch_bytes)
+        scratch_bytes = old_kernel_ab_scratch_bytes(C);
     for (int k = 0; k < threads; k++)
         if (!(scratch[k] = malloc(scratch_bytes))) return 1;
     xf_rows_args a = plain_args(n, C, pr.x, pr.out, pr.t, pr.loss, XF_MODE_GRAD, 1);
@@ -76,8 +77,8 @@ int main(int argc, char **argv) {
     const double elements = (double)n * (double)C;
     printf("%s %lldx%lld, %d thread(s), best of %d: old %.3f ms (%.2f G el/s), new %.3f ms "
            "(%.2f G el/s), new/old %.3f (%s)\n",
-           mode, (long long)n, (long long)C, threads, reps, best[0] * 1e3, elements / best[0] * 1e-9,
-           best[1] * 1e3, elements / best[1] * 1e-9, best[1] / best[0],
+           mode, (long long)n, (long long)C, threads, reps, best[0] * 1e3,
+           elements / best[0] * 1e-9, best[1] * 1e3, elements / best[1] * 1e-9, best[1] / best[0],
            loss_sum[0] == loss_sum[1] ? "same losses" : "LOSSES DIFFER");
     return loss_sum[0] == loss_sum[1] ? 0 : 1;
 }

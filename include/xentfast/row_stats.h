@@ -55,9 +55,43 @@ static XF_ALWAYS_INLINE void XF_FN(prefetch_ahead)(const XF_T *p, int vectors, p
     }
 }
 
+/* Sum of exp(x - m) over n elements (m their max: arguments <= 0 or NaN),
+ * in seg_sumexp's lane order, without stores (the loss alone), with the
+ * max of the next segment (nn <= n elements at xn; nn = 0: none) taken in
+ * the same loop: each step loads two of its vectors while it takes two
+ * exps of this segment, and *m_next gets seg_max's value (up to which NaN
+ * lane wins, which nan_aware_max and the NaN sum settle alike). */
+static XF_ALWAYS_INLINE double XF_FN(seg_sumexp_next_max)(const XF_T *x, int64_t n, XF_T m,
+                                                          const XF_T *xn, int64_t nn,
+                                                          XF_T *m_next) {
+    const XF_V mv = V_SET1(m);
+    XF_V s0 = V_SET1(0), s1 = s0, s2 = s0, s3 = s0;
+    XF_V a0 = V_SET1(-INFINITY), a1 = a0;
+    int64_t i = 0;
+    for (; i + 2 * XF_W <= nn; i += 2 * XF_W) {
+        XF_FN(prefetch_ahead)(xn + i, 2, 0, 0);
+        a0 = V_MAX(a0, V_LOADU(xn + i));
+        a1 = V_MAX(a1, V_LOADU(xn + i + XF_W));
+        s0 = V_ADD(s0, V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv)));
+        s1 = V_ADD(s1, V_EXP_NONPOS(V_SUB(V_LOADU(x + i + XF_W), mv)));
+    }
+    const XF_T head = V_HMAX(V_MAX(a0, a1));
+    const XF_T rest = i < nn ? XF_FN(seg_max)(xn + i, nn - i) : head;
+    *m_next = head > rest ? head : rest;
+    for (; i + 2 * XF_W <= n; i += 2 * XF_W) {
+        XF_FN(prefetch_ahead)(x + i, 2, 0, 0);
+        s0 = V_ADD(s0, V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv)));
+        s1 = V_ADD(s1, V_EXP_NONPOS(V_SUB(V_LOADU(x + i + XF_W), mv)));
+    }
+    for (; i + XF_W <= n; i += XF_W) s2 = V_ADD(s2, V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv)));
+    if (i < n) s3 = V_ADD(s3, V_EXP_NONPOS(V_SUB(V_LOAD_TAIL(x + i, n - i, -INFINITY), mv)));
+    return V_HSUM(V_ADD(V_ADD(s0, s1), V_ADD(s2, s3)));
+}
+
 /* Sum of exp(x - m) over n elements (m their max: arguments <= 0 or NaN), in
- * a fixed lane order; the exps are stored to e when e is not NULL, and a
- * drain (or NULL) advances a vector per vector of them.  The drain runs
+ * a fixed lane order; the exps are stored to e (without e: the sum of
+ * seg_sumexp_next_max), and a drain (or NULL) advances a vector per vector
+ * of them.  The drain runs
  * here, not in seg_max's loop: that loop reads from memory, this one from
  * L1, so the deferred row's stores leave while the next segment's lines
  * stream in (prefetch).  The drain may read the very scratch the exps go to
@@ -67,40 +101,34 @@ static XF_ALWAYS_INLINE void XF_FN(prefetch_ahead)(const XF_T *p, int vectors, p
 static XF_ALWAYS_INLINE double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T m, XF_T *e,
                                                  XF_FN(drain_t) * drain, const int how,
                                                  ptrdiff_t skip_l2, ptrdiff_t skip_l1) {
+    if (!e) { /* no skips there: the shared rows, which pass them, keep exps */
+        XF_T unused;
+        return XF_FN(seg_sumexp_next_max)(x, n, m, NULL, 0, &unused);
+    }
     const XF_V mv = V_SET1(m);
     XF_V s0 = V_SET1(0), s1 = s0, s2 = s0, s3 = s0;
     int64_t i = 0;
-    if (e) {
-        for (; i + 2 * XF_W <= n; i += 2 * XF_W) {
-            XF_FN(prefetch_ahead)(x + i, 2, skip_l2, skip_l1);
-            XF_V e0 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv));
-            XF_V e1 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i + XF_W), mv));
-            /* the deferred row's stores, a vector per vector of exps */
-            if (drain) XF_FN(drain_before_store)(drain, how, 2, i + 2 * XF_W);
-            V_STOREU(e + i, e0);
-            V_STOREU(e + i + XF_W, e1);
-            s0 = V_ADD(s0, e0);
-            s1 = V_ADD(s1, e1);
-        }
-        if (drain) XF_FN(drain_close)(drain, how);
-        for (; i + XF_W <= n; i += XF_W) {
-            XF_V e0 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv));
-            V_STOREU(e + i, e0);
-            s2 = V_ADD(s2, e0);
-        }
-        if (i < n) {
-            XF_V e0 = V_EXP_NONPOS(V_SUB(V_LOAD_TAIL(x + i, n - i, -INFINITY), mv));
-            V_STORE_TAIL(e + i, e0, n - i);
-            s3 = V_ADD(s3, e0);
-        }
-    } else {
-        for (; i + 2 * XF_W <= n; i += 2 * XF_W) {
-            XF_FN(prefetch_ahead)(x + i, 2, skip_l2, skip_l1);
-            s0 = V_ADD(s0, V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv)));
-            s1 = V_ADD(s1, V_EXP_NONPOS(V_SUB(V_LOADU(x + i + XF_W), mv)));
-        }
-        for (; i + XF_W <= n; i += XF_W) s2 = V_ADD(s2, V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv)));
-        if (i < n) s3 = V_ADD(s3, V_EXP_NONPOS(V_SUB(V_LOAD_TAIL(x + i, n - i, -INFINITY), mv)));
+    for (; i + 2 * XF_W <= n; i += 2 * XF_W) {
+        XF_FN(prefetch_ahead)(x + i, 2, skip_l2, skip_l1);
+        XF_V e0 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv));
+        XF_V e1 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i + XF_W), mv));
+        /* the deferred row's stores, a vector per vector of exps */
+        if (drain) XF_FN(drain_before_store)(drain, how, 2, i + 2 * XF_W);
+        V_STOREU(e + i, e0);
+        V_STOREU(e + i + XF_W, e1);
+        s0 = V_ADD(s0, e0);
+        s1 = V_ADD(s1, e1);
+    }
+    if (drain) XF_FN(drain_close)(drain, how);
+    for (; i + XF_W <= n; i += XF_W) {
+        XF_V e0 = V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv));
+        V_STOREU(e + i, e0);
+        s2 = V_ADD(s2, e0);
+    }
+    if (i < n) {
+        XF_V e0 = V_EXP_NONPOS(V_SUB(V_LOAD_TAIL(x + i, n - i, -INFINITY), mv));
+        V_STORE_TAIL(e + i, e0, n - i);
+        s3 = V_ADD(s3, e0);
     }
     return V_HSUM(V_ADD(V_ADD(s0, s1), V_ADD(s2, s3)));
 }
@@ -175,37 +203,6 @@ static inline double XF_FN(seg_stats_pending)(const XF_T *x, int64_t C, int64_t 
                : XF_FN(seg_stats_drain)(x, C, j, e, m, &d, 0, skip_l2, skip_l1);
     XF_FN(drain_close)(&d, stream ? XF_DRAIN_STREAM : 0);
     return s;
-}
-
-/* seg_sumexp without stores (the loss alone), with the max of the next
- * segment (nn <= n elements at xn) taken in the same loop: each step
- * loads two of its vectors while it takes two exps of this segment, and
- * *m_next gets seg_max's value (up to which NaN lane wins, which
- * nan_aware_max and the NaN sum settle alike). */
-static XF_ALWAYS_INLINE double XF_FN(seg_sumexp_next_max)(const XF_T *x, int64_t n, XF_T m,
-                                                          const XF_T *xn, int64_t nn,
-                                                          XF_T *m_next) {
-    const XF_V mv = V_SET1(m);
-    XF_V s0 = V_SET1(0), s1 = s0, s2 = s0, s3 = s0;
-    XF_V a0 = V_SET1(-INFINITY), a1 = a0;
-    int64_t i = 0;
-    for (; i + 2 * XF_W <= nn; i += 2 * XF_W) {
-        XF_FN(prefetch_ahead)(xn + i, 2, 0, 0);
-        a0 = V_MAX(a0, V_LOADU(xn + i));
-        a1 = V_MAX(a1, V_LOADU(xn + i + XF_W));
-        s0 = V_ADD(s0, V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv)));
-        s1 = V_ADD(s1, V_EXP_NONPOS(V_SUB(V_LOADU(x + i + XF_W), mv)));
-    }
-    const XF_T head = V_HMAX(V_MAX(a0, a1)), rest = i < nn ? XF_FN(seg_max)(xn + i, nn - i) : head;
-    *m_next = head > rest ? head : rest;
-    for (; i + 2 * XF_W <= n; i += 2 * XF_W) {
-        XF_FN(prefetch_ahead)(x + i, 2, 0, 0);
-        s0 = V_ADD(s0, V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv)));
-        s1 = V_ADD(s1, V_EXP_NONPOS(V_SUB(V_LOADU(x + i + XF_W), mv)));
-    }
-    for (; i + XF_W <= n; i += XF_W) s2 = V_ADD(s2, V_EXP_NONPOS(V_SUB(V_LOADU(x + i), mv)));
-    if (i < n) s3 = V_ADD(s3, V_EXP_NONPOS(V_SUB(V_LOAD_TAIL(x + i, n - i, -INFINITY), mv)));
-    return V_HSUM(V_ADD(V_ADD(s0, s1), V_ADD(s2, s3)));
 }
 
 /* The loss alone's (M, S) of a row, as row_stats computes them without

@@ -54,7 +54,8 @@ XF_MAYBE_UNUSED static void XF_FN(rows_shared)(const xf_rows_args *a, xf_team *t
             if (thread == 0) xf_row_ignored(a, r);
             const int64_t j0 = j_begin * XF_SEGMENT;
             if (part_end > j0)
-                XF_FN(write_segment)(out + j0, NULL, NULL, NULL, NULL, part_end - j0, 0, 0, 0, stream);
+                XF_FN(write_segment)
+                (out + j0, NULL, NULL, NULL, NULL, part_end - j0, 0, 0, 0, stream);
             continue;
         }
         const int b = (int)(counted++ & 1);
@@ -72,8 +73,8 @@ XF_MAYBE_UNUSED static void XF_FN(rows_shared)(const xf_rows_args *a, xf_team *t
                 ahead + XF_PREFETCH_BYTES / (int64_t)sizeof(XF_T) > part_end ? next_part : 0;
             const ptrdiff_t skip_l1 =
                 ahead + XF_PREFETCH_L1_BYTES / (int64_t)sizeof(XF_T) > part_end ? next_part : 0;
-            seg_sum[j] = pending.out ? XF_FN(seg_stats_pending)(x, C, j, out, seg_max + j,
-                                                                &pending, stream, skip_l2, skip_l1)
+            seg_sum[j] = pending.out ? XF_FN(seg_stats_pending)(x, C, j, out, seg_max + j, &pending,
+                                                                stream, skip_l2, skip_l1)
                                      : XF_FN(seg_stats_drain)(x, C, j, out, seg_max + j, NULL, 0,
                                                               skip_l2, skip_l1);
         }
