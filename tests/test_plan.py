@@ -37,7 +37,7 @@ NOT_OPTIONS = {"logits", "target", "axis", "num_threads", "out", "return_z_loss"
 # (rows, classes, threads): what the plan picks for the plain loss on them
 # (shared: the gradient written over the logits)
 LAYOUTS = {"narrow": (80, 10, 1), "split": (2, 200000, 2), "plain": (24, 3000, 1),
-           "shared": (40, 200000, 2)}
+           "shared": (40, _core.SHARED_MIN_CLASSES + 77, 2)}
 
 
 def test_every_option_is_listed():
@@ -82,8 +82,8 @@ def test_layouts_reach_their_plans(backend):
     assert narrow == ("plain" if backend == "scalar" else "narrow")
     assert _core.plan_of(np.zeros((2, 200000), np.float32), num_threads=2) == "split"
     assert _core.plan_of(np.zeros((24, 3000), np.float32)) == "plain"
-    assert _core.plan_of(np.zeros((40, 200000), np.float32), mode=_core.MODE_GRAD,
-                         num_threads=2, in_place=True) == "shared"
+    assert _core.plan_of(np.zeros((40, _core.SHARED_MIN_CLASSES + 77), np.float32),
+                         mode=_core.MODE_GRAD, num_threads=2, in_place=True) == "shared"
 
 
 @pytest.mark.parametrize("options, expected", [
@@ -124,9 +124,11 @@ def test_plan_of_shapes():
     assert _core.plan_of(np.zeros((64, 40000), np.float32), num_threads=2) == "plain"
     assert _core.plan_of(np.zeros((2, 200000), np.float32), mode=_core.MODE_LOG_SOFTMAX,
                          num_threads=2, targets=False) == "plain"
-    # shared rows: only the gradient in place, float32, from 196608 classes, on a team
-    wide = np.zeros((40, 196608), np.float32)
+    # shared rows: only the gradient in place, float32, from SHARED_MIN_CLASSES, on a team
+    wide = np.zeros((40, _core.SHARED_MIN_CLASSES), np.float32)
     assert _core.plan_of(wide, mode=_core.MODE_GRAD, num_threads=2, in_place=True) == "shared"
+    narrower = np.zeros((40, _core.SHARED_MIN_CLASSES - 1), np.float32)
+    assert _core.plan_of(narrower, mode=_core.MODE_GRAD, num_threads=2, in_place=True) == "plain"
     assert _core.plan_of(wide, mode=_core.MODE_GRAD, num_threads=2) == "plain"
     assert _core.plan_of(wide, mode=_core.MODE_GRAD, num_threads=1, in_place=True) == "plain"
     assert _core.plan_of(wide, mode=_core.MODE_SOFTMAX, num_threads=2, in_place=True) == "plain"
@@ -144,7 +146,7 @@ def test_shared_rows_equal_the_row_loop(backend, threads):
     z-loss and an upstream gradient, and whether the team splits the
     segments evenly or not."""
     rng = np.random.default_rng(11)
-    n, c = 37, 200000 + 77  # a short last segment
+    n, c = 37, _core.SHARED_MIN_CLASSES + 77  # a short last segment
     x = (rng.standard_normal((n, c)) * 3).astype(np.float32)
     t = rng.integers(0, c, n)
     t[[2, 9, 10]] = -100  # ignored, two in a row

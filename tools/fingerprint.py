@@ -224,8 +224,9 @@ def _register():
         ce(f"{name}_loss", n, c, dt, grad=False, ignored=0.0)
         ce(f"{name}_grad", n, c, dt, ignored=0.0)
     ce("split_2x40000_f32_inplace", 2, 40000, ignored=0.0, out="logits")
-    # shared rows: in place, C >= 196608, a team (the one-thread run: the row loop)
-    ce("shared_40x196613_f32_inplace", 40, 196613, out="logits")
+    # shared rows: in place, C >= XF_SHARED_MIN_CLASSES, a team (the one-thread run:
+    # the row loop)
+    ce("shared_40x245765_f32_inplace", 40, 245765, out="logits")
     case("split_3x20000_weight_zloss_f32_grad", "cross_entropy_and_grad",
          lambda r: (logits(r, 3, 20000), np.array([5, 19999, 7])), z_loss=1e-3,
          weight=np.random.default_rng(6).random(20000), reduction="none", grad_output=[1, -2, 3])

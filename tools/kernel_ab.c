@@ -1,4 +1,4 @@
-/* Two builds of the AVX-512 row kernels in one process, called in turn:
+/* Two builds of the row kernels (AVX-512 or AVX2) in one process, called in turn:
  * the before/after of a kernel change with the machine's drift shared by
  * both.  Built by tools/kernel_ab.sh: each build runs a call by its own
  * plan (kernel_ab_run.c, compiled against that build's headers; the other

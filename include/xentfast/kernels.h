@@ -59,13 +59,15 @@ enum {
 #define XF_SEGMENT 2048
 
 /* XF_PLAN_SHARED from this many classes (rows_shared.h): in place on two
- * threads, shared rows' time over the row loop's 0.94-0.96 at 196608
- * classes, 1.01 at 163840 (docs/design.md, "Against the memory bounds").
- * Its barrier needs GCC or Clang atomics: never without them. */
-#if defined(__GNUC__) || defined(__clang__)
-#define XF_SHARED_MIN_CLASSES 196608
-#else
+ * threads, shared rows' time over the row loop's 0.95 at 245760 classes,
+ * 0.97-1.01 at 229376, 1.02-1.09 at 196608 (docs/design.md, "Against the
+ * memory bounds"; `NEWFLAGS=-DXF_SHARED_MIN_CLASSES=N tools/kernel_ab.sh`,
+ * which is what the #ifndef is for).  Its barrier needs GCC or Clang atomics: never without them. */
+#if !defined(__GNUC__) && !defined(__clang__)
+#undef XF_SHARED_MIN_CLASSES
 #define XF_SHARED_MIN_CLASSES 0
+#elif !defined(XF_SHARED_MIN_CLASSES)
+#define XF_SHARED_MIN_CLASSES 245760
 #endif
 
 /* A float32 gradient row is written during the next row's pass (rows.h)
@@ -277,15 +279,24 @@ typedef struct xf_team {
     double z_y[2]; /* the target's logit, from the thread that owns it */
 } xf_team;
 
-/* A team's state for rows of n_seg segments: seg_max holds 2 n_seg values
- * of itemsize bytes (the rows' dtype), seg_sum 2 n_seg doubles. */
-static inline void xf_team_init(xf_team *team, void *seg_max, double *seg_sum, int64_t n_seg,
-                                size_t itemsize) {
+/* Bytes of a team's segment arrays for float32 rows of n_classes: two
+ * sets of one double sum and one float max per segment. */
+static inline size_t xf_team_bytes(int64_t n_classes) {
+    const int64_t n_seg = (n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
+    return 2 * (size_t)n_seg * (sizeof(double) + sizeof(float));
+}
+
+/* A team's state for float32 rows of n_classes, its arrays in `arrays`
+ * (xf_team_bytes(n_classes), as malloc aligns it). */
+static inline void xf_team_init(xf_team *team, void *arrays, int64_t n_classes) {
+    const int64_t n_seg = (n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
+    double *sums = (double *)arrays;
+    float *maxima = (float *)(sums + 2 * n_seg);
     team->arrived = team->phase = 0;
-    team->seg_max[0] = seg_max;
-    team->seg_max[1] = (char *)seg_max + (size_t)n_seg * itemsize;
-    team->seg_sum[0] = seg_sum;
-    team->seg_sum[1] = seg_sum + n_seg;
+    team->seg_sum[0] = sums;
+    team->seg_sum[1] = sums + n_seg;
+    team->seg_max[0] = maxima;
+    team->seg_max[1] = maxima + n_seg;
     team->z_y[0] = team->z_y[1] = 0.0;
 }
 

@@ -101,7 +101,7 @@ static XF_ALWAYS_INLINE double XF_FN(seg_sumexp_next_max)(const XF_T *x, int64_t
 static XF_ALWAYS_INLINE double XF_FN(seg_sumexp)(const XF_T *x, int64_t n, XF_T m, XF_T *e,
                                                  XF_FN(drain_t) * drain, const int how,
                                                  ptrdiff_t skip_l2, ptrdiff_t skip_l1) {
-    if (!e) { /* no skips there: the shared rows, which pass them, keep exps */
+    if (!e) { /* skips are 0 here: only the shared rows pass others, and they keep exps */
         XF_T unused;
         return XF_FN(seg_sumexp_next_max)(x, n, m, NULL, 0, &unused);
     }

@@ -5,11 +5,12 @@
  * The row loop (rows.h) writes a float32 gradient row while the next row's
  * loops run, so that one row waits in L2 while the next streams in.  By
  * least-recent use that takes up to two rows of L2 (the drained lines are
- * touched again), and from about 768 KiB rows on the waiting lines leave
- * L2 before their drain.  Here member t of T takes segments
- * [t n_seg / T, (t+1) n_seg / T) of every row, so that its part of the row
- * and of the waiting row are 1/T of them: 1024 x 262144 in place on two
- * threads in 0.91-0.94 of the row loop's time (`tools/kernel_ab.sh
+ * touched again), and past some row length (where, moves with the
+ * machine's other load) the waiting lines leave L2 before their drain.
+ * Here member t of T takes segments [t n_seg / T, (t+1) n_seg / T) of
+ * every row, so that its part of the row and of the waiting row are 1/T of
+ * them: 1024 x 262144 in place on two threads in 0.90-0.94 of the row
+ * loop's time (`tools/kernel_ab.sh
  * OLD_TREE 1024 262144 8 inplace 2` against the tree before;
  * docs/design.md has the other shapes).
  *

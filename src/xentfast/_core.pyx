@@ -150,6 +150,9 @@ def _set_next_fork_clean(bint clean):
 # Gradients of at least this many bytes are written with non-temporal
 # stores (they would not stay in the caches anyway); smaller ones stay cached.
 STREAMING_BYTES = 8 << 20
+# float32 rows of at least this many classes written in place on a team are
+# shared by its threads (kernels.h; 0: never, for a build without atomics)
+SHARED_MIN_CLASSES = XF_SHARED_MIN_CLASSES
 
 
 def max_threads():
@@ -543,21 +546,16 @@ cdef int _run_shared(const xf_rows_args *a, const xf_kernel_table *table,
     team in step (rows_shared.h), whose size is the one OpenMP gives the
     region; each member's exps go over the logits, so the team's segment
     maxima and sums are all it allocates."""
-    cdef int64_t n_seg = (a.n_classes + XF_SEGMENT - 1) // XF_SEGMENT
-    cdef float *seg_max = <float *>malloc(2 * n_seg * sizeof(float))
-    cdef double *seg_sum = <double *>malloc(2 * n_seg * sizeof(double))
+    cdef void *arrays = malloc(xf_team_bytes(a.n_classes))
     cdef xf_team team
-    if seg_max == NULL or seg_sum == NULL:
-        free(seg_max)
-        free(seg_sum)
+    if arrays == NULL:
         raise MemoryError()
-    xf_team_init(&team, seg_max, seg_sum, n_seg, sizeof(float))
+    xf_team_init(&team, arrays, a.n_classes)
     with nogil, parallel(num_threads=num_threads):
         if xf_omp_thread() == 0:
             xf_note_region()
         table.rows_shared_f32(a, &team, xf_omp_thread(), xf_omp_team_size())
-    free(seg_max)
-    free(seg_sum)
+    free(arrays)
     return 0
 
 

@@ -88,10 +88,11 @@ cdef extern from "xentfast/kernels.h" nogil:
         void *seg_max[2]
         double *seg_sum[2]
         double z_y[2]
-    void xf_team_init(xf_team *team, void *seg_max, double *seg_sum, int64_t n_seg,
-                      size_t itemsize)
+    size_t xf_team_bytes(int64_t n_classes)
+    void xf_team_init(xf_team *team, void *arrays, int64_t n_classes)
     ctypedef void (*xf_rows_shared_fn)(const xf_rows_args *, xf_team *, int, int)
     int XF_SEGMENT, XF_BLOCK_ELEMENTS, XF_SPLIT_ROW_DOUBLES, XF_SPLIT_ZY
+    int64_t XF_SHARED_MIN_CLASSES
     int64_t xf_block_rows(int64_t n_classes)
     ctypedef struct xf_kernel_table:
         const char *name

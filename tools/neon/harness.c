@@ -127,15 +127,12 @@ static void run_split(const xf_rows_args *a, int is_f32, int num_threads) {
 
 /* _core.pyx's _run_shared */
 static void run_shared(const xf_rows_args *a, int num_threads) {
-    const int64_t n_seg = (a->n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
-    float *seg_max = xmalloc(2 * (size_t)n_seg * sizeof(float));
-    double *seg_sum = xmalloc(2 * (size_t)n_seg * sizeof(double));
+    void *arrays = xmalloc(xf_team_bytes(a->n_classes));
     xf_team team;
-    xf_team_init(&team, seg_max, seg_sum, n_seg, sizeof(float));
+    xf_team_init(&team, arrays, a->n_classes);
 #pragma omp parallel num_threads(num_threads)
     xf_table()->rows_shared_f32(a, &team, omp_get_thread_num(), omp_get_num_threads());
-    free(seg_max);
-    free(seg_sum);
+    free(arrays);
 }
 
 /* _core.pyx's _run (without its one-thread rule for small calls) */

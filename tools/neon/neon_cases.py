@@ -193,10 +193,11 @@ def rows_cases(rng):
         add(n, c, "softmax", targets=False)
         add(n, c, "lse", targets=False)
         add(n, c, "grad", in_place=True)
-    # the shared rows (in place, teams of 2 and 3, 196608 classes or more; one
-    # thread: the plain rows, same bits), a short last segment, ignored rows
-    add(40, 196608 + 77, "grad", in_place=True, special=("neginf",))
-    add(40, 196608, "grad", in_place=True, class_weight=True, row_weight=True, row_scale=True,
+    # the shared rows (in place, teams of 2 and 3, XF_SHARED_MIN_CLASSES = 245760
+    # classes or more; one thread: the plain rows, same bits), a short last
+    # segment, ignored rows
+    add(40, 245760 + 77, "grad", in_place=True, special=("neginf",))
+    add(40, 245760, "grad", in_place=True, class_weight=True, row_weight=True, row_scale=True,
         z_loss=1e-3)
     # float64: the NEON float64 layer (vec_neon_f64.h) on every plan it
     # reaches (plain, split, general, the two-loop softcap; no narrow rows)
