@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #if defined(__unix__) || defined(__APPLE__)
-#include <sched.h> /* sched_yield: xf_team_wait */
+#include <sched.h> /* sched_yield: xf_team_await */
 #endif
 
 #ifdef __cplusplus
@@ -270,20 +270,26 @@ typedef struct xf_split_fns {
 
 /* XF_PLAN_SHARED (rows_shared.h): a team of threads in step row by row,
  * each over its own segments of every row.  Every member of the team
- * calls, with the team's actual size (one missing, the others wait at the
- * barrier forever), on a team set up by xf_team_init. */
+ * calls, with the team's actual size (one missing, the others wait
+ * forever), on a team set up by xf_team_init.  A row's statistics are in
+ * use until every member has passed on its fold of the row after, while a
+ * member may already write those of the row after that: three sets,
+ * taken in turn. */
+#define XF_TEAM_SETS 3
 typedef struct xf_team {
-    int arrived, phase; /* the barrier's (atomics) */
-    void *seg_max[2];
-    double *seg_sum[2];
-    double z_y[2]; /* the target's logit, from the thread that owns it */
+    int64_t passed; /* folds passed on so far, over all rows (atomic) */
+    void *seg_max[XF_TEAM_SETS];
+    double *seg_sum[XF_TEAM_SETS];
+    double z_y[XF_TEAM_SETS];    /* the target's logit, from the member that owns it */
+    double fold_M[XF_TEAM_SETS]; /* the row's (M, S) over the segments folded so far */
+    double fold_S[XF_TEAM_SETS];
 } xf_team;
 
-/* Bytes of a team's segment arrays for float32 rows of n_classes: two
- * sets of one double sum and one float max per segment. */
+/* Bytes of a team's segment arrays for float32 rows of n_classes: per set,
+ * one double sum and one float max per segment. */
 static inline size_t xf_team_bytes(int64_t n_classes) {
     const int64_t n_seg = (n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
-    return 2 * (size_t)n_seg * (sizeof(double) + sizeof(float));
+    return XF_TEAM_SETS * (size_t)n_seg * (sizeof(double) + sizeof(float));
 }
 
 /* A team's state for float32 rows of n_classes, its arrays in `arrays`
@@ -291,27 +297,40 @@ static inline size_t xf_team_bytes(int64_t n_classes) {
 static inline void xf_team_init(xf_team *team, void *arrays, int64_t n_classes) {
     const int64_t n_seg = (n_classes + XF_SEGMENT - 1) / XF_SEGMENT;
     double *sums = (double *)arrays;
-    float *maxima = (float *)(sums + 2 * n_seg);
-    team->arrived = team->phase = 0;
-    team->seg_sum[0] = sums;
-    team->seg_sum[1] = sums + n_seg;
-    team->seg_max[0] = maxima;
-    team->seg_max[1] = maxima + n_seg;
-    team->z_y[0] = team->z_y[1] = 0.0;
+    float *maxima = (float *)(sums + XF_TEAM_SETS * n_seg);
+    team->passed = 0;
+    for (int k = 0; k < XF_TEAM_SETS; k++) {
+        team->seg_sum[k] = sums + k * n_seg;
+        team->seg_max[k] = maxima + k * n_seg;
+        team->z_y[k] = team->fold_M[k] = team->fold_S[k] = 0.0;
+    }
 }
 
-/* Every member of the team waits here until all have arrived.  Spins (the
- * wait is a row's imbalance, microseconds), yielding the core once it has
- * spun long: a member may be off its core when threads outnumber cores. */
-static inline void xf_team_wait(xf_team *team, int n_threads) {
+/* The team's count of folds passed on: a member sets it to `count` once
+ * its fold is in the team's arrays (what it wrote before becomes visible
+ * to a member that sees the count). */
+static inline void xf_team_pass(xf_team *team, int64_t count) {
 #if defined(__GNUC__) || defined(__clang__)
-    const int phase = __atomic_load_n(&team->phase, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&team->arrived, 1, __ATOMIC_ACQ_REL) == n_threads) {
-        __atomic_store_n(&team->arrived, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&team->phase, phase + 1, __ATOMIC_RELEASE);
-        return;
-    }
-    for (unsigned spins = 0; __atomic_load_n(&team->phase, __ATOMIC_ACQUIRE) == phase; spins++) {
+    __atomic_store_n(&team->passed, count, __ATOMIC_RELEASE);
+#else
+    team->passed = count; /* never planned (XF_SHARED_MIN_CLASSES is 0) */
+#endif
+}
+
+/* Whether `count` folds have been passed on. */
+static inline int xf_team_reached(xf_team *team, int64_t count) {
+#if defined(__GNUC__) || defined(__clang__)
+    return __atomic_load_n(&team->passed, __ATOMIC_ACQUIRE) >= count;
+#else
+    return team->passed >= count;
+#endif
+}
+
+/* Waits until `count` folds have been passed on.  Spins (the wait is a
+ * row's imbalance, microseconds), yielding the core once it has spun
+ * long: a member may be off its core when threads outnumber cores. */
+static inline void xf_team_await(xf_team *team, int64_t count) {
+    for (unsigned spins = 0; !xf_team_reached(team, count); spins++) {
 #if defined(__unix__) || defined(__APPLE__)
         if (spins >= 4096) {
             sched_yield();
@@ -324,10 +343,6 @@ static inline void xf_team_wait(xf_team *team, int n_threads) {
         __asm__ __volatile__("yield");
 #endif
     }
-#else
-    (void)team; /* never planned (XF_SHARED_MIN_CLASSES is 0) */
-    (void)n_threads;
-#endif
 }
 
 typedef void (*xf_rows_shared_fn)(const xf_rows_args *args, xf_team *team, int thread,

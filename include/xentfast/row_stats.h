@@ -185,19 +185,19 @@ static inline double XF_FN(seg_stats)(const XF_T *x, int64_t C, int64_t j, XF_T 
     return XF_FN(seg_stats_drain)(x, C, j, e, m, NULL, 0, 0, 0);
 }
 
-/* seg_stats, with segment j of the deferred plain gradient row p (no
+/* seg_stats, with segment jp of the deferred plain gradient row p (no
  * shift terms: e f) written meanwhile, the arithmetic of write_row. */
 static inline double XF_FN(seg_stats_pending)(const XF_T *x, int64_t C, int64_t j, XF_T *e, XF_T *m,
-                                              const XF_FN(pending_t) * p, int stream,
+                                              const XF_FN(pending_t) * p, int64_t jp, int stream,
                                               ptrdiff_t skip_l2, ptrdiff_t skip_l1) {
-    const int64_t j0 = j * XF_SEGMENT;
-    const int64_t n = (C - j0 < XF_SEGMENT) ? C - j0 : XF_SEGMENT;
-    if (p->seg_max[j] == -INFINITY) { /* a masked segment: no exps */
-        XF_FN(write_constant)(p->out + j0, n, XF_FN(pending_factor)(p, j), stream);
+    const int64_t jp0 = jp * XF_SEGMENT;
+    const int64_t np = (C - jp0 < XF_SEGMENT) ? C - jp0 : XF_SEGMENT;
+    if (p->seg_max[jp] == -INFINITY) { /* a masked segment: no exps */
+        XF_FN(write_constant)(p->out + jp0, np, XF_FN(pending_factor)(p, jp), stream);
         return XF_FN(seg_stats_drain)(x, C, j, e, m, NULL, 0, skip_l2, skip_l1);
     }
     XF_FN(drain_t) d;
-    XF_FN(drain_open)(&d, p, j0, j, n, stream);
+    XF_FN(drain_open)(&d, p, jp0, jp, np, stream);
     const double s =
         stream ? XF_FN(seg_stats_drain)(x, C, j, e, m, &d, XF_DRAIN_STREAM, skip_l2, skip_l1)
                : XF_FN(seg_stats_drain)(x, C, j, e, m, &d, 0, skip_l2, skip_l1);
@@ -247,7 +247,7 @@ static inline void XF_FN(row_stats)(const XF_T *x, int64_t C, XF_T *e, XF_T *seg
     double M = -INFINITY, S = 0.0;
     for (int64_t j = 0; j * XF_SEGMENT < C; j++) {
         XF_T m;
-        const double s = pending ? XF_FN(seg_stats_pending)(x, C, j, e, &m, pending, stream, 0, 0)
+        const double s = pending ? XF_FN(seg_stats_pending)(x, C, j, e, &m, pending, j, stream, 0, 0)
                                  : XF_FN(seg_stats)(x, C, j, e, &m);
         if (seg_max) seg_max[j] = m;
         XF_FN(combine)(&M, &S, m, s);
