@@ -9,6 +9,9 @@ until the option is listed in OPTION_VALUES below, and then
 that reach the narrow, split, shared and plain kernels, on every backend.
 """
 import inspect
+import os
+import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -144,7 +147,7 @@ def test_shared_rows_equal_the_row_loop(backend, threads):
     losses and gradient are bit for bit the row loop's, with ignored rows,
     fully masked segments, a NaN and a +inf logit, class and row weights,
     z-loss and an upstream gradient, and whether the team splits the
-    segments evenly or not."""
+    segments evenly or not (test_shared_rows_on_any_team: small parts)."""
     rng = np.random.default_rng(11)
     n, c = 37, _core.SHARED_MIN_CLASSES + 77  # a short last segment
     x = (rng.standard_normal((n, c)) * 3).astype(np.float32)
@@ -168,3 +171,26 @@ def test_shared_rows_equal_the_row_loop(backend, threads):
     assert np.shares_memory(grad, x)
     np.testing.assert_array_equal(loss, want_loss)
     np.testing.assert_array_equal(grad, want_grad)
+
+
+def test_shared_rows_on_any_team():
+    """The shared rows' team on parts of a few segments (as teams of 24
+    threads or more have them at 196608 classes), where a member takes the
+    row before's statistics at its last segment or past it, on members with
+    no segment, and as a team of one: small rows, which the plan never
+    gives the team, on teams of 1, 2 and 3.  tools/neon/harness.c, built
+    for this machine with its scalar kernels, calls the team directly; its
+    outputs against the float64 oracle and bit for bit between the teams
+    (the NEON build runs the same cases under qemu)."""
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler (cc) to build the harness")
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    "tools", "neon"))
+    import neon_cases as nc
+    cases = [c for c in nc.corpus() if c["kind"] == "rows" and c["in_place"] == "shared"]
+    assert len(cases) == 3
+    name, results, _ = nc.run(cases, host=True)
+    assert name == "scalar"
+    assert all(r["plan"] == "shared" for runs in results for r in runs)
+    _, fails = nc.check_all(cases, results)
+    assert fails == []

@@ -59,15 +59,17 @@ enum {
 #define XF_SEGMENT 2048
 
 /* XF_PLAN_SHARED from this many classes (rows_shared.h): in place on two
- * threads, shared rows' time over the row loop's 0.95 at 245760 classes,
- * 0.97-1.01 at 229376, 1.02-1.09 at 196608 (docs/design.md, "Against the
- * memory bounds"; `NEWFLAGS=-DXF_SHARED_MIN_CLASSES=N tools/kernel_ab.sh`,
- * which is what the #ifndef is for).  Its barrier needs GCC or Clang atomics: never without them. */
+ * threads, shared rows' time over the row loop's 0.87-0.89 at 262144
+ * classes, 0.88 at 229376, 0.91-0.94 at 196608; at 163840 0.98-1.05 of it
+ * (docs/design.md, "Against the memory bounds";
+ * `NEWFLAGS=-DXF_SHARED_MIN_CLASSES=N tools/kernel_ab.sh`, which is what
+ * the #ifndef is for).  Its team's counter needs GCC or Clang atomics:
+ * never without them. */
 #if !defined(__GNUC__) && !defined(__clang__)
 #undef XF_SHARED_MIN_CLASSES
 #define XF_SHARED_MIN_CLASSES 0
 #elif !defined(XF_SHARED_MIN_CLASSES)
-#define XF_SHARED_MIN_CLASSES 245760
+#define XF_SHARED_MIN_CLASSES 196608
 #endif
 
 /* A float32 gradient row is written during the next row's pass (rows.h)

@@ -9,20 +9,24 @@
  * machine's other load) the waiting lines leave L2 before their drain.
  * Here member t of T takes segments [t n_seg / T, (t+1) n_seg / T) of
  * every row, so that its part of the row and of the waiting row are 1/T of
- * them: 1024 x 262144 in place on two threads in 0.90-0.94 of the row
- * loop's time (`tools/kernel_ab.sh
- * OLD_TREE 1024 262144 8 inplace 2` against the tree before;
- * docs/design.md has the other shapes).
+ * them: 1024 x 262144 in place on two threads in 0.87-0.89 of the row
+ * loop's time (`NEWFLAGS=-DXF_SHARED_MIN_CLASSES=300000 tools/kernel_ab.sh
+ * . 1024 262144 8 inplace 2`, the row loop as the new build; docs/design.md
+ * has the other shapes).
  *
- * Per row: each member's segments' (max, sum-exp) into the team's arrays,
- * a barrier, then every member folds all segments in order (the arithmetic
- * of row_stats, so every bit equals the row loop's result) and ends the
- * row; member 0 stores its loss, the member that owns the target's segment
+ * Per row: each member's segments' (max, sum-exp) into the team's arrays;
+ * then the row's fold in segment order (the arithmetic of row_stats, so
+ * every bit equals the row loop's result), each member folding its own
+ * segments onto the (M, S) the member before passed on (shared_fold), so
+ * that no member folds the whole row and none waits at a barrier for the
+ * others: a member goes on with the next row's segments until the last
+ * member has passed the row's (M, S) on (at most XF_SHARED_LEAD_SEGMENTS
+ * of them), then drains the row's gradient behind the next row's exps.
+ * Member 0 stores the loss; the member that owns the target's segment
  * reads the target's logit first and writes its gradient entry last.  The
  * exps go over the logits, as the row loop's in place; the segment maxima
- * and sums are the team's, in two sets that alternate between the counted
- * rows, so a row's maxima stay while its gradient is drained during the
- * next one.  No scratch of its own.
+ * and sums are the team's, in three sets taken in turn (kernels.h,
+ * xf_team).  No scratch of its own.
  *
  * Template: included once per (dtype, ISA) by kernel_template.h.
  */

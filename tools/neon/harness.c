@@ -135,9 +135,15 @@ static void run_shared(const xf_rows_args *a, int num_threads) {
     free(arrays);
 }
 
-/* _core.pyx's _run (without its one-thread rule for small calls) */
-static int run_rows(const xf_rows_args *a, int is_f32, int num_threads) {
+/* _core.pyx's _run (without its one-thread rule for small calls);
+ * shared: the float32 gradient in place on shared rows, whatever the plan
+ * (parts of few segments or none, a team of one) */
+static int run_rows(const xf_rows_args *a, int is_f32, int num_threads, int shared) {
     const xf_kernel_table *table = xf_table();
+    if (shared && is_f32) {
+        run_shared(a, num_threads);
+        return (int)XF_PLAN_SHARED;
+    }
     const xf_rows_fn fn = is_f32 ? table->rows_f32 : table->rows_f64;
     const int64_t n_rows = a->n_rows, block = xf_block_rows(a->n_classes);
     const int64_t n_blocks = (n_rows + block - 1) / block;
@@ -257,7 +263,7 @@ static void rows_case(const int *threads, int n_threads) {
         a.row_z_loss = want & WANT_ZLOSS ? zl : NULL;
         a.row_entropy = want & WANT_ENTROPY ? ent : NULL;
         a.row_argmax = want & WANT_ARGMAX ? amax : NULL;
-        const int64_t plan = run_rows(&a, ds == 4, threads[ti]);
+        const int64_t plan = run_rows(&a, ds == 4, threads[ti], in_place == 2);
         write_n(&plan, 8);
         write_n(loss, (size_t)N * 8);
         write_n(lse, (size_t)N * 8);

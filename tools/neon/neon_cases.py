@@ -134,7 +134,7 @@ def rows_cases(rng):
             row_scale=(rng.uniform(-1.5, 1.5, n) if row_scale else None),
             eps=eps, z_loss=z_loss, softcap=softcap, temperature=temperature,
             x_stride=c + x_pad, out_stride=(c + (0 if in_place else out_pad)) if has_out else 0,
-            streaming=streaming, in_place=in_place and has_out, scale=scale, want=want))
+            streaming=streaming, in_place=in_place if has_out else False, scale=scale, want=want))
 
     specials = ("posinf", "nan", "neginf", "all_neginf", "huge", "huge_equal", "tiny", "equal",
                 "spread")
@@ -193,12 +193,18 @@ def rows_cases(rng):
         add(n, c, "softmax", targets=False)
         add(n, c, "lse", targets=False)
         add(n, c, "grad", in_place=True)
-    # the shared rows (in place, teams of 2 and 3, XF_SHARED_MIN_CLASSES = 245760
+    # the shared rows (in place, teams of 2 and 3, XF_SHARED_MIN_CLASSES = 196608
     # classes or more; one thread: the plain rows, same bits), a short last
     # segment, ignored rows
-    add(40, 245760 + 77, "grad", in_place=True, special=("neginf",))
-    add(40, 245760, "grad", in_place=True, class_weight=True, row_weight=True, row_scale=True,
+    add(40, 196608 + 77, "grad", in_place=True, special=("neginf",))
+    add(40, 196608, "grad", in_place=True, class_weight=True, row_weight=True, row_scale=True,
         z_loss=1e-3)
+    # the shared rows on every team, whatever the plan ("shared": the team of
+    # one too), with parts of a few segments (6 and 2 of them) or none (1)
+    add(40, 5 * 2048 + 77, "grad", in_place="shared", special=("neginf",))
+    add(24, 2048 + 77, "grad", in_place="shared", class_weight=True, row_weight=True,
+        row_scale=True, z_loss=1e-3)
+    add(16, 77, "grad", in_place="shared")
     # float64: the NEON float64 layer (vec_neon_f64.h) on every plan it
     # reaches (plain, split, general, the two-loop softcap; no narrow rows)
     f64 = np.float64
@@ -350,7 +356,8 @@ def write_rows_case(f, c):
     weight_total = float(np.sum(w, dtype=np.float64)) if w is not None else float(k)
     f.write(_i64(ds, n, k, c["x_stride"], c["out_stride"], MODES[c["mode"]], c["streaming"],
                  c["target"] is not None, IGNORE, w is not None, c["row_scale"] is not None,
-                 c["row_weight"] is not None, c["probs"] is not None, want, c["in_place"]))
+                 c["row_weight"] is not None, c["probs"] is not None, want,
+                 2 if c["in_place"] == "shared" else int(bool(c["in_place"]))))
     f.write(_f64(c["scale"], c["eps"], c["z_loss"], c["softcap"], 1.0 / c["temperature"],
                  weight_total))
     xs = np.full((n, c["x_stride"]), 123.0, x.dtype)  # padding: never read
