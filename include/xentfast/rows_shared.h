@@ -118,8 +118,9 @@ XF_MAYBE_UNUSED static void XF_FN(rows_shared)(const xf_rows_args *a, xf_team *t
     int64_t counted = 0;     /* rows with statistics so far */
     for (int64_t r = 0; r <= a->n_rows; r++) {
         const int last = r == a->n_rows; /* past the rows: the last one's gradient */
-        const XF_T *x = (const XF_T *)a->x + r * a->x_stride;
-        XF_T *out = (XF_T *)a->out + r * a->out_stride; /* x itself */
+        const int64_t row = last ? 0 : r; /* (no row past the array to point at) */
+        const XF_T *x = (const XF_T *)a->x + row * a->x_stride;
+        XF_T *out = (XF_T *)a->out + row * a->out_stride; /* x itself */
         const int64_t y = !last && a->target ? a->target[r] : -1;
         if (!last && a->target && y == a->ignore_index) { /* zero loss, zero gradient */
             if (thread == 0) xf_row_ignored(a, r);
