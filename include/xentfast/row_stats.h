@@ -247,8 +247,9 @@ static inline void XF_FN(row_stats)(const XF_T *x, int64_t C, XF_T *e, XF_T *seg
     double M = -INFINITY, S = 0.0;
     for (int64_t j = 0; j * XF_SEGMENT < C; j++) {
         XF_T m;
-        const double s = pending ? XF_FN(seg_stats_pending)(x, C, j, e, &m, pending, j, stream, 0, 0)
-                                 : XF_FN(seg_stats)(x, C, j, e, &m);
+        const double s = pending
+                             ? XF_FN(seg_stats_pending)(x, C, j, e, &m, pending, j, stream, 0, 0)
+                             : XF_FN(seg_stats)(x, C, j, e, &m);
         if (seg_max) seg_max[j] = m;
         XF_FN(combine)(&M, &S, m, s);
     }

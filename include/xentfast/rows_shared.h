@@ -101,8 +101,8 @@ XF_MAYBE_UNUSED static void XF_FN(rows_shared)(const xf_rows_args *a, xf_team *t
     const int64_t C = a->n_classes, n_seg = (C + XF_SEGMENT - 1) / XF_SEGMENT;
     const int64_t j_begin = thread * n_seg / n_threads;
     const int64_t j_end = (thread + 1) * n_seg / n_threads;
-    const int64_t lead = j_end - j_begin < XF_SHARED_LEAD_SEGMENTS ? j_end - j_begin
-                                                                     : XF_SHARED_LEAD_SEGMENTS;
+    const int64_t lead =
+        j_end - j_begin < XF_SHARED_LEAD_SEGMENTS ? j_end - j_begin : XF_SHARED_LEAD_SEGMENTS;
     const int stream = a->streaming;
     /* where this member's part of a row ends, and the bytes from there to
      * its part of the next row */
@@ -111,13 +111,13 @@ XF_MAYBE_UNUSED static void XF_FN(rows_shared)(const xf_rows_args *a, xf_team *t
         (ptrdiff_t)(a->x_stride - (part_end - j_begin * XF_SEGMENT)) * (ptrdiff_t)sizeof(XF_T);
     XF_FN(general_opts) o;
     XF_FN(row_opts)(&o, a, XF_PLAN_PLAIN);
-    int64_t prev = -1;       /* the last counted row, its gradient not yet begun */
-    int prev_set = 0;        /* its statistics' set */
-    int64_t prev_base = 0;   /* its first count of folds passed on */
-    int prev_unfolded = 0;   /* this member's fold of it still to do */
-    int64_t counted = 0;     /* rows with statistics so far */
+    int64_t prev = -1;     /* the last counted row, its gradient not yet begun */
+    int prev_set = 0;      /* its statistics' set */
+    int64_t prev_base = 0; /* its first count of folds passed on */
+    int prev_unfolded = 0; /* this member's fold of it still to do */
+    int64_t counted = 0;   /* rows with statistics so far */
     for (int64_t r = 0; r <= a->n_rows; r++) {
-        const int last = r == a->n_rows; /* past the rows: the last one's gradient */
+        const int last = r == a->n_rows;  /* past the rows: the last one's gradient */
         const int64_t row = last ? 0 : r; /* (no row past the array to point at) */
         const XF_T *x = (const XF_T *)a->x + row * a->x_stride;
         XF_T *out = (XF_T *)a->out + row * a->out_stride; /* x itself */
@@ -125,9 +125,8 @@ XF_MAYBE_UNUSED static void XF_FN(rows_shared)(const xf_rows_args *a, xf_team *t
         if (!last && a->target && y == a->ignore_index) { /* zero loss, zero gradient */
             if (thread == 0) xf_row_ignored(a, r);
             const int64_t j0 = j_begin * XF_SEGMENT;
-            if (part_end > j0)
-                XF_FN(write_segment)
-                (out + j0, NULL, NULL, NULL, NULL, part_end - j0, 0, 0, 0, stream);
+            if (part_end > j0) XF_FN(write_segment)
+            (out + j0, NULL, NULL, NULL, NULL, part_end - j0, 0, 0, 0, stream);
             continue;
         }
         const int b = (int)(counted % XF_TEAM_SETS);
@@ -149,8 +148,8 @@ XF_MAYBE_UNUSED static void XF_FN(rows_shared)(const xf_rows_args *a, xf_team *t
                 }
                 if (!prev_unfolded && (must || xf_team_reached(team, prev_base + n_threads))) {
                     xf_team_await(team, prev_base + n_threads);
-                    pending = XF_FN(shared_gradient)(a, &o, team, prev, prev_set, j_begin, j_end,
-                                                     thread);
+                    pending =
+                        XF_FN(shared_gradient)(a, &o, team, prev, prev_set, j_begin, j_end, thread);
                     lag = j - j_begin;
                 }
             }
