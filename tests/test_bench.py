@@ -40,7 +40,8 @@ def test_default_table_runs_and_checks(tmp_path, capsys):
     assert out["options"] is None and out["loop"] is None
     rows = {r["key"]: r for r in out["core"][0]["results"]}
     assert [m.key for m in bench.core_methods()] == list(rows)
-    for key in ("xentfast-out", "xentfast-out-1t", "xentfast-fresh", "xentfast-inplace"):
+    for key in ("xentfast-out", "xentfast-out-1t", "xentfast-fresh", "xentfast-inplace",
+                "xentfast-inplace-1t", "xentfast-loss", "xentfast-loss-1t"):
         assert rows[key]["error"] is None and rows[key]["time"] > 0, key
 
 
@@ -60,7 +61,8 @@ def test_fused_rows_are_timed_run_for_run_with_their_bound(monkeypatch):
     summary = bench.summarize([report])[0]
     for column, key in (("of_bound", "xentfast-out"), ("of_bound_1t", "xentfast-out-1t"),
                         ("inplace_of_bound", "xentfast-inplace"),
-                        ("fwd_of_bound", "xentfast-loss")):
+                        ("inplace_of_bound_1t", "xentfast-inplace-1t"),
+                        ("fwd_of_bound", "xentfast-loss"), ("fwd_of_bound_1t", "xentfast-loss-1t")):
         assert summary[column] == rows[key]["of_bound"], column
     # cached logits (one element under the threshold): against the bound's
     # own row, measured apart

@@ -11,14 +11,15 @@ runs -- on a shared machine, many short runs find the undisturbed ones:
 - the bounds: xentfast's own C passes over the same array, threaded as the
   kernels (``_core.bound``): a read, a read + streaming write, a read + write
   in place -- the traffic of the loss alone, of loss+gradient into a buffer and
-  in place, with no arithmetic;
+  in place, with no arithmetic -- each on ``--threads`` threads and on one;
 - ``copy bound``: NumPy's ``np.multiply(x, 2, out=y)``, one read and one write
   of every element on one thread (a row split over ``--threads`` threads is
   shown as well): the yardstick of earlier versions;
 - ``np.max(x)``: one read of every element, the bound of a forward-only pass;
-- xentfast's fused loss+gradient into a reused buffer (on ``--threads`` threads
-  and on one thread), into a fresh array and in place (``out=logits``, the
-  logits copied back outside the timed region), and its loss alone;
+- xentfast's fused loss+gradient into a reused buffer, into a fresh array and
+  in place (``out=logits``, the logits copied back outside the timed region),
+  and its loss alone; each but the fresh array on ``--threads`` threads and on
+  one thread, against the bound of the same traffic on as many threads;
 - xentfast inside PyTorch: ``xentfast.torch.cross_entropy`` + backward, and
   with ``inplace_backward=True`` where the adapter has that keyword;
 - the peers: a straightforward NumPy implementation, PyTorch eager and

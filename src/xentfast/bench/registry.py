@@ -237,10 +237,22 @@ def _bound_inplace(p: Problem) -> Prepared:
     return _bound(p, _core.BOUND_IN_PLACE, p.threads)
 
 
+@_register("bound-inplace-1t", "bound: read + write in place, 1 thread", kind="bound")
+def _bound_inplace_1t(p: Problem) -> Prepared:
+    from .. import _core
+    return _bound(p, _core.BOUND_IN_PLACE, 1)
+
+
 @_register("bound-read", "bound: read", kind="bound")
 def _bound_read(p: Problem) -> Prepared:
     from .. import _core
     return _bound(p, _core.BOUND_READ, p.threads)
+
+
+@_register("bound-read-1t", "bound: read, 1 thread", kind="bound")
+def _bound_read_1t(p: Problem) -> Prepared:
+    from .. import _core
+    return _bound(p, _core.BOUND_READ, 1)
 
 
 @_register("max", "read bound: np.max(x)", kind="bound",
@@ -284,24 +296,39 @@ def _xentfast_fresh(p: Problem) -> Prepared:
         result=_loss_grad)
 
 
-@_register("xentfast-inplace", "xentfast loss+grad (out=logits, in place)", kind="xentfast")
-def _xentfast_inplace(p: Problem) -> Prepared:
+def _in_place(p: Problem, threads) -> Prepared:
     if p.may_overwrite:  # measure_rss: no copy of the logits to restore from
         return Prepared(
-            lambda: xentfast.cross_entropy_and_grad(p.x, p.target, out=p.x,
-                                                    num_threads=p.threads),
+            lambda: xentfast.cross_entropy_and_grad(p.x, p.target, out=p.x, num_threads=threads),
             result=_loss_grad)
     work = np.empty_like(p.x)
     return Prepared(
-        lambda: xentfast.cross_entropy_and_grad(work, p.target, out=work, num_threads=p.threads),
+        lambda: xentfast.cross_entropy_and_grad(work, p.target, out=work, num_threads=threads),
         before=lambda: np.copyto(work, p.x),
         result=_loss_grad)
+
+
+@_register("xentfast-inplace", "xentfast loss+grad (out=logits, in place)", kind="xentfast")
+def _xentfast_inplace(p: Problem) -> Prepared:
+    return _in_place(p, p.threads)
+
+
+@_register("xentfast-inplace-1t", "xentfast loss+grad (out=logits), 1 thread", kind="xentfast")
+def _xentfast_inplace_1t(p: Problem) -> Prepared:
+    return _in_place(p, 1)
 
 
 @_register("xentfast-loss", "xentfast loss only", kind="xentfast")
 def _xentfast_loss(p: Problem) -> Prepared:
     return Prepared(
         lambda: xentfast.cross_entropy(p.x, p.target, num_threads=p.threads),
+        result=lambda loss: (loss, None))
+
+
+@_register("xentfast-loss-1t", "xentfast loss only, 1 thread", kind="xentfast")
+def _xentfast_loss_1t(p: Problem) -> Prepared:
+    return Prepared(
+        lambda: xentfast.cross_entropy(p.x, p.target, num_threads=1),
         result=lambda loss: (loss, None))
 
 

@@ -164,7 +164,8 @@ def _ratio(a, b):
 # each fused row against the bound of the same memory traffic (bounds.h)
 BOUND_OF = {"xentfast-out": "bound-stream", "xentfast-fresh": "bound-stream",
             "xentfast-out-1t": "bound-stream-1t", "xentfast-inplace": "bound-inplace",
-            "xentfast-loss": "bound-read"}
+            "xentfast-inplace-1t": "bound-inplace-1t", "xentfast-loss": "bound-read",
+            "xentfast-loss-1t": "bound-read-1t"}
 
 
 def _add_ratios(rows, elements):
@@ -215,7 +216,9 @@ def summarize(reports: list) -> list:
             "of_bound": of_bound("xentfast-out"),
             "of_bound_1t": of_bound("xentfast-out-1t"),
             "inplace_of_bound": of_bound("xentfast-inplace"),
+            "inplace_of_bound_1t": of_bound("xentfast-inplace-1t"),
             "fwd_of_bound": of_bound("xentfast-loss"),
+            "fwd_of_bound_1t": of_bound("xentfast-loss-1t"),
             "thread_speedup": _ratio(t("xentfast-out-1t"), fused),
             "best_peer": best["key"] if best else None,
             "best_peer_gelem_per_s": best["gelem_per_s"] if best else None,
