@@ -39,6 +39,12 @@
 #define XF_SHARED_LEAD_SEGMENTS 4
 #endif
 
+/* Whether class y (< 0: none) is in segments [j_begin, j_end): the member
+ * that owns them reads the target's logit and writes its gradient entry. */
+static inline int XF_FN(owns_class)(int64_t y, int64_t j_begin, int64_t j_end) {
+    return y >= 0 && y / XF_SEGMENT >= j_begin && y / XF_SEGMENT < j_end;
+}
+
 /* This member's segments [j_begin, j_end) of a row (set b) folded in order
  * into the row's (M, S) over the segments before them, which the member
  * before has passed on (counts from `base`, the row's first), and passed
@@ -68,7 +74,6 @@ static inline XF_FN(pending_t)
     XF_FN(shared_gradient)(const xf_rows_args *a, const XF_FN(general_opts) * o, xf_team *team,
                            int64_t r, int b, int64_t j_begin, int64_t j_end, int thread) {
     const int64_t y = a->target ? a->target[r] : -1;
-    const int own_y = y >= 0 && y / XF_SEGMENT >= j_begin && y / XF_SEGMENT < j_end;
     double M = team->fold_M[b];
     const double log_S = log(team->fold_S[b]);
     const double w_y = (a->target && o->w && y >= 0) ? (double)o->w[y] : 1.0;
@@ -82,7 +87,8 @@ static inline XF_FN(pending_t)
     if (M == -INFINITY) M = NAN; /* every class masked: no distribution */
     XF_T *out = (XF_T *)a->out + r * a->out_stride;
     const XF_FN(scratch_set) rs = {out, NULL, (XF_T *)team->seg_max[b]};
-    return XF_FN(gradient_row)(a, o, 0, out, NULL, &rs, own_y ? y : -1, w_y, z_y, M, log_S,
+    return XF_FN(gradient_row)(a, o, 0, out, NULL, &rs,
+                               XF_FN(owns_class)(y, j_begin, j_end) ? y : -1, w_y, z_y, M, log_S,
                                xf_row_scale(a, r), &fin);
 }
 
@@ -92,17 +98,16 @@ static inline XF_FN(pending_t)
  * is float32's).
  *
  * Per counted row: this row's segments, and, from the first segment where
- * the team has folded the row before (at most `lead` in), that row's
- * gradient drained `lag` segments behind them, its last `lag` segments
- * after them; then this row's fold, now if the member before has passed on
- * its own, else as soon as it has, during the next row's first segments. */
+ * the team has folded the row before (at most XF_SHARED_LEAD_SEGMENTS in),
+ * that row's gradient drained `lag` segments behind them, its last `lag`
+ * segments after them; then this row's fold, now if the member before has
+ * passed on its own, else as soon as it has, during the next row's first
+ * segments. */
 XF_MAYBE_UNUSED static void XF_FN(rows_shared)(const xf_rows_args *a, xf_team *team, int thread,
                                                int n_threads) {
     const int64_t C = a->n_classes, n_seg = (C + XF_SEGMENT - 1) / XF_SEGMENT;
     const int64_t j_begin = thread * n_seg / n_threads;
     const int64_t j_end = (thread + 1) * n_seg / n_threads;
-    const int64_t lead =
-        j_end - j_begin < XF_SHARED_LEAD_SEGMENTS ? j_end - j_begin : XF_SHARED_LEAD_SEGMENTS;
     const int stream = a->streaming;
     /* where this member's part of a row ends, and the bytes from there to
      * its part of the next row */
@@ -133,15 +138,14 @@ XF_MAYBE_UNUSED static void XF_FN(rows_shared)(const xf_rows_args *a, xf_team *t
         XF_T *seg_max = (XF_T *)team->seg_max[b];
         double *seg_sum = team->seg_sum[b];
         /* read before this member's exps overwrite it */
-        if (y >= 0 && y / XF_SEGMENT >= j_begin && y / XF_SEGMENT < j_end)
-            team->z_y[b] = (double)x[y];
+        if (XF_FN(owns_class)(y, j_begin, j_end)) team->z_y[b] = (double)x[y];
         XF_FN(pending_t) pending;
         pending.out = NULL;
         int64_t lag = 0; /* the segments the drain of the row before runs behind */
         const int64_t j_stop = last ? j_begin : j_end;
         for (int64_t j = j_begin; j <= j_stop; j++) {
             if (prev >= 0 && !pending.out) { /* the row before's gradient, once it can begin */
-                const int must = j == j_stop || j - j_begin >= lead;
+                const int must = j == j_stop || j - j_begin >= XF_SHARED_LEAD_SEGMENTS;
                 if (prev_unfolded && (must || xf_team_reached(team, prev_base + thread))) {
                     XF_FN(shared_fold)(team, prev_set, j_begin, j_end, thread, prev_base);
                     prev_unfolded = 0;

@@ -82,12 +82,8 @@ cdef extern from "xentfast/kernels.h" nogil:
         void (*write)(const xf_rows_args *, int64_t, int64_t, int64_t, const void *,
                       const double *) noexcept nogil
         void (*fix)(const xf_rows_args *, int64_t, const double *) noexcept nogil
-    ctypedef struct xf_team:
-        int arrived
-        int phase
-        void *seg_max[2]
-        double *seg_sum[2]
-        double z_y[2]
+    ctypedef struct xf_team:  # opaque here: set up by xf_team_init, used by the kernels
+        pass
     size_t xf_team_bytes(int64_t n_classes)
     void xf_team_init(xf_team *team, void *arrays, int64_t n_classes)
     ctypedef void (*xf_rows_shared_fn)(const xf_rows_args *, xf_team *, int, int)

@@ -140,14 +140,12 @@ static void run_shared(const xf_rows_args *a, int num_threads) {
  * (parts of few segments or none, a team of one) */
 static int run_rows(const xf_rows_args *a, int is_f32, int num_threads, int shared) {
     const xf_kernel_table *table = xf_table();
-    if (shared && is_f32) {
-        run_shared(a, num_threads);
-        return (int)XF_PLAN_SHARED;
-    }
     const xf_rows_fn fn = is_f32 ? table->rows_f32 : table->rows_f64;
     const int64_t n_rows = a->n_rows, block = xf_block_rows(a->n_classes);
     const int64_t n_blocks = (n_rows + block - 1) / block;
-    const xf_plan_kind plan = xf_plan(a, is_f32 ? &table->caps_f32 : &table->caps_f64, num_threads);
+    const xf_plan_kind plan =
+        shared && is_f32 ? XF_PLAN_SHARED
+                         : xf_plan(a, is_f32 ? &table->caps_f32 : &table->caps_f64, num_threads);
     if (plan == XF_PLAN_SPLIT) {
         run_split(a, is_f32, num_threads);
         return (int)plan;

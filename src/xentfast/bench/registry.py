@@ -271,22 +271,23 @@ def _loss_grad(value):
     return value
 
 
-@_register("xentfast-out", "xentfast loss+grad (out= reused buffer)", kind="xentfast")
-def _xentfast_out(p: Problem) -> Prepared:
+def _into_buffer(p: Problem, threads) -> Prepared:
     buf = np.empty_like(p.x)
     return Prepared(
-        lambda: xentfast.cross_entropy_and_grad(p.x, p.target, out=buf, num_threads=p.threads),
+        lambda: xentfast.cross_entropy_and_grad(p.x, p.target, out=buf, num_threads=threads),
         result=_loss_grad)
+
+
+@_register("xentfast-out", "xentfast loss+grad (out= reused buffer)", kind="xentfast")
+def _xentfast_out(p: Problem) -> Prepared:
+    return _into_buffer(p, p.threads)
 
 
 @_register("xentfast-out-1t", "xentfast loss+grad (out=), 1 thread", kind="xentfast",
            note="the fused rows (1 thread, fresh, in place) must give the bitwise same "
                 "gradient as out=, and the 1-thread row the same loss")
 def _xentfast_out_1t(p: Problem) -> Prepared:
-    buf = np.empty_like(p.x)
-    return Prepared(
-        lambda: xentfast.cross_entropy_and_grad(p.x, p.target, out=buf, num_threads=1),
-        result=_loss_grad)
+    return _into_buffer(p, 1)
 
 
 @_register("xentfast-fresh", "xentfast loss+grad (fresh gradient)", kind="xentfast")
@@ -318,18 +319,19 @@ def _xentfast_inplace_1t(p: Problem) -> Prepared:
     return _in_place(p, 1)
 
 
+def _loss_only(p: Problem, threads) -> Prepared:
+    return Prepared(lambda: xentfast.cross_entropy(p.x, p.target, num_threads=threads),
+                    result=lambda loss: (loss, None))
+
+
 @_register("xentfast-loss", "xentfast loss only", kind="xentfast")
 def _xentfast_loss(p: Problem) -> Prepared:
-    return Prepared(
-        lambda: xentfast.cross_entropy(p.x, p.target, num_threads=p.threads),
-        result=lambda loss: (loss, None))
+    return _loss_only(p, p.threads)
 
 
 @_register("xentfast-loss-1t", "xentfast loss only, 1 thread", kind="xentfast")
 def _xentfast_loss_1t(p: Problem) -> Prepared:
-    return Prepared(
-        lambda: xentfast.cross_entropy(p.x, p.target, num_threads=1),
-        result=lambda loss: (loss, None))
+    return _loss_only(p, 1)
 
 
 # --------------------------------------------------------------------------
